@@ -1,0 +1,89 @@
+// A single route from environment variables alone: the Kubernetes and Docker way, no file needed.
+// The variables are mapped onto the same shape a config file has and validated by the same schema;
+// problems name the variable that set the field.
+
+export interface EnvVariable {
+  readonly name: string;
+  readonly path: string;
+  readonly description: string;
+  readonly kind?: 'number' | 'boolean' | 'form';
+}
+
+export const envPrefix = 'BEARER_SIDECAR_';
+
+export const envVariables: readonly EnvVariable[] = [
+  { name: 'BEARER_SIDECAR_UPSTREAM', path: 'routes[0].upstream', description: 'upstream API base URL (the preset gives one)' },
+  { name: 'BEARER_SIDECAR_PRESET', path: 'routes[0].auth.preset', description: 'megaport | megaport-staging | cyxtera' },
+  { name: 'BEARER_SIDECAR_TOKEN_URL', path: 'routes[0].auth.tokenUrl', description: 'token endpoint (the preset gives one)' },
+  { name: 'BEARER_SIDECAR_AUTH_METHOD', path: 'routes[0].auth.method', description: 'client_secret_basic | client_secret_post' },
+  { name: 'BEARER_SIDECAR_CLIENT_ID', path: 'routes[0].auth.clientId', description: 'client id (API key)' },
+  { name: 'BEARER_SIDECAR_CLIENT_ID_FILE', path: 'routes[0].auth.clientIdFile', description: 'file holding the client id' },
+  { name: 'BEARER_SIDECAR_CLIENT_SECRET', path: 'routes[0].auth.clientSecret', description: 'client secret' },
+  { name: 'BEARER_SIDECAR_CLIENT_SECRET_FILE', path: 'routes[0].auth.clientSecretFile', description: 'file holding the client secret' },
+  { name: 'BEARER_SIDECAR_SCOPE', path: 'routes[0].auth.scope', description: 'scope form field' },
+  { name: 'BEARER_SIDECAR_AUDIENCE', path: 'routes[0].auth.audience', description: 'audience form field' },
+  { name: 'BEARER_SIDECAR_EXTRA_PARAMS', path: 'routes[0].auth.extraParams', description: 'more form fields, as a=1&b=2', kind: 'form' },
+  { name: 'BEARER_SIDECAR_ALLOW_INSECURE_TOKEN_URL', path: 'routes[0].auth.allowInsecureTokenUrl', description: 'true to allow an http:// token URL off loopback', kind: 'boolean' },
+  { name: 'BEARER_SIDECAR_ROUTE_NAME', path: 'routes[0].name', description: 'route name in logs and /readyz (default: the preset, else "api")' },
+  { name: 'BEARER_SIDECAR_PREFIX', path: 'routes[0].prefix', description: 'local path prefix (default /)' },
+  { name: 'BEARER_SIDECAR_HOST', path: 'listen.host', description: 'proxy listen address (default 127.0.0.1)' },
+  { name: 'BEARER_SIDECAR_PORT', path: 'listen.port', description: 'proxy port (default 8080)', kind: 'number' },
+  { name: 'BEARER_SIDECAR_ADMIN_HOST', path: 'admin.host', description: 'admin listen address (default 127.0.0.1)' },
+  { name: 'BEARER_SIDECAR_ADMIN_PORT', path: 'admin.port', description: 'admin port (default 9901)', kind: 'number' },
+  { name: 'BEARER_SIDECAR_LOG_LEVEL', path: 'logLevel', description: 'fatal | error | warn | info | debug | trace | silent' },
+];
+
+export interface EnvConfig {
+  readonly raw: Record<string, unknown>;
+  readonly fieldNames: ReadonlyMap<string, string>;
+}
+
+/** Builds a raw config object from BEARER_SIDECAR_* variables. Values are taken literally (no ${VAR}). */
+export function configFromEnv(env: NodeJS.ProcessEnv): EnvConfig {
+  const raw: Record<string, unknown> = { routes: [{ auth: {} }] };
+  for (const variable of envVariables) {
+    const value = env[variable.name];
+    if (value === undefined || value === '') continue;
+    setPath(raw, variable.path, convert(value, variable.kind));
+  }
+  const route = (raw.routes as Record<string, unknown>[])[0] as Record<string, unknown>;
+  const auth = route.auth as Record<string, unknown>;
+  route.name ??= typeof auth.preset === 'string' ? auth.preset : 'api';
+  // Escape `${` so values are never interpolated a second time.
+  return {
+    raw: escapeInterpolation(raw) as Record<string, unknown>,
+    fieldNames: new Map(envVariables.map((v) => [v.path, v.name])),
+  };
+}
+
+function convert(value: string, kind: EnvVariable['kind']): unknown {
+  switch (kind) {
+    case 'number':
+      return /^\d+$/.test(value) ? Number(value) : value;
+    case 'boolean':
+      return value === 'true' ? true : value === 'false' ? false : value;
+    case 'form':
+      return Object.fromEntries(new URLSearchParams(value));
+    default:
+      return value;
+  }
+}
+
+function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
+  const parts = path.replace(/\[(\d+)\]/g, '.$1').split('.');
+  let node: Record<string, unknown> = target;
+  for (const part of parts.slice(0, -1)) {
+    node[part] ??= {};
+    node = node[part] as Record<string, unknown>;
+  }
+  node[parts[parts.length - 1] as string] = value;
+}
+
+function escapeInterpolation(value: unknown): unknown {
+  if (typeof value === 'string') return value.replaceAll('${', '$${');
+  if (Array.isArray(value)) return value.map(escapeInterpolation);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, escapeInterpolation(v)]));
+  }
+  return value;
+}

@@ -1,0 +1,130 @@
+// The configuration file's shape, validated once at start-up. Field names are a contract with
+// users and other tools: add fields freely, never rename. Defaults live here and only here.
+
+import { z } from 'zod';
+import { presetNames } from './presets.js';
+
+const httpUrl = z
+  .string()
+  .refine((value) => {
+    try {
+      const url = new URL(value);
+      return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '';
+    } catch {
+      return false;
+    }
+  }, 'must be an absolute http:// or https:// URL');
+
+const port = z.number().int().min(0).max(65_535);
+const host = z.string().min(1);
+
+const retrySchema = z.strictObject({
+  /** Attempts after the first one, within one fetch. */
+  retries: z.number().int().min(0).max(100).default(8),
+  minDelayMs: z.number().int().min(0).default(500),
+  maxDelayMs: z.number().int().min(0).default(30_000),
+  /** Bound on the total time one fetch (all its attempts) may take. */
+  maxTimeMs: z.number().int().positive().default(60_000),
+});
+
+const authSchema = z.strictObject({
+  preset: z.enum(presetNames as [string, ...string[]]).optional(),
+  tokenUrl: httpUrl.optional(),
+  method: z.enum(['client_secret_basic', 'client_secret_post']).optional(),
+  clientId: z.string().min(1, 'must not be empty').optional(),
+  clientIdFile: z.string().min(1).optional(),
+  clientSecret: z.string().min(1, 'must not be empty').optional(),
+  clientSecretFile: z.string().min(1).optional(),
+  scope: z.string().optional(),
+  audience: z.string().optional(),
+  /** Extra form fields sent with every token request. */
+  extraParams: z.record(z.string(), z.string()).default({}),
+  /** Refresh once this fraction of a token's lifetime has passed... */
+  refreshAheadRatio: z.number().gt(0).lt(1).default(0.8),
+  /** ...and at least this long before it expires. */
+  refreshAheadMinSeconds: z.number().min(0).default(60),
+  /** A token is never sent in its last seconds of life (clamped to a quarter of short lifetimes). */
+  safetyMarginSeconds: z.number().min(0).default(30),
+  /** Lifetime assumed when a response has no expires_in and the token is not a JWT with exp. */
+  defaultExpiresInSeconds: z.number().int().positive().optional(),
+  /** Longer lifetimes are cut to this, so keys rotated at the provider take effect. */
+  maxLifetimeSeconds: z.number().int().positive().default(86_400),
+  /** Timeout of one token request. */
+  timeoutMs: z.number().int().positive().default(10_000),
+  /** How long a proxied request may wait for a token before it gets 503. */
+  tokenWaitMs: z.number().int().positive().default(10_000),
+  retry: retrySchema.default(() => retrySchema.parse({})),
+  /** Allow an http:// token URL on a non-loopback host (secrets would cross the network in clear). */
+  allowInsecureTokenUrl: z.boolean().default(false),
+});
+
+const routeSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must be letters, digits, ".", "_" or "-"'),
+  prefix: z
+    .string()
+    .regex(/^\/([A-Za-z0-9._~-]+\/?)*$/, 'must be a path such as / or /megaport (letters, digits, . _ ~ -)')
+    .default('/'),
+  upstream: httpUrl.optional(),
+  websocket: z.boolean().default(false),
+  auth: authSchema,
+  /** Upstream timeouts: TCP/TLS connect, and waiting for response headers or body data. */
+  connectTimeoutMs: z.number().int().positive().default(10_000),
+  responseTimeoutMs: z.number().int().positive().default(60_000),
+});
+
+const listenSchema = z.strictObject({
+  host: host.default('127.0.0.1'),
+  port: port.default(8080),
+});
+
+const adminSchema = z.strictObject({
+  host: host.default('127.0.0.1'),
+  port: port.default(9901),
+});
+
+export const configSchema = z
+  .strictObject({
+    listen: listenSchema.default(() => listenSchema.parse({})),
+    admin: adminSchema.default(() => adminSchema.parse({})),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** How long in-flight requests may take to finish after SIGTERM. */
+    drainTimeoutMs: z.number().int().min(0).default(10_000),
+    routes: z.array(routeSchema).min(1, 'at least one route is required'),
+  })
+  .superRefine((config, ctx) => {
+    const names = new Map<string, number>();
+    const prefixes = new Map<string, number>();
+    config.routes.forEach((route, index) => {
+      const previousName = names.get(route.name);
+      if (previousName !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['routes', index, 'name'], message: `"${route.name}" is already the name of routes[${previousName}]` });
+      } else names.set(route.name, index);
+      const prefix = normalisePrefix(route.prefix);
+      const previousPrefix = prefixes.get(prefix);
+      if (previousPrefix !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['routes', index, 'prefix'], message: `"${route.prefix}" is already the prefix of routes[${previousPrefix}]` });
+      } else prefixes.set(prefix, index);
+      checkAuth(route.auth, route.upstream, ['routes', index], ctx);
+    });
+  });
+
+function checkAuth(auth: RawAuth, upstream: string | undefined, at: (string | number)[], ctx: z.RefinementCtx): void {
+  const need = (present: unknown, field: string, message: string) => {
+    if (!present) ctx.addIssue({ code: 'custom', path: [...at, 'auth', field], message });
+  };
+  need(auth.tokenUrl ?? auth.preset, 'tokenUrl', 'is required (or set a preset)');
+  if (!upstream && !auth.preset) ctx.addIssue({ code: 'custom', path: [...at, 'upstream'], message: 'is required (or set auth.preset)' });
+  if (auth.clientId && auth.clientIdFile) ctx.addIssue({ code: 'custom', path: [...at, 'auth', 'clientIdFile'], message: 'set clientId or clientIdFile, not both' });
+  else need(auth.clientId ?? auth.clientIdFile, 'clientId', 'is required (or clientIdFile)');
+  if (auth.clientSecret && auth.clientSecretFile) ctx.addIssue({ code: 'custom', path: [...at, 'auth', 'clientSecretFile'], message: 'set clientSecret or clientSecretFile, not both' });
+  else need(auth.clientSecret ?? auth.clientSecretFile, 'clientSecret', 'is required (or clientSecretFile)');
+}
+
+/** `/a/` and `/a` serve the same requests, so they count as one prefix. */
+export function normalisePrefix(prefix: string): string {
+  return prefix.length > 1 && prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
+}
+
+export type RawConfig = z.infer<typeof configSchema>;
+export type RawRoute = z.infer<typeof routeSchema>;
+export type RawAuth = z.infer<typeof authSchema>;

@@ -1,0 +1,60 @@
+// The validated, resolved configuration that the rest of the program trusts. Built once by
+// load.ts and frozen; nothing downstream re-validates or mutates it.
+
+import type { AuthMethod, PresetName } from './presets.js';
+import type { SecretSource } from './secret.js';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface RetryConfig {
+  readonly retries: number;
+  readonly minDelayMs: number;
+  readonly maxDelayMs: number;
+  readonly maxTimeMs: number;
+}
+
+export interface AuthConfig {
+  readonly preset: PresetName | undefined;
+  readonly tokenUrl: string;
+  readonly method: AuthMethod;
+  readonly clientId: SecretSource;
+  readonly clientSecret: SecretSource;
+  readonly scope: string | undefined;
+  readonly audience: string | undefined;
+  readonly extraParams: Readonly<Record<string, string>>;
+  readonly refreshAheadRatio: number;
+  readonly refreshAheadMinSeconds: number;
+  readonly safetyMarginSeconds: number;
+  readonly defaultExpiresInSeconds: number;
+  readonly maxLifetimeSeconds: number;
+  readonly timeoutMs: number;
+  readonly tokenWaitMs: number;
+  readonly retry: RetryConfig;
+}
+
+export interface RouteConfig {
+  readonly name: string;
+  /** Local path prefix, stripped before forwarding; no trailing slash except for "/". */
+  readonly prefix: string;
+  /** Upstream origin, e.g. https://api.megaport.com */
+  readonly upstreamOrigin: string;
+  /** Path kept in front of every forwarded path: "" or e.g. "/v2" (no trailing slash). */
+  readonly upstreamBasePath: string;
+  readonly websocket: boolean;
+  readonly auth: AuthConfig;
+  readonly connectTimeoutMs: number;
+  readonly responseTimeoutMs: number;
+}
+
+export interface ListenConfig {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface SidecarConfig {
+  readonly listen: ListenConfig;
+  readonly admin: ListenConfig;
+  readonly logLevel: LogLevel;
+  readonly drainTimeoutMs: number;
+  readonly routes: readonly RouteConfig[];
+}

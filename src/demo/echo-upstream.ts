@@ -1,0 +1,102 @@
+// An upstream API for the demo, the dev stack and the tests. It answers 401 unless the request
+// carries a valid bearer token from the demo token server, and otherwise echoes what it received:
+// method, path, query, headers and the body's size and SHA-256 (counted while streaming, so large
+// uploads cost no memory). GET /bytes/N streams N bytes back, for download tests.
+
+import { createHash } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pathToFileURL } from 'node:url';
+import { verifyJwt } from './jwt-hs256.js';
+import { closeServer } from './token-server.js';
+
+export interface EchoUpstreamOptions {
+  readonly host?: string;
+  readonly port?: number;
+  readonly signingKey: string;
+}
+
+export interface EchoRecord {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: IncomingMessage['headers'];
+}
+
+export interface EchoUpstream {
+  readonly url: string;
+  readonly server: Server;
+  /** Every request received, accepted or not. */
+  readonly received: EchoRecord[];
+  close(): Promise<void>;
+}
+
+const chunk = Buffer.alloc(64 * 1024, 'x');
+
+export async function startEchoUpstream(options: EchoUpstreamOptions): Promise<EchoUpstream> {
+  const received: EchoRecord[] = [];
+  const server = createServer((req, res) => handle(req, res));
+
+  function handle(req: IncomingMessage, res: ServerResponse): void {
+    received.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+    const auth = req.headers.authorization ?? '';
+    const claims = auth.startsWith('Bearer ') ? verifyJwt(auth.slice(7), options.signingKey) : undefined;
+    if (!claims) {
+      req.resume();
+      res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer error="invalid_token"' });
+      res.end(JSON.stringify({ error: 'invalid_token', message: auth ? 'bearer token rejected' : 'no bearer token' }));
+      return;
+    }
+    const url = new URL(req.url ?? '/', 'http://upstream');
+    const bytes = /^\/bytes\/(\d+)$/.exec(url.pathname);
+    if (bytes && req.method === 'GET') return streamBytes(res, Number(bytes[1]));
+
+    const hash = createHash('sha256');
+    let size = 0;
+    req.on('data', (data: Buffer) => {
+      size += data.length;
+      hash.update(data);
+    });
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          method: req.method,
+          path: url.pathname,
+          query: url.search,
+          headers: req.headers,
+          tokenSubject: claims.sub,
+          body: { bytes: size, sha256: hash.digest('hex') },
+        }),
+      );
+    });
+  }
+
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve));
+  const address = server.address() as AddressInfo;
+  return { url: `http://${options.host ?? '127.0.0.1'}:${address.port}`, server, received, close: () => closeServer(server) };
+}
+
+function streamBytes(res: ServerResponse, total: number): void {
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(total) });
+  let left = total;
+  const write = () => {
+    while (left > 0) {
+      const part = left >= chunk.length ? chunk : chunk.subarray(0, left);
+      left -= part.length;
+      if (!res.write(part)) return void res.once('drain', write);
+    }
+    res.end();
+  };
+  write();
+}
+
+// Run on its own (docker-compose): DEMO_SIGNING_KEY, PORT, HOST.
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const upstream = await startEchoUpstream({
+    host: process.env.HOST ?? '127.0.0.1',
+    port: Number(process.env.PORT ?? 9100),
+    signingKey: process.env.DEMO_SIGNING_KEY ?? 'demo-signing-key',
+  });
+  console.log(`demo echo upstream on ${upstream.url}`);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void upstream.close().then(() => process.exit(0)));
+}

@@ -1,0 +1,39 @@
+// Errors with stable codes, in the style of fastify's FST_* codes: a code a program can match on
+// and a message a person can act on. Messages never contain secrets or tokens.
+
+export type ErrorCode =
+  | 'BSC_CONFIG_INVALID'
+  | 'BSC_TOKEN_REJECTED'
+  | 'BSC_TOKEN_HTTP_ERROR'
+  | 'BSC_TOKEN_MALFORMED'
+  | 'BSC_TOKEN_NETWORK'
+  | 'BSC_TOKEN_TIMEOUT'
+  | 'BSC_TOKEN_UNAVAILABLE'
+  | 'BSC_UPSTREAM_UNREACHABLE'
+  | 'BSC_UPSTREAM_TIMEOUT'
+  | 'BSC_UPSTREAM_RESET'
+  | 'BSC_BAD_REQUEST'
+  | 'BSC_FORBIDDEN'
+  | 'BSC_NOT_FOUND'
+  | 'BSC_INTERNAL';
+
+export class SidecarError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SidecarError';
+    this.code = code;
+  }
+}
+
+export class ConfigError extends SidecarError {
+  /** One entry per problem, each `path: what is wrong`. */
+  readonly problems: readonly string[];
+
+  constructor(problems: readonly string[]) {
+    super('BSC_CONFIG_INVALID', `invalid configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}

@@ -1,0 +1,54 @@
+// The one place where an error becomes an HTTP status and a JSON body. Bodies name the route and
+// the reason, never a token or secret.
+
+import { SidecarError } from '../errors.js';
+import { TokenError } from '../token/errors.js';
+
+export interface ErrorReply {
+  readonly statusCode: number;
+  readonly body: { readonly error: string; readonly message: string; readonly route?: string; readonly requestId?: string };
+  readonly retryAfterSeconds?: number;
+}
+
+/** Undici and reply-from error codes, by what they mean for the caller. */
+const timeoutCodes = new Set(['FST_REPLY_FROM_GATEWAY_TIMEOUT', 'FST_REPLY_FROM_TIMEOUT', 'FST_REPLY_FROM_HTTP_REQUEST_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+const resetCodes = new Set(['ECONNRESET', 'UND_ERR_SOCKET', 'EPIPE', 'UND_ERR_CLOSED']);
+const unreachableCodes = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'FST_REPLY_FROM_SERVICE_UNAVAILABLE', 'FST_REPLY_FROM_BAD_GATEWAY', 'UND_ERR_INFO', 'CERT_HAS_EXPIRED', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'ERR_TLS_CERT_ALTNAME_INVALID']);
+
+export type UpstreamErrorKind = 'timeout' | 'reset' | 'connect';
+
+/** Classifies an upstream failure, for the status code and for metrics. */
+export function upstreamErrorKind(err: unknown): UpstreamErrorKind | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: string }).code;
+    if (!code) continue;
+    if (timeoutCodes.has(code)) return 'timeout';
+    if (resetCodes.has(code)) return 'reset';
+    if (unreachableCodes.has(code)) return 'connect';
+  }
+  return undefined;
+}
+
+export function errorReply(err: unknown, route?: string): ErrorReply {
+  const where = route ? ` (route "${route}")` : '';
+  if (err instanceof TokenError) {
+    return {
+      statusCode: 503,
+      body: { error: 'token_unavailable', message: err.message, ...(route ? { route } : {}) },
+      retryAfterSeconds: Math.max(1, Math.ceil((err.retryAfterMs ?? 1000) / 1000)),
+    };
+  }
+  const kind = upstreamErrorKind(err);
+  if (kind === 'timeout') return { statusCode: 504, body: { error: 'upstream_timeout', message: `the upstream did not answer in time${where}`, ...(route ? { route } : {}) } };
+  if (kind === 'reset') return { statusCode: 502, body: { error: 'upstream_reset', message: `the upstream closed the connection${where}`, ...(route ? { route } : {}) } };
+  if (kind === 'connect') return { statusCode: 502, body: { error: 'upstream_unreachable', message: `cannot connect to the upstream${where}`, ...(route ? { route } : {}) } };
+  if (err instanceof SidecarError) {
+    const status = err.code === 'BSC_NOT_FOUND' ? 404 : err.code === 'BSC_FORBIDDEN' ? 403 : err.code === 'BSC_BAD_REQUEST' ? 400 : 500;
+    return { statusCode: status, body: { error: err.code.slice(4).toLowerCase(), message: err.message } };
+  }
+  const statusCode = (err as { statusCode?: number }).statusCode;
+  if (statusCode && statusCode >= 400 && statusCode < 500) {
+    return { statusCode, body: { error: 'bad_request', message: (err as Error).message } };
+  }
+  return { statusCode: 502, body: { error: 'proxy_error', message: `the request could not be forwarded${where}`, ...(route ? { route } : {}) } };
+}

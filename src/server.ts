@@ -1,0 +1,145 @@
+// Composition root: config → token sources → proxy app + admin app → listen / close.
+// Nothing here knows how a token is fetched or how a request is forwarded; it only wires.
+
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { createAdminApp } from './admin.js';
+import type { RouteConfig, SidecarConfig } from './config/types.js';
+import { createLogger } from './logger.js';
+import { errorReply } from './proxy/errors.js';
+import { proxyRoute } from './proxy/routes.js';
+import type { Clock } from './token/clock.js';
+import { exchangeClientCredentials, type Token } from './token/exchange.js';
+import { TokenSource } from './token/token-source.js';
+
+export interface SidecarOptions {
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+  /** Replaces the token exchange (tests). */
+  readonly fetchToken?: (route: RouteConfig, signal: AbortSignal) => Promise<Token>;
+}
+
+export interface Sidecar {
+  readonly proxy: FastifyInstance;
+  readonly admin: FastifyInstance;
+  readonly tokenSources: ReadonlyMap<string, TokenSource>;
+  readonly logger: Logger;
+  /** Starts the token sources and both listeners; resolves with their URLs. */
+  listen(): Promise<{ proxyUrl: string; adminUrl: string }>;
+  /** Stops accepting, lets in-flight requests finish for up to drainTimeoutMs, then closes all. */
+  close(): Promise<void>;
+}
+
+export async function createSidecar(config: SidecarConfig, options: SidecarOptions = {}): Promise<Sidecar> {
+  const logger = options.logger ?? createLogger({ level: config.logLevel });
+  const clock = options.clock;
+  const fetchToken = options.fetchToken ?? ((route: RouteConfig, signal: AbortSignal) => exchangeClientCredentials(route.auth, { signal, ...(clock ? { now: () => clock.now() } : {}) }));
+
+  const tokenSources = new Map<string, TokenSource>();
+  for (const route of config.routes) {
+    const { auth } = route;
+    tokenSources.set(
+      route.name,
+      new TokenSource({
+        name: route.name,
+        fetchToken: (signal) => fetchToken(route, signal),
+        refreshAheadRatio: auth.refreshAheadRatio,
+        refreshAheadMinSeconds: auth.refreshAheadMinSeconds,
+        safetyMarginSeconds: auth.safetyMarginSeconds,
+        tokenWaitMs: auth.tokenWaitMs,
+        retry: auth.retry,
+        logger,
+        ...(clock ? { clock } : {}),
+      }),
+    );
+  }
+
+  const proxy = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    // Paths are forwarded as they came; the router must not rewrite or reject them on our behalf.
+    routerOptions: { ignoreDuplicateSlashes: false, ignoreTrailingSlash: false, maxParamLength: 2048 },
+    return503OnClosing: true,
+  });
+
+  proxy.setErrorHandler((error: Error, request, reply) => {
+    const route = request.routeOptions.config.sidecarRoute;
+    const { statusCode, body, retryAfterSeconds } = errorReply(error, route);
+    const level = statusCode >= 500 ? 'warn' : 'info';
+    request.log[level]({ route, code: (error as { code?: string }).code, reason: error.message }, 'request failed');
+    if (retryAfterSeconds !== undefined) reply.header('retry-after', String(retryAfterSeconds));
+    reply.code(statusCode).type('application/json').send({ ...body, requestId: request.id });
+  });
+
+  proxy.setNotFoundHandler((request, reply) => {
+    reply.code(404).send({ error: 'no_route', message: `no route serves ${request.method} ${request.url.split('?')[0]}`, requestId: request.id });
+  });
+
+  // One log line per request, after the response: never on the request's critical path.
+  proxy.addHook('onResponse', (request, reply, done) => {
+    request.log.info(
+      {
+        route: request.routeOptions.config.sidecarRoute,
+        method: request.method,
+        path: request.url.split('?', 1)[0],
+        status: reply.statusCode,
+        durationMs: Math.round(reply.elapsedTime * 100) / 100,
+      },
+      'request',
+    );
+    done();
+  });
+
+  proxy.decorateRequest('bearerToken', '');
+  for (const route of config.routes) {
+    await proxyRoute(proxy, { route, tokens: tokenSources.get(route.name) as TokenSource });
+  }
+
+  const admin = createAdminApp([...tokenSources.values()], logger);
+
+  return {
+    proxy,
+    admin,
+    tokenSources,
+    logger,
+    async listen() {
+      for (const source of tokenSources.values()) source.start();
+      await admin.listen({ host: config.admin.host, port: config.admin.port, listenTextResolver: () => '' });
+      await proxy.listen({ host: config.listen.host, port: config.listen.port, listenTextResolver: () => '' });
+      const proxyUrl = urlOf(proxy);
+      const adminUrl = urlOf(admin);
+      logger.info({ proxy: proxyUrl, admin: adminUrl, routes: config.routes.map((r) => ({ name: r.name, prefix: r.prefix, upstream: r.upstreamOrigin + r.upstreamBasePath })) }, 'listening');
+      return { proxyUrl, adminUrl };
+    },
+    async close() {
+      await drain(proxy, config.drainTimeoutMs, logger);
+      for (const source of tokenSources.values()) source.close();
+      await admin.close();
+    },
+  };
+}
+
+/** Stops accepting and waits for in-flight requests, at most `timeoutMs`; then cuts what is left. */
+async function drain(app: FastifyInstance, timeoutMs: number, logger: Logger): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const closed = app.close();
+  const timedOut = await Promise.race([
+    closed.then(() => false),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), timeoutMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (timedOut) {
+    logger.warn({ drainTimeoutMs: timeoutMs }, 'drain time over; closing the remaining connections');
+    app.server.closeAllConnections();
+    await closed;
+  }
+}
+
+function urlOf(app: FastifyInstance): string {
+  const address = app.server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}`;
+}

@@ -1,0 +1,28 @@
+// Why a token request failed, and whether trying again can help.
+
+import { SidecarError, type ErrorCode } from '../errors.js';
+
+export class TokenError extends SidecarError {
+  /** False for answers that cannot change by retrying (bad credentials, unknown grant, ...). */
+  readonly retryable: boolean;
+  /** From a Retry-After header on a 429 or 503. */
+  readonly retryAfterMs: number | undefined;
+  /** HTTP status of the token endpoint's answer, when there was one. */
+  readonly status: number | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { retryable: boolean; retryAfterMs?: number | undefined; status?: number | undefined; cause?: unknown },
+  ) {
+    super(code, message, { cause: options.cause });
+    this.name = 'TokenError';
+    this.retryable = options.retryable;
+    this.retryAfterMs = options.retryAfterMs;
+    this.status = options.status;
+  }
+}
+
+export function isTokenError(err: unknown): err is TokenError {
+  return err instanceof TokenError;
+}

@@ -1,0 +1,188 @@
+// One OAuth2 client-credentials token request (RFC 6749 §4.4): a POST, a timeout, and a checked
+// response. Every failure is a TokenError that says whether retrying can help. No caching, no
+// retries: token-source.ts composes those around this.
+
+import { request, type Dispatcher } from 'undici';
+import type { AuthConfig } from '../config/types.js';
+import { TokenError } from './errors.js';
+import { jwtExpiry } from './jwt.js';
+
+export interface Token {
+  readonly accessToken: string;
+  readonly lifetimeSeconds: number;
+  /** Where the lifetime came from, for logs. */
+  readonly lifetimeFrom: 'expires_in' | 'jwt' | 'default';
+  readonly scope: string | undefined;
+}
+
+export interface ExchangeOptions {
+  readonly signal?: AbortSignal;
+  readonly dispatcher?: Dispatcher;
+  /** Wall-clock now in ms, for JWT exp. */
+  readonly now?: () => number;
+}
+
+/** OAuth2 error codes that no retry can fix (RFC 6749 §5.2). */
+const permanentErrors = new Set(['invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope', 'invalid_request']);
+const maxResponseBytes = 256 * 1024;
+
+export async function exchangeClientCredentials(auth: AuthConfig, options: ExchangeOptions = {}): Promise<Token> {
+  let clientId: string;
+  let clientSecret: string;
+  try {
+    clientId = auth.clientId.read();
+    clientSecret = auth.clientSecret.read();
+  } catch (err) {
+    // A mounted Secret can be briefly missing while Kubernetes swaps it: worth another try.
+    throw new TokenError('BSC_TOKEN_NETWORK', `cannot read credentials: ${(err as Error).message}`, { retryable: true });
+  }
+
+  const form = new URLSearchParams({ grant_type: 'client_credentials' });
+  if (auth.scope) form.set('scope', auth.scope);
+  if (auth.audience) form.set('audience', auth.audience);
+  for (const [key, value] of Object.entries(auth.extraParams)) form.set(key, value);
+  const headers: Record<string, string> = {
+    'content-type': 'application/x-www-form-urlencoded',
+    accept: 'application/json',
+  };
+  if (auth.method === 'client_secret_basic') {
+    // RFC 6749 §2.3.1: form-urlencode id and secret before base64, so ':' and '%' survive.
+    headers.authorization = `Basic ${Buffer.from(`${formEncode(clientId)}:${formEncode(clientSecret)}`).toString('base64')}`;
+  } else {
+    form.set('client_id', clientId);
+    form.set('client_secret', clientSecret);
+  }
+
+  const timeout = AbortSignal.timeout(auth.timeoutMs);
+  const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+  const startedAt = (options.now ?? Date.now)();
+  let status: number;
+  let retryAfter: string | string[] | undefined;
+  let text: string;
+  try {
+    const response = await request(auth.tokenUrl, {
+      method: 'POST',
+      headers,
+      body: form.toString(),
+      signal,
+      headersTimeout: auth.timeoutMs,
+      bodyTimeout: auth.timeoutMs,
+      maxRedirections: 0,
+      ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
+    } as Parameters<typeof request>[1]);
+    status = response.statusCode;
+    retryAfter = response.headers['retry-after'];
+    text = await readLimited(response.body);
+  } catch (err) {
+    if (timeout.aborted) {
+      throw new TokenError('BSC_TOKEN_TIMEOUT', `token endpoint did not answer within ${auth.timeoutMs} ms`, { retryable: true, cause: err });
+    }
+    if (options.signal?.aborted) throw err;
+    const code = (err as { code?: string }).code;
+    throw new TokenError('BSC_TOKEN_NETWORK', `token endpoint unreachable: ${code ?? (err as Error).message}`, { retryable: true, cause: err });
+  }
+
+  const scrub = (message: string) => scrubSecrets(message, [clientSecret]);
+  if (status >= 200 && status < 300) return parseTokenResponse(text, status, auth, startedAt, scrub);
+  throw errorFromResponse(status, text, retryAfter, (options.now ?? Date.now)(), scrub);
+}
+
+function parseTokenResponse(text: string, status: number, auth: AuthConfig, startedAt: number, scrub: (m: string) => string): Token {
+  const malformed = (why: string) => new TokenError('BSC_TOKEN_MALFORMED', `token endpoint answered ${status} but ${why}`, { retryable: true, status });
+  if (text.trim() === '') throw malformed('the body is empty');
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw malformed('the body is not JSON');
+  }
+  if (!body || typeof body !== 'object' || Array.isArray(body)) throw malformed('the body is not a JSON object');
+  const fields = body as Record<string, unknown>;
+  const accessToken = fields.access_token;
+  if (typeof accessToken !== 'string' || accessToken === '') throw malformed('access_token is missing');
+  if (/[\s\x00-\x1f\x7f]/.test(accessToken)) throw malformed('access_token contains characters not allowed in a header');
+  const tokenType = fields.token_type;
+  if (tokenType !== undefined && (typeof tokenType !== 'string' || tokenType.toLowerCase() !== 'bearer')) {
+    throw new TokenError('BSC_TOKEN_MALFORMED', `token endpoint issued a token of type ${scrub(JSON.stringify(tokenType))}, not Bearer`, { retryable: false, status });
+  }
+
+  let lifetimeSeconds: number;
+  let lifetimeFrom: Token['lifetimeFrom'];
+  const expiresIn = typeof fields.expires_in === 'string' && /^\d+$/.test(fields.expires_in) ? Number(fields.expires_in) : fields.expires_in;
+  if (expiresIn !== undefined && expiresIn !== null) {
+    if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn) || expiresIn <= 0) {
+      throw malformed(`expires_in is ${scrub(JSON.stringify(expiresIn))}, not a positive number of seconds`);
+    }
+    lifetimeSeconds = expiresIn;
+    lifetimeFrom = 'expires_in';
+  } else {
+    const exp = jwtExpiry(accessToken);
+    if (exp !== undefined) {
+      lifetimeSeconds = exp - startedAt / 1000;
+      lifetimeFrom = 'jwt';
+      if (lifetimeSeconds <= 0) throw malformed('the token it issued has already expired (JWT exp)');
+    } else {
+      lifetimeSeconds = auth.defaultExpiresInSeconds;
+      lifetimeFrom = 'default';
+    }
+  }
+  return {
+    accessToken,
+    lifetimeSeconds: Math.min(lifetimeSeconds, auth.maxLifetimeSeconds),
+    lifetimeFrom,
+    scope: typeof fields.scope === 'string' ? fields.scope : undefined,
+  };
+}
+
+function errorFromResponse(status: number, text: string, retryAfter: string | string[] | undefined, now: number, scrub: (m: string) => string): TokenError {
+  let oauthError: string | undefined;
+  let description: string | undefined;
+  try {
+    const body = JSON.parse(text) as Record<string, unknown>;
+    if (typeof body.error === 'string') oauthError = body.error;
+    if (typeof body.error_description === 'string') description = body.error_description;
+  } catch {
+    // not JSON: the status alone says enough
+  }
+  const detail = oauthError ? `: ${oauthError}${description ? ` (${description})` : ''}` : '';
+  const message = scrub(`token endpoint answered ${status}${detail}`.slice(0, 300));
+  const retryable = (status === 408 || status === 429 || status >= 500) && !(oauthError && permanentErrors.has(oauthError));
+  if (!retryable) {
+    const hint = oauthError === 'invalid_client' || status === 401 ? '; check the client id and secret (and that the key is for this environment)' : '';
+    return new TokenError('BSC_TOKEN_REJECTED', `${message}${hint}; not retrying`, { retryable: false, status });
+  }
+  return new TokenError('BSC_TOKEN_HTTP_ERROR', message, { retryable: true, retryAfterMs: parseRetryAfter(retryAfter, now), status });
+}
+
+/** Retry-After as delta-seconds or an HTTP date (RFC 9110 §10.2.3). */
+export function parseRetryAfter(value: string | string[] | undefined, now: number): number | undefined {
+  const text = Array.isArray(value) ? value[0] : value;
+  if (!text) return undefined;
+  if (/^\d+$/.test(text.trim())) return Number(text.trim()) * 1000;
+  const date = Date.parse(text);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+function formEncode(value: string): string {
+  return new URLSearchParams({ v: value }).toString().slice(2);
+}
+
+async function readLimited(body: AsyncIterable<Buffer> & { destroy(): unknown }): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > maxResponseBytes) {
+      body.destroy();
+      throw new Error(`response larger than ${maxResponseBytes} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function scrubSecrets(message: string, secrets: string[]): string {
+  let out = message;
+  for (const secret of secrets) if (secret.length >= 4) out = out.replaceAll(secret, '[redacted]');
+  return out;
+}

@@ -1,0 +1,272 @@
+// One route's token: fetched once however many requests ask at the same moment (single flight),
+// refreshed in the background ahead of expiry, never handed out in its last seconds of life, and
+// retried with backoff when the endpoint fails. It knows nothing of HTTP requests: the proxy asks
+// it for a token and tells it when a token was rejected.
+
+import pRetry from 'p-retry';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import type { RetryConfig } from '../config/types.js';
+import { systemClock, type Clock, type TimerHandle } from './clock.js';
+import { TokenError } from './errors.js';
+import type { Token } from './exchange.js';
+
+export interface TokenSourceOptions {
+  readonly name: string;
+  /** One attempt at a token; throws TokenError. */
+  readonly fetchToken: (signal: AbortSignal) => Promise<Token>;
+  readonly refreshAheadRatio: number;
+  readonly refreshAheadMinSeconds: number;
+  readonly safetyMarginSeconds: number;
+  readonly tokenWaitMs: number;
+  readonly retry: RetryConfig;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  /** Told of every fetch's outcome (for metrics). */
+  readonly onFetch?: (outcome: 'success' | 'failure', error?: TokenError) => void;
+}
+
+export type TokenState = 'starting' | 'ready' | 'refreshing' | 'unavailable' | 'closed';
+
+export interface TokenStatus {
+  readonly name: string;
+  readonly state: TokenState;
+  /** Seconds until the current token may no longer be sent; absent without a token. */
+  readonly expiresInSeconds?: number;
+  readonly lastError?: string;
+}
+
+interface CachedToken {
+  readonly value: string;
+  readonly lifetimeSeconds: number;
+  /** Last moment (ms) the token may be sent: expiry less the safety margin. */
+  readonly usableUntil: number;
+  readonly refreshAt: number;
+}
+
+/** Timings for a token of a given lifetime obtained at `obtainedAt` (ms). Exported for tests. */
+export function tokenSchedule(
+  obtainedAt: number,
+  lifetimeSeconds: number,
+  options: Pick<TokenSourceOptions, 'refreshAheadRatio' | 'refreshAheadMinSeconds' | 'safetyMarginSeconds'>,
+): { usableUntil: number; refreshAt: number } {
+  // The margin is clamped so short lifetimes stay usable for most of their life.
+  const margin = Math.min(options.safetyMarginSeconds, lifetimeSeconds / 4);
+  // Refresh after `ratio` of the lifetime, and at least `min` seconds before expiry, but never in
+  // the first half of the lifetime (that would refresh in a loop) and never after the margin starts.
+  let ahead = Math.max(lifetimeSeconds * (1 - options.refreshAheadRatio), options.refreshAheadMinSeconds);
+  ahead = Math.max(Math.min(ahead, lifetimeSeconds / 2), margin);
+  return {
+    usableUntil: obtainedAt + (lifetimeSeconds - margin) * 1000,
+    refreshAt: obtainedAt + (lifetimeSeconds - ahead) * 1000,
+  };
+}
+
+export class TokenSource {
+  readonly name: string;
+  readonly #options: TokenSourceOptions;
+  readonly #clock: Clock;
+  readonly #closing = new AbortController();
+  #current: CachedToken | undefined;
+  #inflight: Promise<void> | undefined;
+  #lastError: TokenError | undefined;
+  /** After a failed fetch, requests fail fast until then instead of hammering the endpoint. */
+  #retryNotBefore = 0;
+  #consecutiveFailures = 0;
+  #timer: TimerHandle | undefined;
+  #closed = false;
+
+  constructor(options: TokenSourceOptions) {
+    this.name = options.name;
+    this.#options = options;
+    this.#clock = options.clock ?? systemClock;
+  }
+
+  /** Starts the first fetch in the background; requests arriving meanwhile wait for it. */
+  start(): void {
+    void this.refresh().catch(() => {});
+  }
+
+  /** The current token if it may still be sent, without waiting. The proxy's hot path. */
+  peek(): string | undefined {
+    const current = this.#current;
+    return current && this.#clock.now() < current.usableUntil ? current.value : undefined;
+  }
+
+  /** A token that may be sent now, fetching one (once, for all callers) if needed. Throws TokenError. */
+  async getToken(): Promise<string> {
+    const token = this.peek();
+    if (token) return token;
+    if (this.#closed) throw this.#unavailable('the sidecar is shutting down');
+    const now = this.#clock.now();
+    if (!this.#inflight && this.#lastError && now < this.#retryNotBefore) {
+      throw this.#unavailable(this.#lastError.message, this.#retryNotBefore - now);
+    }
+    const wait = this.#options.tokenWaitMs;
+    const timedOut = Symbol('timeout');
+    const stopWaiting = new AbortController();
+    const result = await Promise.race([
+      this.refresh().then(
+        () => undefined,
+        () => undefined,
+      ),
+      sleep(wait, timedOut, { ref: false, signal: stopWaiting.signal }).catch(() => undefined),
+    ]);
+    stopWaiting.abort();
+    const fresh = this.peek();
+    if (fresh) return fresh;
+    if (result === timedOut) throw this.#unavailable(`no token after waiting ${wait} ms; the token endpoint is slow or failing`);
+    throw this.#unavailable(this.#lastError?.message ?? 'no token', Math.max(0, this.#retryNotBefore - this.#clock.now()));
+  }
+
+  /**
+   * The upstream rejected `token` (401). Drop it if it is still the current one and fetch another,
+   * once however many requests report the same token.
+   */
+  invalidate(token: string): Promise<void> {
+    if (this.#current?.value === token) {
+      this.#current = undefined;
+      this.#retryNotBefore = 0;
+      this.#options.logger?.warn({ route: this.name }, 'upstream rejected the token; fetching a new one');
+    }
+    return this.refresh().catch(() => {});
+  }
+
+  /** Fetches a new token unless a fetch is already under way (single flight). */
+  refresh(): Promise<void> {
+    this.#inflight ??= this.#fetch().finally(() => {
+      this.#inflight = undefined;
+    });
+    return this.#inflight;
+  }
+
+  status(): TokenStatus {
+    const now = this.#clock.now();
+    const current = this.#current && now < this.#current.usableUntil ? this.#current : undefined;
+    let state: TokenState;
+    if (this.#closed) state = 'closed';
+    else if (current) state = this.#inflight ? 'refreshing' : 'ready';
+    else if (this.#lastError) state = 'unavailable';
+    else state = 'starting';
+    return {
+      name: this.name,
+      state,
+      ...(current ? { expiresInSeconds: Math.floor((current.usableUntil - now) / 1000) } : {}),
+      ...(this.#lastError ? { lastError: this.#lastError.message } : {}),
+    };
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#closing.abort();
+    if (this.#timer) this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  async #fetch(): Promise<void> {
+    if (this.#closed) return;
+    const { retry, logger } = this.#options;
+    const signal = this.#closing.signal;
+    let obtainedAt = 0;
+    try {
+      const token = await pRetry(
+        () => {
+          obtainedAt = this.#clock.now();
+          return this.#options.fetchToken(signal);
+        },
+        {
+          retries: retry.retries,
+          minTimeout: retry.minDelayMs,
+          maxTimeout: retry.maxDelayMs,
+          factor: 2,
+          randomize: true,
+          maxRetryTime: retry.maxTimeMs,
+          signal,
+          unref: true,
+          shouldRetry: ({ error }) => error instanceof TokenError && error.retryable,
+          onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
+            const retryable = error instanceof TokenError && error.retryable;
+            logger?.warn(
+              { route: this.name, attempt: attemptNumber, retriesLeft: retryable ? retriesLeft : 0, code: (error as TokenError).code, reason: error.message },
+              'token request failed',
+            );
+            // Honour Retry-After (bounded by the longest backoff) before p-retry's own delay.
+            const retryAfterMs = error instanceof TokenError ? error.retryAfterMs : undefined;
+            if (retryable && retriesLeft > 0 && retryAfterMs) {
+              await sleep(Math.min(retryAfterMs, retry.maxDelayMs), undefined, { ref: false, signal }).catch(() => {});
+            }
+          },
+        },
+      );
+      if (this.#closed) return;
+      this.#accept(token, obtainedAt);
+    } catch (err) {
+      if (this.#closed) return;
+      const error =
+        err instanceof TokenError ? err : new TokenError('BSC_TOKEN_NETWORK', `token request failed: ${(err as Error).message}`, { retryable: true, cause: err });
+      this.#reject(error);
+      throw error;
+    }
+  }
+
+  #accept(token: Token, obtainedAt: number): void {
+    const { usableUntil, refreshAt } = tokenSchedule(obtainedAt, token.lifetimeSeconds, this.#options);
+    this.#current = { value: token.accessToken, lifetimeSeconds: token.lifetimeSeconds, usableUntil, refreshAt };
+    this.#lastError = undefined;
+    this.#consecutiveFailures = 0;
+    this.#retryNotBefore = 0;
+    this.#schedule(refreshAt);
+    this.#options.onFetch?.('success');
+    this.#options.logger?.info(
+      {
+        route: this.name,
+        lifetimeSeconds: Math.round(token.lifetimeSeconds),
+        lifetimeFrom: token.lifetimeFrom,
+        nextRefreshInSeconds: Math.round((refreshAt - this.#clock.now()) / 1000),
+      },
+      'token refreshed',
+    );
+  }
+
+  #reject(error: TokenError): void {
+    this.#lastError = error;
+    this.#consecutiveFailures += 1;
+    const { minDelayMs, maxDelayMs } = this.#options.retry;
+    // Back off between whole fetch cycles too, growing with each failed cycle.
+    const backoff = Math.min(maxDelayMs, Math.max(minDelayMs, 1000) * 2 ** Math.min(this.#consecutiveFailures - 1, 16));
+    const now = this.#clock.now();
+    this.#retryNotBefore = now + backoff;
+    // A still-valid token is kept and used; the next attempt comes after the backoff, or earlier
+    // if the kept token would run out first.
+    const keep = this.#current && now < this.#current.usableUntil ? this.#current : undefined;
+    if (!keep) this.#current = undefined;
+    this.#schedule(this.#retryNotBefore);
+    this.#options.onFetch?.('failure', error);
+    this.#options.logger?.error(
+      {
+        route: this.name,
+        code: error.code,
+        reason: error.message,
+        retryable: error.retryable,
+        keptTokenSeconds: keep ? Math.floor((keep.usableUntil - now) / 1000) : 0,
+        nextAttemptInSeconds: Math.round(backoff / 1000),
+      },
+      'could not get a token',
+    );
+  }
+
+  #schedule(at: number): void {
+    if (this.#timer) this.#clock.clearTimeout(this.#timer);
+    this.#timer = this.#clock.setTimeout(() => {
+      this.#timer = undefined;
+      void this.refresh().catch(() => {});
+    }, at - this.#clock.now());
+  }
+
+  #unavailable(reason: string, retryAfterMs?: number): TokenError {
+    return new TokenError('BSC_TOKEN_UNAVAILABLE', `no valid token for route "${this.name}": ${reason}`, {
+      retryable: true,
+      retryAfterMs: retryAfterMs ?? 1000,
+    });
+  }
+}
