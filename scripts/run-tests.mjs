@@ -20,7 +20,7 @@ const files = explicit.length > 0 ? explicit : find('test').sort();
 const options = args.filter((a) => !a.endsWith('.test.ts'));
 const result = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=4', '--test-timeout=120000', ...options, ...files],
+  ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=4', '--test-timeout=120000', ...options, ...files],
   { stdio: 'inherit', env: { ...process.env, NODE_NO_WARNINGS: '1' } },
 );
 process.exit(result.status ?? 1);

@@ -80,7 +80,7 @@ function setPath(target: Record<string, unknown>, path: string, value: unknown):
 }
 
 function escapeInterpolation(value: unknown): unknown {
-  if (typeof value === 'string') return value.replaceAll('${', '$${');
+  if (typeof value === 'string') return value.replaceAll('${', () => '$${'); // a function: '$$' in a replacement string means '$'
   if (Array.isArray(value)) return value.map(escapeInterpolation);
   if (value && typeof value === 'object') {
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, escapeInterpolation(v)]));

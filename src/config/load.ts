@@ -44,10 +44,11 @@ export function resolveConfig(input: unknown, options: LoadOptions = {}): Sideca
   const interpolated = interpolate(input, env, problems);
   const result = configSchema.safeParse(interpolated);
   if (!result.success) {
-    problems.push(...result.error.issues.map(formatIssue));
+    // A field whose ${VAR} is unset is reported once, for the variable, not again by the schema.
+    const unset = new Set(problems.map((p) => p.slice(0, p.indexOf(':'))));
+    problems.push(...result.error.issues.map(formatIssue).filter((line) => !unset.has(line.slice(0, line.indexOf(':')))));
   }
-  if (problems.length > 0 || !result.success) throw namedError(problems, options.fieldNames);
-
+  if (!result.success) throw namedError(problems, options.fieldNames);
   const raw = result.data;
   const routes = raw.routes.map((route, index) => resolveRoute(route, `routes[${index}]`, problems));
   if (problems.length > 0) throw namedError(problems, options.fieldNames);
@@ -128,7 +129,7 @@ function formatIssue(issue: z.core.$ZodIssue): string {
   if (issue.code === 'unrecognized_keys') {
     return issue.keys.map((key) => `${path ? `${path}.` : ''}${key}: unknown field`).join('\n');
   }
-  if (issue.code === 'invalid_type' && issue.input === undefined) return `${path}: is required`;
+  if (issue.code === 'invalid_type' && issue.message.endsWith('received undefined')) return `${path}: is required`;
   return `${path || '(root)'}: ${issue.message}`;
 }
 

@@ -1,0 +1,85 @@
+// Real HTTP servers on 127.0.0.1 for tests: a scriptable token endpoint for fault injection, and
+// the demo token server and echo upstream that ship with the project.
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { signJwt } from '../../src/demo/jwt-hs256.js';
+import { closeServer } from '../../src/demo/token-server.js';
+
+export const signingKey = 'test-signing-key';
+
+export interface ScriptedRequest {
+  readonly n: number;
+  readonly headers: IncomingMessage['headers'];
+  readonly form: Record<string, string>;
+}
+
+/** What the scripted endpoint does with one request. */
+export type Answer =
+  | { status: number; body?: unknown; headers?: Record<string, string> }
+  | 'hang'
+  | 'reset';
+
+export interface ScriptedTokenServer {
+  readonly url: string;
+  readonly requests: ScriptedRequest[];
+  script: (request: ScriptedRequest) => Answer | Promise<Answer>;
+  close(): Promise<void>;
+}
+
+/** A token endpoint whose every answer the test decides; by default it issues valid demo JWTs. */
+export async function startScriptedTokenServer(script?: ScriptedTokenServer['script']): Promise<ScriptedTokenServer> {
+  const requests: ScriptedRequest[] = [];
+  const hanging: ServerResponse[] = [];
+  const state: ScriptedTokenServer = {
+    url: '',
+    requests,
+    script: script ?? (() => ({ status: 200, body: issue(3600) })),
+    close: async () => {
+      for (const res of hanging) res.destroy();
+      await closeServer(server);
+    },
+  };
+  const server: Server = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const request = { n: requests.length + 1, headers: req.headers, form: Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString())) };
+    requests.push(request);
+    const answer = await state.script(request);
+    if (answer === 'hang') return void hanging.push(res);
+    if (answer === 'reset') return void req.socket.destroy();
+    const body = answer.body === undefined ? '' : typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body);
+    res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers });
+    res.end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  (state as { url: string }).url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/oauth2/token`;
+  return state;
+}
+
+/** A token response body with a signed JWT the echo upstream accepts. */
+export function issue(expiresIn: number | undefined, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const now = Math.floor(Date.now() / 1000);
+  return {
+    access_token: signJwt({ sub: 'test-client', iat: now, exp: now + (expiresIn ?? 3600) }, signingKey),
+    token_type: 'Bearer',
+    ...(expiresIn === undefined ? {} : { expires_in: expiresIn }),
+    ...extra,
+  };
+}
+
+/** A server that accepts connections and never answers (upstream timeout). */
+export async function startSilentServer(): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createServer(() => {});
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => closeServer(server) };
+}
+
+/** A port with nothing listening on it. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}

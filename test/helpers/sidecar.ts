@@ -1,0 +1,48 @@
+// Starts the sidecar in-process on ephemeral ports with its log lines captured, for tests.
+
+import { Writable } from 'node:stream';
+import { resolveConfig } from '../../src/config/load.js';
+import { createLogger } from '../../src/logger.js';
+import { createSidecar, type Sidecar, type SidecarOptions } from '../../src/server.js';
+
+export interface TestSidecar {
+  readonly sidecar: Sidecar;
+  readonly proxyUrl: string;
+  readonly adminUrl: string;
+  /** Every log line written so far, raw. */
+  readonly logs: string[];
+  close(): Promise<void>;
+}
+
+export async function startSidecar(raw: Record<string, unknown>, options: Omit<SidecarOptions, 'logger'> & { logLevel?: string } = {}): Promise<TestSidecar> {
+  const config = resolveConfig({ listen: { port: 0 }, admin: { port: 0 }, drainTimeoutMs: 2000, logLevel: options.logLevel ?? 'debug', ...raw });
+  const logs: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      logs.push(...chunk.toString().split('\n').filter(Boolean));
+      callback();
+    },
+  });
+  const sidecar = await createSidecar(config, { ...options, logger: createLogger({ level: config.logLevel, destination }) });
+  const { proxyUrl, adminUrl } = await sidecar.listen();
+  return { sidecar, proxyUrl, adminUrl, logs, close: () => sidecar.close() };
+}
+
+/** A route whose credentials the demo/scripted token server accepts. */
+export function route(tokenUrl: string, upstream: string, extra: Record<string, unknown> = {}, auth: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    name: 'api',
+    upstream,
+    auth: { tokenUrl, clientId: 'test-client', clientSecret: 'test-secret', retry: { retries: 2, minDelayMs: 10, maxDelayMs: 50, maxTimeMs: 2000 }, ...auth },
+    ...extra,
+  };
+}
+
+/** Waits until `check` returns true, polling; fails after `timeoutMs`. */
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
