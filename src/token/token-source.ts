@@ -110,7 +110,7 @@ export class TokenSource {
         () => undefined,
         () => undefined,
       ),
-      sleep(wait, timedOut, { ref: false, signal: stopWaiting.signal }).catch(() => undefined),
+      sleep(wait, timedOut, { signal: stopWaiting.signal }).catch(() => undefined),
     ]);
     stopWaiting.abort();
     const fresh = this.peek();
@@ -129,6 +129,8 @@ export class TokenSource {
       this.#retryNotBefore = 0;
       this.#options.logger?.warn({ route: this.name }, 'upstream rejected the token; fetching a new one');
     }
+    // A newer token already replaced the rejected one: nothing to fetch.
+    if (this.peek()) return Promise.resolve();
     return this.refresh().catch(() => {});
   }
 
@@ -182,7 +184,6 @@ export class TokenSource {
           randomize: true,
           maxRetryTime: retry.maxTimeMs,
           signal,
-          unref: true,
           shouldRetry: ({ error }) => error instanceof TokenError && error.retryable,
           onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
             const retryable = error instanceof TokenError && error.retryable;
@@ -193,7 +194,7 @@ export class TokenSource {
             // Honour Retry-After (bounded by the longest backoff) before p-retry's own delay.
             const retryAfterMs = error instanceof TokenError ? error.retryAfterMs : undefined;
             if (retryable && retriesLeft > 0 && retryAfterMs) {
-              await sleep(Math.min(retryAfterMs, retry.maxDelayMs), undefined, { ref: false, signal }).catch(() => {});
+              await sleep(Math.min(retryAfterMs, retry.maxDelayMs), undefined, { signal }).catch(() => {});
             }
           },
         },

@@ -1,0 +1,207 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { TokenError } from '../../src/token/errors.js';
+import type { Token } from '../../src/token/exchange.js';
+import { TokenSource, tokenSchedule, type TokenSourceOptions } from '../../src/token/token-source.js';
+import { ManualClock } from '../helpers/clock.js';
+
+const defaults = { refreshAheadRatio: 0.8, refreshAheadMinSeconds: 60, safetyMarginSeconds: 30 };
+const fastRetry = { retries: 3, minDelayMs: 1, maxDelayMs: 5, maxTimeMs: 5000 };
+
+function token(n: number, lifetimeSeconds: number): Token {
+  return { accessToken: `token-${n}`, lifetimeSeconds, lifetimeFrom: 'expires_in', scope: undefined };
+}
+
+/** A fetcher the test scripts: each call takes the next behaviour; it counts calls. */
+function scripted(...behaviours: ((n: number) => Promise<Token>)[]) {
+  let calls = 0;
+  const fetchToken = (_signal: AbortSignal) => {
+    calls += 1;
+    const behaviour = behaviours[Math.min(calls, behaviours.length) - 1] as (n: number) => Promise<Token>;
+    return behaviour(calls);
+  };
+  return { fetchToken, calls: () => calls };
+}
+
+const ok = (lifetime: number) => async (n: number) => token(n, lifetime);
+const fail = (retryable: boolean, extra: Partial<{ retryAfterMs: number }> = {}) => async () => {
+  throw new TokenError(retryable ? 'BSC_TOKEN_HTTP_ERROR' : 'BSC_TOKEN_REJECTED', retryable ? 'token endpoint answered 503' : 'token endpoint answered 401: invalid_client; not retrying', { retryable, ...extra });
+};
+
+function source(fetchToken: TokenSourceOptions['fetchToken'], clock: ManualClock, options: Partial<TokenSourceOptions> = {}): TokenSource {
+  return new TokenSource({ name: 'api', fetchToken, clock, tokenWaitMs: 2000, retry: fastRetry, ...defaults, ...options });
+}
+
+describe('single flight', () => {
+  test('200 concurrent requests at a cold start cause exactly one token request', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const fetcher = scripted(async (n) => {
+      await gate;
+      return token(n, 3600);
+    });
+    const tokens = source(fetcher.fetchToken, new ManualClock());
+    const waiting = Array.from({ length: 200 }, () => tokens.getToken());
+    await new Promise((resolve) => setImmediate(resolve));
+    release();
+    const results = await Promise.all(waiting);
+    assert.equal(fetcher.calls(), 1);
+    assert.ok(results.every((t) => t === 'token-1'));
+    tokens.close();
+  });
+
+  test('100 reports of the same rejected token cause one refresh', async () => {
+    const fetcher = scripted(ok(3600));
+    const tokens = source(fetcher.fetchToken, new ManualClock());
+    const first = await tokens.getToken();
+    await Promise.all(Array.from({ length: 100 }, () => tokens.invalidate(first)));
+    assert.equal(fetcher.calls(), 2);
+    assert.equal(await tokens.getToken(), 'token-2');
+    // A report about a token that is no longer current changes nothing.
+    await tokens.invalidate(first);
+    assert.equal(fetcher.calls(), 2);
+    tokens.close();
+  });
+});
+
+describe('refresh ahead of expiry, with the clock', () => {
+  test('schedule: 80% of the lifetime, at least 60 s ahead, 30 s safety margin, clamped for short lifetimes', () => {
+    assert.deepEqual(tokenSchedule(0, 86_400, defaults), { refreshAt: 69_120_000, usableUntil: 86_370_000 });
+    assert.deepEqual(tokenSchedule(0, 3600, defaults), { refreshAt: 2_880_000, usableUntil: 3_570_000 });
+    // Megaport's minimum lifetime: 60 s ahead wins over 20%.
+    assert.deepEqual(tokenSchedule(0, 300, defaults), { refreshAt: 240_000, usableUntil: 270_000 });
+    // A 60 s token: margin clamped to 15 s, refresh at half-life (never in a loop).
+    assert.deepEqual(tokenSchedule(0, 60, defaults), { refreshAt: 30_000, usableUntil: 45_000 });
+  });
+
+  test('a 5-minute token is refreshed in the background at 240 s while requests keep the current one', async () => {
+    const clock = new ManualClock();
+    const fetcher = scripted(ok(300));
+    const tokens = source(fetcher.fetchToken, clock);
+    assert.equal(await tokens.getToken(), 'token-1');
+    clock.advance(239_000);
+    assert.equal(fetcher.calls(), 1);
+    assert.equal(tokens.peek(), 'token-1');
+    clock.advance(1_000);
+    assert.equal(fetcher.calls(), 2, 'the refresh timer fired at 240 s');
+    assert.equal(tokens.peek(), 'token-1', 'the current token is still served during the refresh');
+    await tokens.refresh();
+    assert.equal(tokens.peek(), 'token-2');
+    assert.equal(tokens.status().state, 'ready');
+    tokens.close();
+  });
+
+  test('a 24-hour token is refreshed at 19.2 h, not before', async () => {
+    const clock = new ManualClock();
+    const fetcher = scripted(ok(86_400));
+    const tokens = source(fetcher.fetchToken, clock);
+    await tokens.getToken();
+    clock.advance(69_119_000);
+    assert.equal(fetcher.calls(), 1);
+    clock.advance(1_000);
+    assert.equal(fetcher.calls(), 2);
+    tokens.close();
+  });
+
+  test('a token is never handed out in its last 30 s', async () => {
+    const clock = new ManualClock();
+    let release!: () => void;
+    const fetcher = scripted(ok(300), async (n) => {
+      await new Promise<void>((resolve) => (release = resolve));
+      return token(n, 300);
+    });
+    const tokens = source(fetcher.fetchToken, clock);
+    await tokens.getToken();
+    clock.advance(269_999);
+    assert.equal(tokens.peek(), 'token-1');
+    clock.advance(1);
+    assert.equal(tokens.peek(), undefined, 'inside the safety margin');
+    assert.equal(tokens.status().state, 'starting');
+    const waiting = tokens.getToken();
+    release();
+    assert.equal(await waiting, 'token-2');
+    tokens.close();
+  });
+});
+
+describe('failures', () => {
+  test('retries a failing endpoint with backoff, then succeeds', async () => {
+    const fetcher = scripted(fail(true), fail(true), ok(3600));
+    const tokens = source(fetcher.fetchToken, new ManualClock());
+    assert.equal(await tokens.getToken(), 'token-3');
+    assert.equal(fetcher.calls(), 3);
+    tokens.close();
+  });
+
+  test('invalid_client fails fast: one request, no retry, and requests fail fast during the backoff', async () => {
+    const fetcher = scripted(fail(false));
+    const tokens = source(fetcher.fetchToken, new ManualClock());
+    await assert.rejects(tokens.getToken(), (err: TokenError) => {
+      assert.equal(err.code, 'BSC_TOKEN_UNAVAILABLE');
+      assert.match(err.message, /route "api".*invalid_client/);
+      return true;
+    });
+    assert.equal(fetcher.calls(), 1);
+    await assert.rejects(tokens.getToken(), /invalid_client/);
+    assert.equal(fetcher.calls(), 1, 'no new request before the backoff is over');
+    assert.equal(tokens.status().state, 'unavailable');
+    tokens.close();
+  });
+
+  test('a failed background refresh keeps the old token while it is valid, keeps retrying, then recovers', async () => {
+    const clock = new ManualClock();
+    let endpointUp = true;
+    const fetcher = scripted(async (n) => {
+      if (!endpointUp) throw new TokenError('BSC_TOKEN_HTTP_ERROR', 'token endpoint answered 500', { retryable: true });
+      return token(n, 300);
+    });
+    const tokens = source(fetcher.fetchToken, clock, { retry: { ...fastRetry, retries: 0 } });
+    await tokens.getToken();
+    endpointUp = false;
+    clock.advance(240_000); // refresh time
+    await tokens.refresh().catch(() => {});
+    assert.equal(tokens.peek(), 'token-1', 'the old token is kept while valid');
+    assert.equal(tokens.status().state, 'ready');
+    const callsAfterFirstFailure = fetcher.calls();
+    clock.advance(clock.nextTimerAt()! - clock.now()); // the next background attempt
+    await tokens.refresh().catch(() => {});
+    assert.ok(fetcher.calls() > callsAfterFirstFailure, 'it keeps retrying in the background');
+    clock.advance(270_000 - (clock.now() - Date.UTC(2026, 10, 25, 12, 0, 0)));
+    await tokens.refresh().catch(() => {}); // let the attempt under way (endpoint still down) finish
+    assert.equal(tokens.peek(), undefined, 'the old token is dropped once it is no longer valid');
+    assert.equal(tokens.status().state, 'unavailable');
+    endpointUp = true;
+    clock.advance(clock.nextTimerAt()! - clock.now());
+    await tokens.refresh();
+    assert.match(tokens.peek() ?? '', /^token-\d+$/);
+    assert.equal(tokens.status().state, 'ready');
+    tokens.close();
+  });
+
+  test('Retry-After is honoured before the next attempt', async () => {
+    const fetcher = scripted(fail(true, { retryAfterMs: 300 }), ok(3600));
+    const tokens = source(fetcher.fetchToken, new ManualClock(), { retry: { ...fastRetry, maxDelayMs: 1000 } });
+    const started = Date.now();
+    await tokens.getToken();
+    assert.ok(Date.now() - started >= 290, `retried after ${Date.now() - started} ms`);
+    tokens.close();
+  });
+
+  test('a hanging endpoint gives 503-class errors after tokenWaitMs, never a hang', async () => {
+    const fetcher = scripted(() => new Promise<Token>(() => {}));
+    const tokens = source(fetcher.fetchToken, new ManualClock(), { tokenWaitMs: 100 });
+    const started = Date.now();
+    await assert.rejects(tokens.getToken(), (err: TokenError) => err.code === 'BSC_TOKEN_UNAVAILABLE' && /waiting 100 ms/.test(err.message));
+    assert.ok(Date.now() - started < 1000);
+    tokens.close();
+  });
+
+  test('status never includes the token', async () => {
+    const tokens = source(scripted(ok(3600)).fetchToken, new ManualClock());
+    await tokens.getToken();
+    const status = tokens.status();
+    assert.equal(status.expiresInSeconds, 3570);
+    assert.doesNotMatch(JSON.stringify(status), /token-1/);
+    tokens.close();
+  });
+});
