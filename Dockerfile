@@ -1,0 +1,47 @@
+# syntax=docker/dockerfile:1
+#
+# bearer-sidecar image.
+#   docker build -t bearer-sidecar .
+#   docker run --rm IMAGE --config /config/sidecar.yaml      (config file mounted at /config)
+#   docker run --rm -e BEARER_SIDECAR_... IMAGE              (one route from environment variables)
+#
+# Base: the official Node.js 24 LTS image on Debian 13 (trixie), pinned to an exact release.
+# Node 24 is supported until April 2028 (22 ends in April 2027). The distroless
+# nodejs24-debian13 image is smaller but is published without version tags (only "latest" or a
+# digest), so it cannot be pinned by version; the slim image can, and the run stage removes npm,
+# npx, corepack and yarn from it so that only the Node runtime is left. Raise NODE_VERSION
+# deliberately (both stages use it); test/deploy/ checks that it stays an exact x.y.z version.
+ARG NODE_VERSION=24.21.0
+
+# ---- build: full toolchain, dev dependencies, TypeScript compile, then prune to production ----
+FROM node:${NODE_VERSION}-trixie AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build && npm prune --omit=dev --no-audit --no-fund
+
+# ---- run: Node runtime + dist/ + production node_modules + package.json, as a non-root user ----
+FROM node:${NODE_VERSION}-trixie-slim AS runtime
+RUN rm -rf /usr/local/lib/node_modules /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
+    /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-*
+ENV NODE_ENV=production
+WORKDIR /app
+# package.json sits next to dist/: it makes dist/*.js ES modules ("type": "module") and gives --version.
+# Files stay owned by root, so the process cannot modify its own code.
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+# The "node" user of the base image, by number so that Kubernetes' runAsNonRoot can verify it.
+USER 1000:1000
+# 8080: the proxy (listen.port); 9901: the admin listener with /livez and /readyz (admin.port).
+EXPOSE 8080 9901
+# Liveness through Node itself (the image has no curl). It asks the admin port on loopback;
+# set BEARER_SIDECAR_ADMIN_PORT if your config file moves the admin listener.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.BEARER_SIDECAR_ADMIN_PORT || 9901) + '/livez', { signal: AbortSignal.timeout(2500) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+# Exec form: node is PID 1 and receives SIGTERM itself, drains in-flight requests and exits 0.
+# Arguments after the image name replace CMD: `docker run IMAGE --config /config/sidecar.yaml`.
+ENTRYPOINT ["node", "dist/cli.js"]
+CMD ["serve"]
