@@ -43,6 +43,12 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
     for (const name of hopByHopHeaders) delete headers[name];
     // Whatever the caller sent as Authorization is replaced, never forwarded.
     headers.authorization = `Bearer ${request.bearerToken}`;
+    headers['x-request-id'] = request.id;
+    return headers;
+  }
+
+  function rewriteResponseHeaders(headers: IncomingHttpHeaders, request: FastifyRequest): IncomingHttpHeaders {
+    headers['x-request-id'] = request.id;
     return headers;
   }
 
@@ -66,6 +72,7 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
     },
     replyOptions: {
       rewriteRequestHeaders,
+      rewriteHeaders: rewriteResponseHeaders,
       // Forward the query string byte for byte; the default re-serialises it (a+b -> a%20b).
       queryString: rawQueryString,
       onError(reply: FastifyReply, { error }: { error: Error }) {
