@@ -15,6 +15,8 @@ export type ErrorCode =
   | 'BSC_BAD_REQUEST'
   | 'BSC_FORBIDDEN'
   | 'BSC_NOT_FOUND'
+  | 'BSC_SOCKET_IN_USE'
+  | 'BSC_SOCKET_PATH_OCCUPIED'
   | 'BSC_INTERNAL';
 
 export class SidecarError extends Error {

@@ -72,10 +72,56 @@ const routeSchema = z.strictObject({
   responseTimeoutMs: z.number().int().positive().default(60_000),
 });
 
-const listenSchema = z.strictObject({
-  host: host.default('127.0.0.1'),
-  port: port.default(8080),
+/**
+ * A file mode as chmod takes it: "0660", "660", or a number read as the same octal digits (YAML
+ * reads an unquoted 0660 as the number 660).
+ */
+const fileMode = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const digits = /^0?o?([0-7]{3})$/i.exec(String(value).trim())?.[1];
+  if (!digits) {
+    ctx.addIssue({ code: 'custom', message: 'must be an octal file mode such as "0660"' });
+    return z.NEVER;
+  }
+  const mode = Number.parseInt(digits, 8);
+  // The owner (the sidecar's user) must be able to connect: the stale-socket check at start does.
+  if ((mode & 0o600) !== 0o600) {
+    ctx.addIssue({ code: 'custom', message: `${digits} does not let the owner read and write; use e.g. "0660" (YAML reads an unquoted 0o660 as 432)` });
+    return z.NEVER;
+  }
+  return mode;
 });
+
+/** Linux keeps a Unix socket's path in 108 bytes, the last one a NUL. */
+const socketPathBytes = 107;
+
+const listenSchema = z
+  .strictObject({
+    host: host.optional(),
+    port: port.optional(),
+    /** A Unix domain socket instead of host/port: only processes that may open the file reach the proxy. */
+    socket: z
+      .string()
+      .min(1)
+      .refine((path) => Buffer.byteLength(path) <= socketPathBytes, `must be at most ${socketPathBytes} bytes (the limit of a Unix socket address)`)
+      .optional(),
+    /** The socket file's mode. */
+    mode: fileMode.optional(),
+  })
+  .superRefine((listen, ctx) => {
+    if (listen.socket !== undefined) {
+      for (const field of ['host', 'port'] as const) {
+        if (listen[field] !== undefined) ctx.addIssue({ code: 'custom', path: [field], message: 'set listen.socket or host and port, not both' });
+      }
+    } else if (listen.mode !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['mode'], message: 'applies only with listen.socket' });
+    }
+  })
+  .transform((listen) => ({
+    host: listen.host ?? '127.0.0.1',
+    port: listen.port ?? 8080,
+    socket: listen.socket,
+    mode: listen.socket === undefined ? undefined : (listen.mode ?? 0o660),
+  }));
 
 const adminSchema = z.strictObject({
   host: host.default('127.0.0.1'),

@@ -51,8 +51,15 @@ export interface ListenConfig {
   readonly port: number;
 }
 
+export interface ProxyListenConfig extends ListenConfig {
+  /** A Unix domain socket path; when set, host and port are not used. */
+  readonly socket: string | undefined;
+  /** The socket file's mode (e.g. 0o660); set whenever `socket` is. */
+  readonly mode: number | undefined;
+}
+
 export interface SidecarConfig {
-  readonly listen: ListenConfig;
+  readonly listen: ProxyListenConfig;
   readonly admin: ListenConfig;
   readonly logLevel: LogLevel;
   readonly drainTimeoutMs: number;

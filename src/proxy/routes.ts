@@ -1,12 +1,16 @@
 // One @fastify/http-proxy per route. A preHandler gets the route's token (without awaiting when a
-// valid one is cached); the header rewrite sets Authorization; failures go to the app's error
-// handler, which maps them to JSON in one place (errors.ts).
+// valid one is cached) and hands WebSocket upgrades to websocket.ts; the header rewrite sets
+// Authorization; failures go to the app's error handler, which maps them to JSON in one place
+// (errors.ts).
 
 import httpProxy from '@fastify/http-proxy';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RouteConfig } from '../config/types.js';
+import { SidecarError } from '../errors.js';
 import type { TokenSource } from '../token/token-source.js';
+import { upstreamRequestHeaders } from './headers.js';
+import { isWebSocketUpgrade, type WebSocketProxy } from './websocket.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -19,14 +23,13 @@ declare module 'fastify' {
   }
 }
 
-/** Headers that belong to one connection (RFC 9110 §7.6.1) or to the caller's proxy credentials. */
-const hopByHopHeaders = ['proxy-authorization', 'proxy-connection', 'keep-alive', 'te', 'trailer', 'upgrade'];
-
 export interface ProxyRouteOptions {
   readonly route: RouteConfig;
   readonly tokens: TokenSource;
   /** Upstream connections kept per route. */
   readonly connections?: number;
+  /** Carries the route's WebSocket upgrades (routes with `websocket: true`). */
+  readonly websockets?: WebSocketProxy;
 }
 
 function rawQueryString(_search: string, requestUrl: string): string {
@@ -34,17 +37,18 @@ function rawQueryString(_search: string, requestUrl: string): string {
   return index >= 0 ? requestUrl.slice(index + 1) : '';
 }
 
-export async function proxyRoute(app: FastifyInstance, { route, tokens, connections = 128 }: ProxyRouteOptions): Promise<void> {
-  async function attachToken(request: FastifyRequest): Promise<void> {
+export async function proxyRoute(app: FastifyInstance, { route, tokens, connections = 128, websockets }: ProxyRouteOptions): Promise<void> {
+  const upgrades = route.websocket ? websockets : undefined;
+
+  async function attachToken(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const upgrade = isWebSocketUpgrade(request.headers);
+    if (upgrade && !upgrades) throw new SidecarError('BSC_BAD_REQUEST', `route "${route.name}" does not carry WebSocket upgrades (set websocket: true on the route)`);
     request.bearerToken = tokens.peek() ?? (await tokens.getToken());
+    if (upgrade) await upgrades?.forward(request, reply, route);
   }
 
   function rewriteRequestHeaders(request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
-    for (const name of hopByHopHeaders) delete headers[name];
-    // Whatever the caller sent as Authorization is replaced, never forwarded.
-    headers.authorization = `Bearer ${request.bearerToken}`;
-    headers['x-request-id'] = request.id;
-    return headers;
+    return upstreamRequestHeaders(headers, request.bearerToken, request.id);
   }
 
   function rewriteResponseHeaders(headers: IncomingHttpHeaders, request: FastifyRequest): IncomingHttpHeaders {
@@ -58,6 +62,7 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
     // @fastify/http-proxy joins "/" + base path "/api" + "hello" into "/apihello"; a trailing
     // slash on the rewrite prefix of the root route gives "/api/hello".
     rewritePrefix: route.prefix === '/' ? `${route.upstreamBasePath}/` : route.upstreamBasePath || '/',
+    // Upgrades are ours (websocket.ts), in the preHandler, before this plugin's handler.
     websocket: false,
     disableRequestLogging: true,
     config: { sidecarRoute: route.name },

@@ -1,0 +1,218 @@
+// WebSocket upgrades for routes with `websocket: true`. An upgrade request goes through the proxy
+// app's router like any request, so its route's preHandler gets the token (503 JSON when there is
+// none) before anything else happens. Then the upstream is dialled with the token, and only once it
+// has accepted is the caller's upgrade answered with the subprotocol the upstream chose; an upstream
+// that refuses or cannot be reached gives the caller an HTTP answer (its own, or 502/504 JSON)
+// instead of a socket that opens and dies. Open links are tracked so shutdown can close them with
+// 1001 (going away) when the drain time is over.
+//
+// Own code rather than @fastify/http-proxy's `websocket: true`: that answers the caller's 101 before
+// it dials the upstream, closes every socket without a code as soon as the server starts closing,
+// and leaves an upgrade to a route without websockets hanging.
+
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ServerResponse, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import WebSocket, { WebSocketServer } from 'ws';
+import type { RouteConfig } from '../config/types.js';
+import { SidecarError } from '../errors.js';
+import { hopByHopHeaders, upstreamRequestHeaders } from './headers.js';
+import { joinWebSockets, type LinkClose, type WebSocketLink } from './websocket-link.js';
+
+/** Headers of the caller's handshake that the upstream handshake makes afresh. */
+const handshakeHeaders = ['host', 'connection', 'sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions', 'sec-websocket-protocol', 'sec-websocket-accept', 'content-length', 'transfer-encoding'];
+
+/** True for a request that asks to become a WebSocket (Upgrade: websocket). */
+export function isWebSocketUpgrade(headers: IncomingHttpHeaders): boolean {
+  return (headers.upgrade ?? '').split(',').some((protocol) => protocol.trim().toLowerCase() === 'websocket');
+}
+
+export class WebSocketProxy {
+  readonly #logger: Logger;
+  readonly #links = new Set<WebSocketLink>();
+  readonly #idle: (() => void)[] = [];
+  /** Bytes that arrived after an upgrade request's head; ws needs them at the upgrade. */
+  readonly #heads = new WeakMap<IncomingMessage, Buffer>();
+  /** The subprotocol the upstream chose, for the answer to the caller. */
+  readonly #chosen = new WeakMap<IncomingMessage, string>();
+  readonly #server: WebSocketServer;
+
+  constructor(logger: Logger) {
+    this.#logger = logger;
+    this.#server = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      autoPong: false,
+      // Compression is negotiated with the upstream; on loopback to the caller it would only cost CPU.
+      perMessageDeflate: false,
+      handleProtocols: (_offered, request) => this.#chosen.get(request) ?? false,
+    });
+  }
+
+  /**
+   * Sends the app's upgrade requests through its router, so routes, hooks and the error handler
+   * apply to them as to any request. The socket is the caller's; any answer but the 101 ends it.
+   */
+  attach(app: FastifyInstance): void {
+    app.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+      socket.on('error', (err) => this.#logger.debug({ reason: err.message }, 'websocket caller socket error'));
+      this.#heads.set(request, head);
+      const response = new ServerResponse(request);
+      response.assignSocket(socket as ServerResponse['socket'] & Duplex);
+      response.on('finish', () => socket.destroy());
+      app.routing(request, response);
+    });
+  }
+
+  /** Open links. */
+  get size(): number {
+    return this.#links.size;
+  }
+
+  /** Resolves once no link is open. */
+  idle(): Promise<void> {
+    if (this.#links.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  /** Closes every open link with `code` and waits (boundedly) for the close handshakes. */
+  async closeAll(code: number, reason: string): Promise<void> {
+    await Promise.all([...this.#links].map((link) => link.close(code, reason)));
+  }
+
+  /**
+   * Dials the upstream for an upgrade request that holds its token, then answers the caller.
+   * Throws (for the app's error handler) while no answer has been sent.
+   */
+  async forward(request: FastifyRequest, reply: FastifyReply, route: RouteConfig): Promise<void> {
+    const raw = request.raw;
+    const socket = raw.socket;
+    checkHandshake(raw);
+    const url = upstreamUrl(route, request.url);
+    const headers = { ...raw.headers };
+    for (const name of handshakeHeaders) delete headers[name];
+    for (const name of connectionListed(raw.headers)) delete headers[name];
+    upstreamRequestHeaders(headers, request.bearerToken, request.id);
+
+    const upstream = await dial(url, offeredProtocols(raw.headers), headers as Record<string, string>, route.connectTimeoutMs + route.responseTimeoutMs, socket, reply);
+    if (!upstream) return; // the reply is hijacked: the caller left, or has the upstream's refusal
+    reply.code(101).hijack();
+    if (socket.destroyed) {
+      upstream.close(1001, 'the client went away');
+      return;
+    }
+    this.#chosen.set(raw, upstream.protocol);
+    // ws answers a handshake it cannot accept with 400 itself; the upstream must not outlive it.
+    const abandoned = () => upstream.terminate();
+    socket.once('close', abandoned);
+    this.#server.handleUpgrade(raw, socket, this.#heads.get(raw) ?? Buffer.alloc(0), (client) => {
+      socket.off('close', abandoned);
+      this.#track(joinWebSockets(client, upstream), route, request);
+    });
+  }
+
+  #track(link: WebSocketLink, route: RouteConfig, request: FastifyRequest): void {
+    this.#links.add(link);
+    const log = request.log.child({ route: route.name, path: request.url.split('?', 1)[0] });
+    log.debug('websocket open');
+    void link.closed.then(({ code, by }: LinkClose) => {
+      this.#links.delete(link);
+      log.debug({ code, by }, 'websocket closed');
+      if (this.#links.size === 0) for (const resolve of this.#idle.splice(0)) resolve();
+    });
+  }
+}
+
+/** The caller's handshake must be one ws can accept, checked before the upstream is dialled. */
+function checkHandshake(raw: IncomingMessage): void {
+  const key = raw.headers['sec-websocket-key'];
+  if (raw.method !== 'GET' || typeof key !== 'string' || !/^[+/0-9A-Za-z]{22}==$/.test(key.trim()) || raw.headers['sec-websocket-version'] !== '13') {
+    throw new SidecarError('BSC_BAD_REQUEST', 'not a valid WebSocket handshake (GET with Sec-WebSocket-Key and Sec-WebSocket-Version: 13)');
+  }
+}
+
+/** The upstream URL for a request path: prefix stripped, base path kept, query string as it came. */
+export function upstreamUrl(route: RouteConfig, requestUrl: string): URL {
+  const queryAt = requestUrl.indexOf('?');
+  const path = queryAt >= 0 ? requestUrl.slice(0, queryAt) : requestUrl;
+  const rest = route.prefix === '/' ? path : path.slice(route.prefix.length);
+  // The URL parser resolves dot segments, which could climb out of the upstream's base path.
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(rest).replaceAll('\\', '/');
+  } catch {
+    decoded = '..';
+  }
+  if (decoded.split('/').includes('..')) throw new SidecarError('BSC_BAD_REQUEST', 'the path must not contain ".." segments');
+  const url = new URL(route.upstreamOrigin.replace(/^http/, 'ws'));
+  url.pathname = route.upstreamBasePath + rest || '/';
+  if (queryAt >= 0) url.search = requestUrl.slice(queryAt);
+  return url;
+}
+
+function offeredProtocols(headers: IncomingHttpHeaders): string[] {
+  const header = headers['sec-websocket-protocol'];
+  return header ? header.split(',').map((p) => p.trim()).filter(Boolean) : [];
+}
+
+/** Header names the caller's Connection header marks as hop-by-hop, besides the fixed ones. */
+function connectionListed(headers: IncomingHttpHeaders): string[] {
+  const listed = (headers.connection ?? '').split(',').map((name) => name.trim().toLowerCase());
+  return [...listed.filter((name) => name !== '' && name !== 'upgrade'), ...hopByHopHeaders];
+}
+
+/**
+ * Opens the upstream WebSocket. Resolves with it once open, or with undefined (and `reply`
+ * hijacked) when the caller left or the upstream's non-101 answer is being relayed; rejects with a
+ * coded error (502/504 for the caller).
+ */
+function dial(url: URL, protocols: string[], headers: Record<string, string>, timeoutMs: number, caller: Duplex, reply: FastifyReply): Promise<WebSocket | undefined> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const settle = (outcome: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      caller.off('close', callerGone);
+      outcome();
+    };
+    let upstream: WebSocket;
+    try {
+      upstream = new WebSocket(url, protocols, { headers, autoPong: false, followRedirects: false, perMessageDeflate: true });
+    } catch (err) {
+      // ws refuses malformed subprotocol lists before dialling.
+      reject(new SidecarError('BSC_BAD_REQUEST', `invalid Sec-WebSocket-Protocol: ${(err as Error).message}`));
+      return;
+    }
+    const timer = setTimeout(() => {
+      settle(() => reject(Object.assign(new Error('the upstream did not complete the WebSocket handshake in time'), { code: 'ETIMEDOUT' })));
+      upstream.terminate();
+    }, timeoutMs);
+    // A caller that leaves while the upstream is dialled takes the upstream connection with it.
+    const callerGone = () => {
+      settle(() => {
+        reply.hijack();
+        resolve(undefined);
+      });
+      upstream.terminate();
+    };
+    caller.once('close', callerGone);
+    upstream.on('error', (err) => settle(() => reject(err)));
+    upstream.once('open', () => settle(() => resolve(upstream)));
+    upstream.once('unexpected-response', (_request, response) => {
+      settle(() => {
+        // The upstream's refusal (401, 403, 404...) reaches the caller unchanged, as for any request.
+        const relayed = { ...response.headers };
+        for (const name of ['connection', 'transfer-encoding', ...hopByHopHeaders]) delete relayed[name];
+        // Written to the raw response: a reply.send() of a stream from a preHandler would let the
+        // route's handler run as well.
+        reply.hijack();
+        reply.raw.writeHead(response.statusCode ?? 502, relayed);
+        response.once('close', () => upstream.terminate());
+        response.pipe(reply.raw);
+        resolve(undefined);
+      });
+    });
+  });
+}
