@@ -119,8 +119,7 @@ const listenSchema = z
   .transform((listen) => ({
     host: listen.host ?? '127.0.0.1',
     port: listen.port ?? 8080,
-    socket: listen.socket,
-    mode: listen.socket === undefined ? undefined : (listen.mode ?? 0o660),
+    ...(listen.socket === undefined ? {} : { socket: listen.socket, mode: listen.mode ?? 0o660 }),
   }));
 
 const adminSchema = z.strictObject({

@@ -53,9 +53,9 @@ export interface ListenConfig {
 
 export interface ProxyListenConfig extends ListenConfig {
   /** A Unix domain socket path; when set, host and port are not used. */
-  readonly socket: string | undefined;
+  readonly socket?: string;
   /** The socket file's mode (e.g. 0o660); set whenever `socket` is. */
-  readonly mode: number | undefined;
+  readonly mode?: number;
 }
 
 export interface SidecarConfig {

@@ -25,7 +25,10 @@ const handshakeHeaders = ['host', 'connection', 'sec-websocket-key', 'sec-websoc
 
 /** True for a request that asks to become a WebSocket (Upgrade: websocket). */
 export function isWebSocketUpgrade(headers: IncomingHttpHeaders): boolean {
-  return (headers.upgrade ?? '').split(',').some((protocol) => protocol.trim().toLowerCase() === 'websocket');
+  const upgrade = headers.upgrade;
+  // Plain requests (the hot path) stop here.
+  if (upgrade === undefined) return false;
+  return upgrade.split(',').some((protocol) => protocol.trim().toLowerCase() === 'websocket');
 }
 
 export class WebSocketProxy {
@@ -37,6 +40,8 @@ export class WebSocketProxy {
   /** The subprotocol the upstream chose, for the answer to the caller. */
   readonly #chosen = new WeakMap<IncomingMessage, string>();
   readonly #server: WebSocketServer;
+  /** Set by closeAll(): a handshake that completes after it is closed at once. */
+  #goingAway: { code: number; reason: string } | undefined;
 
   constructor(logger: Logger) {
     this.#logger = logger;
@@ -78,6 +83,7 @@ export class WebSocketProxy {
 
   /** Closes every open link with `code` and waits (boundedly) for the close handshakes. */
   async closeAll(code: number, reason: string): Promise<void> {
+    this.#goingAway = { code, reason };
     await Promise.all([...this.#links].map((link) => link.close(code, reason)));
   }
 
@@ -116,6 +122,7 @@ export class WebSocketProxy {
     this.#links.add(link);
     const log = request.log.child({ route: route.name, path: request.url.split('?', 1)[0] });
     log.debug('websocket open');
+    if (this.#goingAway) void link.close(this.#goingAway.code, this.#goingAway.reason);
     void link.closed.then(({ code, by }: LinkClose) => {
       this.#links.delete(link);
       log.debug({ code, by }, 'websocket closed');

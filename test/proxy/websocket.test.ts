@@ -139,6 +139,21 @@ describe('WebSocket routes next to a plain route', () => {
 });
 
 describe('WebSocket upgrades that cannot be carried', () => {
+  test('a sidecar without any websocket route answers an upgrade with 400 JSON too (Node serves it as a plain request)', async () => {
+    const tokens = await startScriptedTokenServer();
+    const upstream = await startEchoUpstream({ signingKey });
+    const sidecar = await startSidecar({ routes: [route(tokens.url, upstream.url)] }, { logLevel: 'silent' });
+    try {
+      const refused = await refusalOf(wsUrl(sidecar, '/x'));
+      assert.equal(refused.status, 400);
+      assert.match((JSON.parse(refused.body) as { message: string }).message, /does not carry WebSocket upgrades/);
+      assert.equal(upstream.received.length, 0);
+    } finally {
+      await sidecar.close();
+      await Promise.all([tokens.close(), upstream.close()]);
+    }
+  });
+
   test('no token: the upgrade is refused with 503, Retry-After and the JSON error body, and nothing reaches the upstream', async () => {
     const tokens = await startScriptedTokenServer(() => ({ status: 401, body: { error: 'invalid_client' } }));
     const upstream = await startEchoUpstream({ signingKey });
