@@ -45,6 +45,8 @@ export function joinWebSockets(client: WebSocket, upstream: WebSocket): WebSocke
   // Protocol errors make ws close the socket itself; the 'close' handlers above do the rest.
   client.on('error', () => {});
   upstream.on('error', () => {});
+  // The upstream was paused from its handshake until now, so nothing it sent early is lost.
+  upstream.resume();
 
   return {
     closed,

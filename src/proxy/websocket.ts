@@ -206,7 +206,11 @@ function dial(url: URL, protocols: string[], headers: Record<string, string>, ti
     };
     caller.once('close', callerGone);
     upstream.on('error', (err) => settle(() => reject(err)));
-    upstream.once('open', () => settle(() => resolve(upstream)));
+    // Paused until joined to the caller: a greeting the upstream sends at once must wait for it.
+    upstream.once('open', () => {
+      upstream.pause();
+      settle(() => resolve(upstream));
+    });
     upstream.once('unexpected-response', (_request, response) => {
       settle(() => {
         // The upstream's refusal (401, 403, 404...) reaches the caller unchanged, as for any request.

@@ -274,6 +274,7 @@ describe('WebSockets at shutdown', () => {
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       if (!verifyJwt((req.headers.authorization ?? '').slice(7), signingKey)) return void socket.destroy();
       wss.handleUpgrade(req, socket, head, (ws) => {
+        ws.send('welcome');
         ws.on('message', (data) => ws.send(data));
         ws.on('close', (code) => upstreamCloses.push(code));
       });
@@ -283,7 +284,10 @@ describe('WebSockets at shutdown', () => {
     const drainTimeoutMs = 400;
     const sidecar = await startSidecar({ drainTimeoutMs, routes: [route(tokens.url, `http://127.0.0.1:${(server.address() as AddressInfo).port}`, { websocket: true })] }, { logLevel: 'warn' });
     try {
-      const socket = await openSocket(wsUrl(sidecar, '/s'));
+      const socket = new WebSocket(wsUrl(sidecar, '/s'));
+      const greeting = new Promise<string>((resolve) => socket.once('message', (data) => resolve(String(data))));
+      await new Promise((resolve) => socket.once('open', resolve));
+      assert.equal(await Promise.race([greeting, sleep(5_000, 'no greeting')]), 'welcome', 'what the upstream sends right after its handshake arrives');
       const closed = closeOf(socket);
       const started = Date.now();
       const closing = sidecar.close();
