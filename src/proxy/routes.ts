@@ -7,10 +7,9 @@ import httpProxy from '@fastify/http-proxy';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RouteConfig } from '../config/types.js';
-import { SidecarError } from '../errors.js';
 import type { TokenSource } from '../token/token-source.js';
-import { upstreamRequestHeaders } from './headers.js';
-import { isWebSocketUpgrade, type WebSocketProxy } from './websocket.js';
+import { callerResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { isUpgradeFor, type WebSocketProxy } from './websocket.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -38,13 +37,10 @@ function rawQueryString(_search: string, requestUrl: string): string {
 }
 
 export async function proxyRoute(app: FastifyInstance, { route, tokens, connections = 128, websockets }: ProxyRouteOptions): Promise<void> {
-  const upgrades = route.websocket ? websockets : undefined;
-
   async function attachToken(request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const upgrade = isWebSocketUpgrade(request.headers);
-    if (upgrade && !upgrades) throw new SidecarError('BSC_BAD_REQUEST', `route "${route.name}" does not carry WebSocket upgrades (set websocket: true on the route)`);
+    const upgrade = isUpgradeFor(request.raw, route);
     request.bearerToken = tokens.peek() ?? (await tokens.getToken());
-    if (upgrade) await upgrades?.forward(request, reply, route);
+    if (upgrade) await websockets?.forward(request, reply, route);
   }
 
   function rewriteRequestHeaders(request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
@@ -52,8 +48,7 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
   }
 
   function rewriteResponseHeaders(headers: IncomingHttpHeaders, request: FastifyRequest): IncomingHttpHeaders {
-    headers['x-request-id'] = request.id;
-    return headers;
+    return callerResponseHeaders(headers, request.id);
   }
 
   await app.register(httpProxy, {

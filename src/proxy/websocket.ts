@@ -17,7 +17,7 @@ import type { Logger } from 'pino';
 import WebSocket, { WebSocketServer } from 'ws';
 import type { RouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
-import { hopByHopHeaders, upstreamRequestHeaders } from './headers.js';
+import { callerResponseHeaders, hopByHopHeaders, upstreamRequestHeaders } from './headers.js';
 import { joinWebSockets, type LinkClose, type WebSocketLink } from './websocket-link.js';
 
 /** Headers of the caller's handshake that the upstream handshake makes afresh. */
@@ -29,6 +29,16 @@ export function isWebSocketUpgrade(headers: IncomingHttpHeaders): boolean {
   // Plain requests (the hot path) stop here.
   if (upgrade === undefined) return false;
   return upgrade.split(',').some((protocol) => protocol.trim().toLowerCase() === 'websocket');
+}
+
+/**
+ * Whether a request is a WebSocket upgrade for `route` to carry; throws (400) for a WebSocket
+ * upgrade on a route without `websocket: true`. Other upgrades (h2c) are served as plain requests.
+ */
+export function isUpgradeFor(raw: IncomingMessage, route: RouteConfig): boolean {
+  if (!isWebSocketUpgrade(raw.headers)) return false;
+  if (!route.websocket) throw new SidecarError('BSC_BAD_REQUEST', `route "${route.name}" does not carry WebSocket upgrades (set websocket: true on the route)`);
+  return true;
 }
 
 export class WebSocketProxy {
@@ -65,8 +75,18 @@ export class WebSocketProxy {
       this.#heads.set(request, head);
       const response = new ServerResponse(request);
       response.assignSocket(socket as ServerResponse['socket'] & Duplex);
+      // The socket no longer belongs to the HTTP server: it cannot serve another request.
+      response.shouldKeepAlive = false;
       response.on('finish', () => socket.destroy());
       app.routing(request, response);
+    });
+    // Node hands an upgrade over with its head only: a body (of an Upgrade: h2c POST, say) could no
+    // longer be read, so such a request is refused before anything waits for its body.
+    app.addHook('onRequest', (request, _reply, done) => {
+      const { headers } = request.raw;
+      if (!this.#heads.has(request.raw) || isWebSocketUpgrade(headers)) return done();
+      const hasBody = (headers['content-length'] ?? '0') !== '0' || headers['transfer-encoding'] !== undefined;
+      done(hasBody ? new SidecarError('BSC_BAD_REQUEST', `an Upgrade: ${headers.upgrade ?? ''} request cannot carry a body here; send it without the Upgrade header`) : undefined);
     });
   }
 
@@ -214,8 +234,8 @@ function dial(url: URL, protocols: string[], headers: Record<string, string>, ti
     upstream.once('unexpected-response', (_request, response) => {
       settle(() => {
         // The upstream's refusal (401, 403, 404...) reaches the caller unchanged, as for any request.
-        const relayed = { ...response.headers };
-        for (const name of ['connection', 'transfer-encoding', ...hopByHopHeaders]) delete relayed[name];
+        const relayed = callerResponseHeaders({ ...response.headers }, reply.request.id);
+        for (const name of ['transfer-encoding', ...hopByHopHeaders]) delete relayed[name];
         // Written to the raw response: a reply.send() of a stream from a preHandler would let the
         // route's handler run as well.
         reply.hijack();

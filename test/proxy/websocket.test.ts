@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage } from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -129,6 +129,25 @@ describe('WebSocket routes next to a plain route', () => {
     assert.equal(plain.status, 200);
     assert.equal(((await plain.json()) as { path: string }).path, '/v2/hello');
     assert.equal((await fetch(`${sidecar.proxyUrl}/other`)).status, 200);
+  });
+
+  test('other upgrades: h2c without a body is served as a plain request; one with a body gets 400 rather than losing it', async () => {
+    const send = (headers: Record<string, string>, body?: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = httpRequest(`${sidecar.proxyUrl}/h2c`, { method: body === undefined ? 'GET' : 'POST', headers: { connection: 'Upgrade, HTTP2-Settings', upgrade: 'h2c', 'http2-settings': 'AAMAAABkAARAAAAAAAIAAAAA', ...headers } }, (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    const plain = await send({});
+    assert.equal(plain.status, 200);
+    assert.equal((JSON.parse(plain.body) as { path: string }).path, '/h2c');
+    const withBody = await send({ 'content-type': 'text/plain' }, 'abc');
+    assert.equal(withBody.status, 400);
+    assert.match((JSON.parse(withBody.body) as { message: string }).message, /cannot carry a body/);
   });
 
   test('an upgrade whose path climbs out of the base path is refused with 400', async () => {
