@@ -33,6 +33,7 @@ const runners: Record<string, (code: string) => [string, string[]]> = {
   js: (code) => [process.execPath, ['--input-type=module', '-e', code]],
 };
 const hasRequests = spawnSync('python3', ['-c', 'import requests']).status === 0;
+const hasCurl = spawnSync('curl', ['--version']).status === 0;
 
 function example(name: string): { lang: string; code: string } {
   const found = examples.get(name);
@@ -90,7 +91,8 @@ describe('README examples, run against the demo', () => {
   }
 
   for (const name of ['curl', 'curl-unix-socket', 'python-requests', 'node-fetch', 'websocket-ws']) {
-    const skip = name === 'python-requests' && !hasRequests ? 'python3 with requests is not installed (apt-get install python3-requests)' : false;
+    const skip =
+      name === 'python-requests' && !hasRequests ? 'python3 with requests is not installed (apt-get install python3-requests)' : name.startsWith('curl') && !hasCurl ? 'curl is not installed' : false;
     test(`${name}: runs as written and prints what the README says`, { skip }, async () => {
       const { lang, code } = example(name);
       const runner = runners[lang];
