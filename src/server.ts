@@ -8,10 +8,12 @@ import { createAdminApp } from './admin.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { createLogger } from './logger.js';
 import { errorReply } from './proxy/errors.js';
+import { guardServerOptions, installGuard } from './proxy/guard.js';
 import { proxyRoute } from './proxy/routes.js';
 import type { Clock } from './token/clock.js';
 import { exchangeClientCredentials, type Token } from './token/exchange.js';
 import { TokenSource } from './token/token-source.js';
+import { tokenDispatcher, warnUnverifiedTls } from './tls.js';
 
 export interface SidecarOptions {
   readonly logger?: Logger;
@@ -34,7 +36,14 @@ export interface Sidecar {
 export async function createSidecar(config: SidecarConfig, options: SidecarOptions = {}): Promise<Sidecar> {
   const logger = options.logger ?? createLogger({ level: config.logLevel });
   const clock = options.clock;
-  const fetchToken = options.fetchToken ?? ((route: RouteConfig, signal: AbortSignal) => exchangeClientCredentials(route.auth, { signal, ...(clock ? { now: () => clock.now() } : {}) }));
+  const dispatchers = new Map(config.routes.map((route) => [route.name, tokenDispatcher(route.auth.tls)]));
+  const fetchToken =
+    options.fetchToken ??
+    ((route: RouteConfig, signal: AbortSignal) => {
+      const dispatcher = dispatchers.get(route.name);
+      return exchangeClientCredentials(route.auth, { signal, ...(dispatcher ? { dispatcher } : {}), ...(clock ? { now: () => clock.now() } : {}) });
+    });
+  for (const route of config.routes) warnUnverifiedTls(route, logger);
 
   const tokenSources = new Map<string, TokenSource>();
   for (const route of config.routes) {
@@ -61,7 +70,9 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     // Paths are forwarded as they came; the router must not rewrite or reject them on our behalf.
     routerOptions: { ignoreDuplicateSlashes: false, ignoreTrailingSlash: false, maxParamLength: 2048 },
     return503OnClosing: true,
+    ...guardServerOptions(config.inbound),
   });
+  installGuard(proxy, config.inbound);
 
   proxy.setErrorHandler((error: Error, request, reply) => {
     const route = request.routeOptions.config.sidecarRoute;
@@ -93,7 +104,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
 
   proxy.decorateRequest('bearerToken', '');
   for (const route of config.routes) {
-    await proxyRoute(proxy, { route, tokens: tokenSources.get(route.name) as TokenSource });
+    await proxyRoute(proxy, { route, tokens: tokenSources.get(route.name) as TokenSource, sharedSecretHeader: config.inbound.sharedSecretHeader?.name });
   }
 
   const admin = createAdminApp([...tokenSources.values()], logger);
@@ -115,6 +126,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     async close() {
       await drain(proxy, config.drainTimeoutMs, logger);
       for (const source of tokenSources.values()) source.close();
+      await Promise.all([...dispatchers.values()].map((dispatcher) => dispatcher?.close()));
       await admin.close();
     },
   };
