@@ -37,11 +37,24 @@ export function requestHeaderPolicy({ route, sharedSecretHeader }: HeaderPolicyO
   };
 }
 
+/**
+ * Response headers that describe the sidecar's connection to the upstream, not the caller's to
+ * the sidecar: forwarded, `connection: keep-alive` would override a caller's `Connection: close`.
+ */
+const hopByHopResponseHeaders = ['connection', 'keep-alive', 'proxy-connection', 'upgrade', 'proxy-authenticate'];
+
 /** Returns the rewrite of the upstream's response headers (in place) before they reach the caller. */
 export function responseHeaderPolicy(route: RouteConfig): (headers: OutgoingHttpHeaders) => OutgoingHttpHeaders {
   const mapping = { prefix: route.prefix, basePath: route.upstreamBasePath };
   const dropCookies = !route.forwardCookies;
   return (headers) => {
+    const connection = headers.connection;
+    if (typeof connection === 'string' && connection.includes(',')) {
+      for (const name of connection.split(',')) delete headers[name.trim().toLowerCase()];
+    } else if (typeof connection === 'string' && connection !== 'keep-alive' && connection !== 'close') {
+      delete headers[connection.trim().toLowerCase()];
+    }
+    for (const name of hopByHopResponseHeaders) delete headers[name];
     const location = headers.location;
     if (typeof location === 'string') headers.location = callerLocation(location, mapping);
     if (dropCookies) delete headers['set-cookie'];

@@ -7,7 +7,8 @@
 // as "..;"), backslashes, encoded "/" "\" "." and control characters, malformed percent-encoding,
 // raw control, space and non-ASCII bytes, and "#". Each is either an attempt to reach another host
 // or path, or a form no HTTP client sends; legitimate paths ("%20", "%3A", percent-encoded UTF-8,
-// "...", "a..b", "v1.2") pass. One pass over the characters, no regular expression, no allocation.
+// "a..b", "v1.2") pass. Segments that begin or end with ".." ("...", "..x", "x..") are refused too:
+// @fastify/reply-from would refuse them anyway. One pass, no regular expression, no allocation.
 
 /** How a route maps paths: its local prefix ("/" or "/api") and the upstream's base path ("" or "/v2"). */
 export interface PathMapping {
@@ -34,6 +35,10 @@ export function requestTargetProblem(url: string): string | undefined {
       // "..;" counts too: some servers (Tomcat, Spring) drop what follows ";" in a segment.
       if ((length === 1 || length === 2) && url.charCodeAt(segmentStart) === dot && (length === 1 || url.charCodeAt(segmentStart + 1) === dot)) {
         return 'dot segments ("." and "..") are not accepted';
+      }
+      // @fastify/reply-from refuses any path containing "/.." or "../": say so here, in one place.
+      if (c === slash && length > 2 && ((url.charCodeAt(segmentStart) === dot && url.charCodeAt(segmentStart + 1) === dot) || (url.charCodeAt(i - 1) === dot && url.charCodeAt(i - 2) === dot))) {
+        return 'segments beginning or ending with ".." are not accepted';
       }
       if (c === slash) segmentStart = i + 1;
       continue;
