@@ -156,7 +156,8 @@ function namedError(problems: string[], fieldNames: ReadonlyMap<string, string> 
   return new ConfigError(
     lines.map((line) => {
       const field = line.slice(0, line.indexOf(':'));
-      const name = fieldNames.get(field);
+      // A list item is named by the variable that set the list.
+      const name = fieldNames.get(field) ?? fieldNames.get(field.replace(/\[\d+\]$/, ''));
       return name ? `${name} (${line})` : line;
     }),
   );
