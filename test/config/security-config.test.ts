@@ -1,29 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { parseCidr } from '../../src/config/cidr.js';
 import { loadConfig } from '../../src/config/index.js';
 import { resolveConfig } from '../../src/config/load.js';
-import { ConfigError } from '../../src/errors.js';
+import { problems, tempFiles } from '../helpers/config.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'bsc-security-config-'));
-function file(name: string, text: string): string {
-  const path = join(dir, name);
-  writeFileSync(path, text);
-  return path;
-}
-
-function problems(fn: () => unknown): string[] {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
-    return [...err.problems];
-  }
-  assert.fail('expected the config to be rejected');
-}
+const { dir, file } = tempFiles('bsc-security-config-');
 
 const route = (extra: Record<string, unknown> = {}, auth: Record<string, unknown> = {}) => ({
   name: 'r',

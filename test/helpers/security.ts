@@ -141,6 +141,16 @@ export async function startSecurityStack(options: { listen?: Record<string, unkn
   };
 }
 
+/** Runs `test` against a fresh security stack and closes it whatever happens. */
+export async function withSecurityStack(options: Parameters<typeof startSecurityStack>[0], test: (stack: SecurityStack) => Promise<void>): Promise<void> {
+  const stack = await startSecurityStack(options);
+  try {
+    await test(stack);
+  } finally {
+    await stack.close();
+  }
+}
+
 /** True when an upstream request target stays under /base. */
 export function underBase(target: string): boolean {
   const path = target.split('?', 1)[0] as string;

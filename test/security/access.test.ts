@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { describe, test } from 'node:test';
 import { startEchoUpstream } from '../../src/demo/echo-upstream.js';
-import { rawRequest, startSecurityStack } from '../helpers/security.js';
+import { rawRequest, withSecurityStack } from '../helpers/security.js';
 import { signingKey, startScriptedTokenServer } from '../helpers/servers.js';
 import { startSidecar } from '../helpers/sidecar.js';
 
@@ -14,8 +14,7 @@ const secret = 'shared-secret-value-7c1d9e';
 
 describe('listen.allowedClients', () => {
   test('a client outside every range gets 403 forbidden; nothing is forwarded', async () => {
-    const stack = await startSecurityStack({ listen: { allowedClients: ['10.0.0.0/8', '::1/128'] } });
-    try {
+    await withSecurityStack({ listen: { allowedClients: ['10.0.0.0/8', '::1/128'] } }, async (stack) => {
       const response = await fetch(`${stack.sidecar.proxyUrl}/api/x`);
       assert.equal(response.status, 403);
       const body = (await response.json()) as Record<string, string>;
@@ -25,19 +24,14 @@ describe('listen.allowedClients', () => {
       // Not even a 404 for an unknown path: a refused client learns nothing about the routes.
       assert.equal((await fetch(`${stack.sidecar.proxyUrl}/api/../nowhere`)).status, 403);
       assert.equal(stack.upstream.received.length, 0);
-    } finally {
-      await stack.close();
-    }
+    });
   });
 
   test('a client inside a range is served, on every request of a kept-alive connection', async () => {
-    const stack = await startSecurityStack({ listen: { allowedClients: ['192.168.0.0/16', '127.0.0.0/8'] } });
-    try {
+    await withSecurityStack({ listen: { allowedClients: ['192.168.0.0/16', '127.0.0.0/8'] } }, async (stack) => {
       for (let i = 0; i < 3; i++) assert.equal((await fetch(`${stack.sidecar.proxyUrl}/api/ok`)).status, 200);
       assert.equal(stack.upstream.received.length, 3);
-    } finally {
-      await stack.close();
-    }
+    });
   });
 
   test('a dual-stack listener sees IPv4 clients as ::ffff:127.0.0.1, and IPv4 ranges still match them', async (t) => {
@@ -75,8 +69,7 @@ describe('listen.allowedClients', () => {
 
 describe('listen.sharedSecretHeader', () => {
   test('missing or wrong: 403, identical bodies; right: forwarded without the header; the secret is never echoed or logged', async () => {
-    const stack = await startSecurityStack({ listen: { sharedSecretHeader: { name: 'X-Sidecar-Key', value: secret } }, logLevel: 'debug' });
-    try {
+    await withSecurityStack({ listen: { sharedSecretHeader: { name: 'X-Sidecar-Key', value: secret } }, logLevel: 'debug' }, async (stack) => {
       const url = `${stack.sidecar.proxyUrl}/api/thing`;
       const refusals = [
         await fetch(url),
@@ -111,14 +104,11 @@ describe('listen.sharedSecretHeader', () => {
       assert.ok(logs.includes('"status":403'), 'refusals are logged');
       assert.doesNotMatch(logs, new RegExp(secret, 'i'));
       assert.doesNotMatch(logs, /ey[A-Za-z0-9_-]{10,}\.ey/, 'no token in the logs');
-    } finally {
-      await stack.close();
-    }
+    });
   });
 
   test('both rules at once: an allowed address still needs the header', async () => {
-    const stack = await startSecurityStack({ listen: { allowedClients: ['127.0.0.1'], sharedSecretHeader: { name: 'x-sidecar-key', value: secret } } });
-    try {
+    await withSecurityStack({ listen: { allowedClients: ['127.0.0.1'], sharedSecretHeader: { name: 'x-sidecar-key', value: secret } } }, async (stack) => {
       assert.equal((await fetch(`${stack.sidecar.proxyUrl}/x`)).status, 403);
       assert.equal((await fetch(`${stack.sidecar.proxyUrl}/x`, { headers: { 'x-sidecar-key': secret } })).status, 200);
       // node:http too, to be sure nothing depends on fetch's header handling.
@@ -129,10 +119,8 @@ describe('listen.sharedSecretHeader', () => {
         })
           .on('error', reject)
           .end();
-      });
-      assert.equal(status, 200);
-    } finally {
-      await stack.close();
-    }
+    });
+    assert.equal(status, 200);
+    });
   });
 });

@@ -6,7 +6,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
 import { closeServer } from '../../src/demo/token-server.js';
-import { decodeChunked, rawRequest, startSecurityStack } from '../helpers/security.js';
+import { decodeChunked, rawRequest, withSecurityStack } from '../helpers/security.js';
 import { startScriptedTokenServer } from '../helpers/servers.js';
 import { startSidecar } from '../helpers/sidecar.js';
 
@@ -26,8 +26,7 @@ const spoofed = ['X-Forwarded-For: 6.6.6.6', 'X-Forwarded-Host: evil.example', '
 
 describe('hop-by-hop headers', () => {
   test('Connection and the headers it names, Proxy-Authorization, Proxy-Connection, Keep-Alive, TE, Trailer, Upgrade are not forwarded', async () => {
-    const stack = await startSecurityStack();
-    try {
+    await withSecurityStack({}, async (stack) => {
       const echo = await rawRequest(
         stack.port,
         'GET /api/h HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Secret-Hop\r\nX-Secret-Hop: 1\r\nProxy-Authorization: Basic Zm9vOmJhcg==\r\nProxy-Connection: keep-alive\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nTrailer: X-T\r\nX-Kept: yes\r\n\r\n',
@@ -35,9 +34,7 @@ describe('hop-by-hop headers', () => {
       const seen = (JSON.parse(decodeChunked(echo)) as Echo).headers;
       for (const name of ['x-secret-hop', 'proxy-authorization', 'proxy-connection', 'keep-alive', 'te', 'trailer', 'upgrade']) assert.equal(seen[name], undefined, name);
       assert.equal(seen['x-kept'], 'yes');
-    } finally {
-      await stack.close();
-    }
+    });
   });
 
   test("the upstream's Connection, Keep-Alive and the headers its Connection names do not reach the caller; a caller's close is honoured", async () => {
@@ -65,18 +62,14 @@ describe('hop-by-hop headers', () => {
 
 describe('routes[].forwardedHeaders', () => {
   test('strip (the default): a caller cannot claim another address, host or scheme upstream', async () => {
-    const stack = await startSecurityStack();
-    try {
+    await withSecurityStack({}, async (stack) => {
       const { headers } = await echoed(stack.port, spoofed);
       for (const name of ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-prefix', 'x-real-ip', 'forwarded']) assert.equal(headers[name], undefined, name);
-    } finally {
-      await stack.close();
-    }
+    });
   });
 
   test("append: the caller's X-Forwarded-For chain gets the client address; proto and host are the sidecar's; the rest is removed", async () => {
-    const stack = await startSecurityStack({ routeExtra: { forwardedHeaders: 'append' } });
-    try {
+    await withSecurityStack({ routeExtra: { forwardedHeaders: 'append' } }, async (stack) => {
       const { headers } = await echoed(stack.port, spoofed);
       assert.equal(headers['x-forwarded-for'], '6.6.6.6, 127.0.0.1');
       assert.equal(headers['x-forwarded-proto'], 'http');
@@ -84,21 +77,16 @@ describe('routes[].forwardedHeaders', () => {
       for (const name of ['x-forwarded-port', 'x-forwarded-prefix', 'x-real-ip', 'forwarded']) assert.equal(headers[name], undefined, name);
       const fresh = await echoed(stack.port, []);
       assert.equal(fresh.headers['x-forwarded-for'], '127.0.0.1');
-    } finally {
-      await stack.close();
-    }
+    });
   });
 
   test('pass: forwarded as the caller sent them', async () => {
-    const stack = await startSecurityStack({ routeExtra: { forwardedHeaders: 'pass' } });
-    try {
+    await withSecurityStack({ routeExtra: { forwardedHeaders: 'pass' } }, async (stack) => {
       const { headers } = await echoed(stack.port, spoofed);
       assert.equal(headers['x-forwarded-for'], '6.6.6.6');
       assert.equal(headers['x-forwarded-host'], 'evil.example');
       assert.equal(headers.forwarded, 'for=6.6.6.6;host=evil.example');
-    } finally {
-      await stack.close();
-    }
+    });
   });
 });
 

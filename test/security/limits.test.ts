@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { connect, type AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
 import { closeServer } from '../../src/demo/token-server.js';
-import { rawRequest, startSecurityStack } from '../helpers/security.js';
+import { rawRequest } from '../helpers/security.js';
 import { startScriptedTokenServer } from '../helpers/servers.js';
 import { eventually, startSidecar, type TestSidecar } from '../helpers/sidecar.js';
 
