@@ -1,11 +1,16 @@
-// The admin listener: liveness and readiness for probes. Never proxied; never shows a token.
+// The admin listener: liveness, readiness, Prometheus metrics and the log level. Never proxied;
+// never shows a token. The admin port may be bound beyond loopback (Kubernetes probes), so
+// changing the log level is accepted from loopback callers only.
 
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { Metrics } from './metrics.js';
 import type { TokenSource } from './token/token-source.js';
 
-export function createAdminApp(sources: readonly TokenSource[], logger: Logger): FastifyInstance {
-  const app = Fastify({ loggerInstance: logger.child({ listener: 'admin' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
+export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export function createAdminApp(sources: readonly TokenSource[], metrics: Metrics, logger: Logger): FastifyInstance {
+  const app = Fastify({ loggerInstance: logger as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
 
   app.get('/livez', async () => ({ status: 'ok' }));
 
@@ -16,5 +21,35 @@ export function createAdminApp(sources: readonly TokenSource[], logger: Logger):
     return { ready, routes };
   });
 
+  app.get('/metrics', async (_request, reply) => {
+    reply.type(metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  app.get('/loglevel', async () => ({ level: logger.level }));
+
+  app.put<{ Body: { level?: unknown } }>('/loglevel', async (request, reply) => {
+    if (!isLoopback(request.socket.remoteAddress)) {
+      return reply.code(403).send({ error: 'forbidden', message: 'the log level can be changed from loopback only' });
+    }
+    const level = request.body?.level;
+    if (typeof level !== 'string' || !(logLevels as readonly string[]).includes(level)) {
+      return reply.code(400).send({ error: 'bad_request', message: `level must be one of ${logLevels.join(', ')}` });
+    }
+    setLogLevel(logger, level);
+    return { level };
+  });
+
   return app;
+}
+
+export function setLogLevel(logger: Logger, level: string): void {
+  const from = logger.level;
+  logger.level = level;
+  // Logged at the level it was set to be seen whatever it is, unless silent.
+  if (level !== 'silent') logger[level === 'fatal' ? 'fatal' : 'info']({ from, to: level }, 'log level changed');
+}
+
+function isLoopback(address: string | undefined): boolean {
+  return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1' || (address?.startsWith('127.') ?? false);
 }

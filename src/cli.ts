@@ -9,6 +9,7 @@ import { envVariables } from './config/env.js';
 import { loadConfig } from './config/index.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { ConfigError } from './errors.js';
+import { setLogLevel } from './admin.js';
 import { createLogger } from './logger.js';
 import { createSidecar } from './server.js';
 import { exchangeClientCredentials, type Token } from './token/exchange.js';
@@ -90,10 +91,15 @@ async function serve(config: SidecarConfig): Promise<number> {
     await sidecar.close().catch(() => {});
     return 1;
   }
+  // SIGUSR2 cycles info → debug → trace → info, for a look at a live problem without a restart.
+  const cycle = ['info', 'debug', 'trace'];
+  process.on('SIGUSR2', () => setLogLevel(logger, cycle[(cycle.indexOf(logger.level) + 1) % cycle.length] as string));
   closeWithGrace(
     {
       // Our own drain bound comes first; this one only catches a close that hangs.
       delay: config.drainTimeoutMs + 5_000,
+      // close-with-grace would treat SIGUSR2 (nodemon's restart signal) as a shutdown.
+      skip: ['SIGUSR2'],
       logger: { error: (message: unknown) => logger.error(typeof message === 'string' ? message : { err: message }, 'shutdown') },
       onSecondSignal: (signal: string) => {
         logger.warn({ signal }, 'second signal; exiting now');

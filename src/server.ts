@@ -1,13 +1,16 @@
 // Composition root: config → token sources → proxy app + admin app → listen / close.
 // Nothing here knows how a token is fetched or how a request is forwarded; it only wires.
 
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { IncomingMessage } from 'node:http';
+import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { createAdminApp } from './admin.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { createLogger } from './logger.js';
-import { errorReply } from './proxy/errors.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { errorReply, upstreamErrorKind } from './proxy/errors.js';
 import { guardServerOptions, installGuard } from './proxy/guard.js';
 import { proxyRoute } from './proxy/routes.js';
 import type { Clock } from './token/clock.js';
@@ -26,6 +29,7 @@ export interface Sidecar {
   readonly proxy: FastifyInstance;
   readonly admin: FastifyInstance;
   readonly tokenSources: ReadonlyMap<string, TokenSource>;
+  readonly metrics: Metrics;
   readonly logger: Logger;
   /** Starts the token sources and both listeners; resolves with their URLs. */
   listen(): Promise<{ proxyUrl: string; adminUrl: string }>;
@@ -46,6 +50,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
   for (const route of config.routes) warnUnverifiedTls(route, logger);
 
   const tokenSources = new Map<string, TokenSource>();
+  const metrics = createMetrics(() => [...tokenSources.values()].map((source) => source.status()));
   for (const route of config.routes) {
     const { auth } = route;
     tokenSources.set(
@@ -59,6 +64,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
         tokenWaitMs: auth.tokenWaitMs,
         retry: auth.retry,
         logger,
+        onFetch: (outcome) => metrics.tokenFetch(route.name, outcome),
         ...(clock ? { clock } : {}),
       }),
     );
@@ -66,58 +72,68 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
 
   const proxy = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    logController: new LogController({ disableRequestLogging: true }),
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
+    requestIdHeader: false,
+    genReqId: requestId,
     // Paths are forwarded as they came; the router must not rewrite or reject them on our behalf.
     routerOptions: { ignoreDuplicateSlashes: false, ignoreTrailingSlash: false, maxParamLength: 2048 },
     return503OnClosing: true,
     ...guardServerOptions(config.inbound),
   });
-  installGuard(proxy, config.inbound);
 
   proxy.setErrorHandler((error: Error, request, reply) => {
     const route = request.routeOptions.config.sidecarRoute;
     const { statusCode, body, retryAfterSeconds } = errorReply(error, route);
+    const kind = upstreamErrorKind(error);
+    if (kind && route) metrics.upstreamError(route, kind);
     const level = statusCode >= 500 ? 'warn' : 'info';
     request.log[level]({ route, code: (error as { code?: string }).code, reason: error.message }, 'request failed');
     if (retryAfterSeconds !== undefined) reply.header('retry-after', String(retryAfterSeconds));
+    reply.header('x-request-id', request.id);
     reply.code(statusCode).type('application/json').send({ ...body, requestId: request.id });
   });
 
   proxy.setNotFoundHandler((request, reply) => {
-    reply.code(404).send({ error: 'no_route', message: `no route serves ${request.method} ${request.url.split('?')[0]}`, requestId: request.id });
+    reply.code(404).header('x-request-id', request.id).send({ error: 'no_route', message: `no route serves ${request.method} ${request.url.split('?')[0]}`, requestId: request.id });
   });
 
-  // One log line per request, after the response: never on the request's critical path.
-  proxy.addHook('onResponse', (request, reply, done) => {
+  // One log line and the metrics per request, when its response is done or the caller has gone
+  // ('close' fires in both cases; fastify's onResponse misses the second).
+  function finished(request: FastifyRequest, reply: FastifyReply): void {
+    const route = request.routeOptions.config.sidecarRoute ?? 'none';
+    const complete = reply.raw.writableFinished;
+    const durationMs = Math.round(reply.elapsedTime * 100) / 100;
+    metrics.requestFinished(route, request.method, complete ? reply.statusCode : undefined, durationMs);
     request.log.info(
-      {
-        route: request.routeOptions.config.sidecarRoute,
-        method: request.method,
-        path: request.url.split('?', 1)[0],
-        status: reply.statusCode,
-        durationMs: Math.round(reply.elapsedTime * 100) / 100,
-      },
+      { route, method: request.method, path: request.url.split('?', 1)[0], status: reply.statusCode, durationMs, ...(complete ? {} : { aborted: true }) },
       'request',
     );
+  }
+  proxy.addHook('onRequest', (request, reply, done) => {
+    metrics.requestStarted();
+    reply.raw.once('close', () => finished(request, reply));
     done();
   });
+  // After the hook above, so refused requests are logged and counted too.
+  installGuard(proxy, config.inbound);
 
   proxy.decorateRequest('bearerToken', '');
   for (const route of config.routes) {
     await proxyRoute(proxy, { route, tokens: tokenSources.get(route.name) as TokenSource, sharedSecretHeader: config.inbound.sharedSecretHeader?.name });
   }
 
-  const admin = createAdminApp([...tokenSources.values()], logger);
+  const admin = createAdminApp([...tokenSources.values()], metrics, logger);
 
   return {
     proxy,
     admin,
     tokenSources,
+    metrics,
     logger,
     async listen() {
       for (const source of tokenSources.values()) source.start();
-      await admin.listen({ host: config.admin.host, port: config.admin.port, listenTextResolver: () => '' });
-      await proxy.listen({ host: config.listen.host, port: config.listen.port, listenTextResolver: () => '' });
+      await admin.listen({ host: config.admin.host, port: config.admin.port, listenTextResolver: (address) => `admin listening at ${address}` });
+      await proxy.listen({ host: config.listen.host, port: config.listen.port, listenTextResolver: (address) => `proxy listening at ${address}` });
       const proxyUrl = urlOf(proxy);
       const adminUrl = urlOf(admin);
       logger.info({ proxy: proxyUrl, admin: adminUrl, routes: config.routes.map((r) => ({ name: r.name, prefix: r.prefix, upstream: r.upstreamOrigin + r.upstreamBasePath })) }, 'listening');
@@ -148,6 +164,12 @@ async function drain(app: FastifyInstance, timeoutMs: number, logger: Logger): P
     app.server.closeAllConnections();
     await closed;
   }
+}
+
+/** The caller's X-Request-Id when it is a sane token (no log injection), else a new UUID. */
+function requestId(req: IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && given.length <= 128 && /^[\w.:@\/+=-]+$/.test(given) ? given : randomUUID();
 }
 
 function urlOf(app: FastifyInstance): string {

@@ -4,7 +4,7 @@
 // this is a few deletes.
 
 import type { FastifyRequest } from 'fastify';
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { RouteConfig } from '../config/types.js';
 import { callerLocation } from './paths.js';
 
@@ -44,7 +44,7 @@ export function requestHeaderPolicy({ route, sharedSecretHeader }: HeaderPolicyO
 const hopByHopResponseHeaders = ['connection', 'keep-alive', 'proxy-connection', 'upgrade', 'proxy-authenticate'];
 
 /** Returns the rewrite of the upstream's response headers (in place) before they reach the caller. */
-export function responseHeaderPolicy(route: RouteConfig): (headers: OutgoingHttpHeaders) => OutgoingHttpHeaders {
+export function responseHeaderPolicy(route: RouteConfig): (headers: IncomingHttpHeaders) => void {
   const mapping = { prefix: route.prefix, basePath: route.upstreamBasePath };
   const dropCookies = !route.forwardCookies;
   return (headers) => {
@@ -58,6 +58,5 @@ export function responseHeaderPolicy(route: RouteConfig): (headers: OutgoingHttp
     const location = headers.location;
     if (typeof location === 'string') headers.location = callerLocation(location, mapping);
     if (dropCookies) delete headers['set-cookie'];
-    return headers;
   };
 }

@@ -43,6 +43,7 @@ function rawQueryString(_search: string, requestUrl: string): string {
 
 export async function proxyRoute(app: FastifyInstance, { route, tokens, connections = 128, sharedSecretHeader }: ProxyRouteOptions): Promise<void> {
   const applyHeaderPolicy = requestHeaderPolicy({ route, sharedSecretHeader });
+  const applyResponsePolicy = responseHeaderPolicy(route);
   const mapping = { prefix: route.prefix, basePath: route.upstreamBasePath };
 
   async function attachToken(request: FastifyRequest): Promise<void> {
@@ -54,6 +55,13 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
     applyHeaderPolicy(request, headers);
     // Whatever the caller sent as Authorization is replaced, never forwarded.
     headers.authorization = `Bearer ${request.bearerToken}`;
+    headers['x-request-id'] = request.id;
+    return headers;
+  }
+
+  function rewriteResponseHeaders(headers: IncomingHttpHeaders, request: FastifyRequest): IncomingHttpHeaders {
+    applyResponsePolicy(headers);
+    headers['x-request-id'] = request.id;
     return headers;
   }
 
@@ -90,9 +98,9 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
     },
     replyOptions: {
       rewriteRequestHeaders,
+      rewriteHeaders: rewriteResponseHeaders,
       // Forward the query string byte for byte; the default re-serialises it (a+b -> a%20b).
       queryString: rawQueryString,
-      rewriteHeaders: responseHeaderPolicy(route),
       onError(reply: FastifyReply, { error }: { error: Error }) {
         reply.send(error);
       },

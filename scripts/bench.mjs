@@ -1,0 +1,946 @@
+#!/usr/bin/env node
+// The benchmark of issue 7: `npm run bench` (builds first). Everything runs on 127.0.0.1.
+//
+// Starts an upstream (node:http; small JSON at /, 1 MiB at /big, /bytes/N streamed, POST counted),
+// a demo token endpoint (in this process; idle under load) and, each as its own process:
+// bearer-sidecar (dist/cli.js, log level info, one JSON line per request to a file), two minimal
+// baseline proxies (node:http + keep-alive http.Agent; node:http + undici Pool) and nginx when
+// installed. Loads each with wrk (else autocannon, when importable) at fixed connection counts,
+// keep-alive, interleaved and repeated; then streams 1 GiB down and up through a fresh sidecar,
+// sampling its RSS; measures cold start; prints every target as met / NOT MET and writes the
+// results into BENCHMARKS.md between the bench:results markers (the rest of the file is kept).
+//
+// Options (flags, or the env variable in brackets):
+//   --quick                 smoke run: 2 s per case, 1 round, 128 MiB streamed; writes to /tmp unless --out
+//   --duration=S            seconds per case (BENCH_DURATION, default 7)
+//   --rounds=N              interleaved rounds (BENCH_ROUNDS, default 3)
+//   --conns=1,10,100        connection counts, small body (BENCH_CONNS)
+//   --big-conns=10          connection counts, 1 MiB body (BENCH_BIG_CONNS; "" to skip)
+//   --stream-bytes=N        bytes streamed each way (BENCH_STREAM_BYTES, default 1 GiB)
+//   --only=a,b              targets to run: direct,sidecar,node-http,undici,nginx
+//   --no-nginx              skip nginx even when installed
+//   --load-only             only the load cases: no streaming, no extra cold starts (for A/B runs)
+//   --noise-budget=S        seconds in all to wait for a quiet machine before a case and to re-run
+//                           a case that something else disturbed (BENCH_NOISE_BUDGET, default 120)
+//   --out=FILE              where to write (default BENCHMARKS.md; --no-write to write nothing)
+//   --profile               instead of the benchmark: CPU-profile the sidecar and the undici
+//                           baseline under wrk at 10 connections (--profile-seconds=10) and write
+//                           the summary between the bench:profile markers of the output file
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, createReadStream, chmodSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { aggregate, inclusiveOf, loadProfile, toMarkdown } from './bench/cpuprofile.mjs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const benchDir = join(root, 'scripts', 'bench');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = (...a) => process.stdout.write(`${a.join(' ')}\n`);
+
+// ---------------------------------------------------------------- options
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    duration: { type: 'string' },
+    rounds: { type: 'string' },
+    conns: { type: 'string' },
+    'big-conns': { type: 'string' },
+    'stream-bytes': { type: 'string' },
+    only: { type: 'string' },
+    'no-nginx': { type: 'boolean', default: false },
+    out: { type: 'string' },
+    'no-write': { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    'profile-seconds': { type: 'string' },
+    'noise-budget': { type: 'string' },
+    'load-only': { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+  strict: true,
+});
+if (flags.help) {
+  log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).slice(0, 30).map((l) => l.slice(3)).join('\n'));
+  process.exit(0);
+}
+const env = process.env;
+const quick = flags.quick;
+const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean).map(Number);
+const opt = {
+  duration: Number(flags.duration ?? env.BENCH_DURATION ?? (quick ? 2 : 7)),
+  rounds: Number(flags.rounds ?? env.BENCH_ROUNDS ?? (quick ? 1 : 3)),
+  conns: list(flags.conns ?? env.BENCH_CONNS ?? '1,10,100'),
+  bigConns: list(flags['big-conns'] ?? env.BENCH_BIG_CONNS ?? '10'),
+  streamBytes: Number(flags['stream-bytes'] ?? env.BENCH_STREAM_BYTES ?? (quick ? 128 * 2 ** 20 : 2 ** 30)),
+  warmup: quick ? 1 : 3,
+  out: flags['no-write'] ? undefined : flags.out ?? env.BENCH_OUT ?? (quick ? join(os.tmpdir(), 'bearer-sidecar-bench-quick.md') : join(root, 'BENCHMARKS.md')),
+  profileSeconds: Number(flags['profile-seconds'] ?? 10),
+  // Seconds the run may spend in all waiting for a quiet machine and re-running disturbed cases.
+  noiseBudget: Number(flags['noise-budget'] ?? env.BENCH_NOISE_BUDGET ?? (quick ? 10 : 120)),
+};
+const ports = { upstream: 18000, token: 18001, sidecar: 18080, admin: 19901, nodeHttp: 18081, undici: 18082, nginx: 18083, sidecar2: 18090, admin2: 19902, cold: 18095, coldAdmin: 19905 };
+
+// ---------------------------------------------------------------- small helpers
+const which = (cmd) => {
+  try {
+    return execFileSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).trim() || undefined;
+  } catch {
+    return undefined;
+  }
+};
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  return n === 0 ? NaN : n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+};
+const fmt = (x, d = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : '—');
+const ms = (us) => us / 1000;
+const mib = (kb) => kb / 1024;
+
+function procStatus(pid) {
+  try {
+    const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const get = (k) => Number((new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(text) ?? [])[1]);
+    return { rssKb: get('VmRSS'), hwmKb: get('VmHWM') };
+  } catch {
+    return { rssKb: NaN, hwmKb: NaN };
+  }
+}
+/** Resets VmHWM to the current RSS (Linux >= 4.0). */
+function resetPeak(pid) {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) || 100;
+  } catch {
+    return 100;
+  }
+})();
+/** utime + stime of a process, in seconds. */
+function cpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  } catch {
+    return NaN;
+  }
+}
+/** All CPUs' busy time (user+nice+system+irq+softirq+steal), in seconds. */
+function machineBusySeconds() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return (f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] || 0)) / CLK_TCK;
+}
+/** Busy CPU (% of one core) of the whole machine over ms milliseconds, minus this process. */
+async function machineBusyPct(ms = 500) {
+  const m0 = machineBusySeconds();
+  const b0 = process.cpuUsage();
+  await sleep(ms);
+  const b = process.cpuUsage(b0);
+  return (100 * Math.max(0, machineBusySeconds() - m0 - (b.user + b.system) / 1e6)) / (ms / 1000);
+}
+let noiseSpent = 0;
+/** Waits (within the noise budget) until the machine is nearly idle; returns the busy % seen last. */
+async function waitQuiet() {
+  for (;;) {
+    const t0 = performance.now();
+    const busy = await machineBusyPct(500);
+    noiseSpent += (performance.now() - t0) / 1000 - 0.5;
+    if (busy < 10 || noiseSpent >= opt.noiseBudget) return busy;
+    noiseSpent += 0.5;
+  }
+}
+function childrenOf(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .map(Number)
+      .filter((p) => {
+        try {
+          const s = readFileSync(`/proc/${p}/stat`, 'utf8');
+          return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]) === pid;
+        } catch {
+          return false;
+        }
+      });
+  }
+}
+
+function httpGet(url, { agent = false, timeout = 2000 } = {}) {
+  return new Promise((resolve) => {
+    const req = http.get(url, { agent, timeout }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode));
+    });
+    req.on('error', () => resolve(0));
+    req.on('timeout', () => req.destroy());
+  });
+}
+async function waitFor(url, { timeoutMs = 15_000, intervalMs = 20, ok = (s) => s >= 200 && s < 500 } = {}) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (ok(await httpGet(url))) return true;
+    await sleep(intervalMs);
+  }
+  throw new Error(`${url} not ready within ${timeoutMs} ms`);
+}
+async function assertPortFree(port) {
+  await new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', (e) => reject(new Error(`port ${port} on 127.0.0.1 is in use (${e.code}); stop what holds it`)));
+    s.listen(port, '127.0.0.1', () => s.close(resolve));
+  });
+}
+
+// ---------------------------------------------------------------- processes
+const children = new Set();
+function start(cmd, args, { stdout = 'ignore', stderr = 'inherit', name = cmd } = {}) {
+  const child = spawn(cmd, args, { stdio: ['ignore', stdout, stderr], cwd: root });
+  child.benchName = name;
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+async function stop(child, { signal = 'SIGTERM', timeoutMs = 15_000 } = {}) {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill(signal);
+  const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  await exited;
+  clearTimeout(t);
+}
+function killAll() {
+  for (const c of children) {
+    try {
+      c.kill('SIGKILL');
+    } catch {}
+  }
+}
+process.on('exit', killAll);
+for (const s of ['SIGINT', 'SIGTERM']) process.on(s, () => {
+  killAll();
+  process.exit(130);
+});
+
+const tmp = mkdtempSync(join(os.tmpdir(), 'bearer-sidecar-bench-'));
+process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
+
+function sidecarConfig(port, adminPort, name) {
+  const file = join(tmp, `${name}.yaml`);
+  writeFileSync(
+    file,
+    `listen: { host: 127.0.0.1, port: ${port} }
+admin: { host: 127.0.0.1, port: ${adminPort} }
+logLevel: info
+routes:
+  - name: bench
+    prefix: /
+    upstream: http://127.0.0.1:${ports.upstream}
+    auth:
+      tokenUrl: http://127.0.0.1:${ports.token}/oauth2/token
+      clientId: bench-client
+      clientSecret: bench-secret
+`,
+  );
+  return file;
+}
+
+/** Spawns the sidecar; resolves once /readyz answers 200, with the time that took. */
+async function startSidecar({ port, adminPort, name, nodeArgs = [] }) {
+  const config = sidecarConfig(port, adminPort, name);
+  const logFile = join(tmp, `${name}.log`);
+  const fd = openSync(logFile, 'a');
+  const t0 = performance.now();
+  const child = start(process.execPath, [...nodeArgs, join(root, 'dist', 'cli.js'), '--config', config], { stdout: fd, name });
+  closeSync(fd);
+  const end = Date.now() + 20_000;
+  while ((await httpGet(`http://127.0.0.1:${adminPort}/readyz`, { timeout: 1000 })) !== 200) {
+    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}; log: ${logFile}`);
+    if (Date.now() > end) throw new Error(`${name} not ready in 20 s`);
+    await sleep(5);
+  }
+  const coldStartMs = performance.now() - t0;
+  await waitFor(`http://127.0.0.1:${port}/`);
+  return { child, pid: child.pid, coldStartMs, logFile };
+}
+
+function nginxConf() {
+  for (const d of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi', 'logs']) {
+    mkdirSync(join(tmp, 'nginx', d), { recursive: true });
+    chmodSync(join(tmp, 'nginx', d), 0o777);
+  }
+  chmodSync(tmp, 0o755);
+  const n = join(tmp, 'nginx');
+  const conf = join(n, 'nginx.conf');
+  writeFileSync(
+    conf,
+    `daemon off;
+master_process on;
+worker_processes 1;
+pid ${n}/nginx.pid;
+error_log ${n}/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${n}/client_body;
+  proxy_temp_path ${n}/proxy;
+  fastcgi_temp_path ${n}/fastcgi;
+  uwsgi_temp_path ${n}/uwsgi;
+  scgi_temp_path ${n}/scgi;
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+  upstream bench_upstream {
+    server 127.0.0.1:${ports.upstream};
+    keepalive 128;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+  }
+  server {
+    listen 127.0.0.1:${ports.nginx};
+    location / {
+      proxy_pass http://bench_upstream;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "Bearer static-bench-token";
+      proxy_buffering off;
+      proxy_request_buffering off;
+      client_max_body_size 0;
+    }
+  }
+}
+`,
+  );
+  return { conf, prefix: n };
+}
+
+// ---------------------------------------------------------------- load generation
+const wrkPath = which('wrk');
+let autocannon;
+if (!wrkPath) {
+  try {
+    autocannon = (await import('autocannon')).default;
+  } catch {}
+}
+const loadTool = wrkPath ? 'wrk' : autocannon ? 'autocannon' : undefined;
+
+/** One load run; latencies in microseconds. */
+async function load(url, conns, seconds) {
+  if (loadTool === 'wrk') {
+    const args = ['-t', '1', '-c', String(conns), '-d', `${seconds}s`, '--timeout', '10s', '-s', join(benchDir, 'report.lua'), url];
+    // Through sh so that wrk's CPU time can be read afterwards (the shell's cutime/cstime).
+    const script = '"$0" "$@"; r=$?; read -r l < /proc/$$/stat; echo "SHSTAT $l"; exit $r';
+    const out = await new Promise((resolve, reject) =>
+      execFile('sh', ['-c', script, wrkPath, ...args], { timeout: (seconds + 30) * 1000, maxBuffer: 1 << 20 }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+    );
+    const sh = out.split('\n').find((l) => l.startsWith('SHSTAT '));
+    const shf = sh ? sh.slice(sh.lastIndexOf(')') + 2).split(' ') : [];
+    const loadCpu = sh ? (Number(shf[13]) + Number(shf[14])) / CLK_TCK : NaN;
+    const line = out.split('\n').find((l) => l.startsWith('WRKJSON '));
+    if (!line) throw new Error(`wrk printed no result:\n${out}`);
+    const r = JSON.parse(line.slice(8));
+    const errors = Object.values(r.errors).reduce((a, b) => a + b, 0);
+    return { rps: r.requests / (r.duration_us / 1e6), requests: r.requests, p50: r.p50, p99: r.p99, max: r.max, errors, loadCpu };
+  }
+  const r = await autocannon({ url, connections: conns, duration: seconds, pipelining: 1 });
+  return {
+    rps: r.requests.total / (r.duration || seconds),
+    requests: r.requests.total,
+    p50: r.latency.p50 * 1000,
+    p99: r.latency.p99 * 1000,
+    max: r.latency.max * 1000,
+    errors: r.errors + r.timeouts + r.non2xx,
+    loadCpu: NaN,
+  };
+}
+
+// ---------------------------------------------------------------- machine
+function machine() {
+  const cpu = (/^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8')) ?? [])[1] ?? 'unknown';
+  const ver = (cmd, args) => {
+    try {
+      const r = execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      return r.trim().split('\n')[0];
+    } catch (e) {
+      return String(e.stderr ?? '').trim().split('\n')[0] || 'n/a';
+    }
+  };
+  let commit = 'unknown';
+  try {
+    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: root, encoding: 'utf8' }).trim();
+    if (dirty) commit += ' (src/ has uncommitted changes)';
+  } catch {}
+  return {
+    nproc: os.availableParallelism?.() ?? os.cpus().length,
+    cpu,
+    ramGiB: os.totalmem() / 2 ** 30,
+    kernel: os.release(),
+    node: process.version,
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    wrk: wrkPath ? ver('wrk', ['--version']) : 'not installed',
+    nginx: which('nginx') ? ver('nginx', ['-v']).replace(/^nginx version: /, '') : 'not installed',
+    curl: ver('curl', ['--version']).split(' ').slice(0, 2).join(' '),
+    commit,
+  };
+}
+
+// ---------------------------------------------------------------- token server
+const { startTokenServer } = await import(pathToFileURL(join(root, 'dist', 'demo', 'token-server.js')).href);
+
+async function tokenRoundTripMs(url) {
+  const body = 'grant_type=client_credentials';
+  const auth = `Basic ${Buffer.from('bench-client:bench-secret').toString('base64')}`;
+  const once = () =>
+    new Promise((resolve, reject) => {
+      const t0 = performance.now();
+      const req = http.request(url, { method: 'POST', agent: false, headers: { authorization: auth, 'content-type': 'application/x-www-form-urlencoded', 'content-length': body.length } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(performance.now() - t0));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  const xs = [];
+  for (let i = 0; i < 5; i++) xs.push(await once());
+  return median(xs);
+}
+
+// ---------------------------------------------------------------- streaming (curl)
+function curl(args, seconds = 600) {
+  return new Promise((resolve, reject) =>
+    execFile('sh', ['-c', args], { timeout: seconds * 1000, maxBuffer: 1 << 20 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout))),
+  );
+}
+async function download(base, bytes) {
+  const out = await curl(`curl -sS -o /dev/null -w '%{http_code} %{size_download} %{time_total}' ${base}/bytes/${bytes}`);
+  const [code, size, secs] = out.trim().split(' ').map(Number);
+  if (code !== 200 || size !== bytes) throw new Error(`download from ${base}: HTTP ${code}, ${size} of ${bytes} bytes`);
+  return { seconds: secs, mbps: bytes / 2 ** 20 / secs };
+}
+async function upload(base, bytes) {
+  // Chunked upload from a generator; no Expect: 100-continue (curl adds it to large uploads).
+  const out = await curl(`head -c ${bytes} /dev/zero | curl -sS -X POST -T - -H 'Expect:' -H 'content-type: application/octet-stream' -w '\\n%{http_code} %{time_total}' ${base}/upload`);
+  const [body, status] = out.trim().split('\n');
+  const [code, secs] = status.split(' ').map(Number);
+  let got;
+  try {
+    got = JSON.parse(body).bytes;
+  } catch {}
+  if (code !== 200 || got !== bytes) throw new Error(`upload to ${base}: HTTP ${code}, upstream counted ${got} of ${bytes} bytes (${body.slice(0, 200)})`);
+  return { seconds: secs, mbps: bytes / 2 ** 20 / secs };
+}
+/** Runs fn while sampling pid's VmRSS every 20 ms; returns fn's result and the peak in kB. */
+async function sampled(pid, fn) {
+  resetPeak(pid);
+  let peak = procStatus(pid).rssKb;
+  const timer = setInterval(() => {
+    const { rssKb } = procStatus(pid);
+    if (rssKb > peak) peak = rssKb;
+  }, 20);
+  try {
+    const result = await fn();
+    const { rssKb, hwmKb } = procStatus(pid);
+    return { result, peakKb: Math.max(peak, rssKb, Number.isFinite(hwmKb) ? hwmKb : 0) };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+async function countLogLines(file) {
+  let lines = 0;
+  let requestLines = 0;
+  let tail = '';
+  for await (const chunk of createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 })) {
+    const text = tail + chunk;
+    const parts = text.split('\n');
+    tail = parts.pop();
+    lines += parts.length;
+    for (const p of parts) if (p.includes('"msg":"request"')) requestLines++;
+  }
+  return { lines, requestLines };
+}
+
+// ================================================================= profile mode
+if (flags.profile) {
+  await runProfile();
+  process.exit(0);
+}
+
+async function runProfile() {
+  if (!wrkPath) throw new Error('--profile needs wrk (apt-get install wrk)');
+  for (const p of [ports.upstream, ports.token, ports.sidecar, ports.admin, ports.undici]) await assertPortFree(p);
+  const profDir = env.BENCH_PROFILE_DIR ?? '/tmp/prof';
+  rmSync(profDir, { recursive: true, force: true });
+  mkdirSync(join(profDir, 'sidecar'), { recursive: true });
+  mkdirSync(join(profDir, 'undici'), { recursive: true });
+  const tokens = await startTokenServer({ host: '127.0.0.1', port: ports.token, clients: [{ id: 'bench-client', secret: 'bench-secret' }], signingKey: 'bench-signing-key', expiresInSeconds: 3600 });
+  const upstream = start(process.execPath, [join(benchDir, 'upstream.mjs'), String(ports.upstream)], { name: 'upstream' });
+  await waitFor(`http://127.0.0.1:${ports.upstream}/`);
+  const secs = opt.profileSeconds;
+  const results = {};
+  const profileOne = async (name, startIt, url) => {
+    const child = await startIt();
+    await load(url, 10, 3); // warm-up, excluded from the summary below
+    const from = Number(process.hrtime.bigint() / 1000n);
+    const c0 = cpuSeconds(child.pid);
+    const r = await load(url, 10, secs);
+    const cpu = cpuSeconds(child.pid) - c0;
+    const to = Number(process.hrtime.bigint() / 1000n);
+    await stop(child);
+    const dir = join(profDir, name);
+    const file = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).map((f) => join(dir, f))[0];
+    if (!file) throw new Error(`no .cpuprofile written in ${dir}`);
+    // Only the samples of the measured run (the profile's clock is the monotonic one of hrtime).
+    const agg = aggregate(loadProfile(file), { from, to });
+    results[name] = { file, load: r, cpuUsPerReq: (cpu * 1e6) / r.requests, cpuPct: (100 * cpu * 1e6) / (to - from), agg };
+    log(`${name}: ${fmt(r.rps)} req/s, p50 ${fmt(ms(r.p50), 2)} ms, ${fmt(results[name].cpuUsPerReq, 1)} µs CPU/request, profile ${file}`);
+  };
+  await profileOne(
+    'sidecar',
+    async () => (await startSidecar({ port: ports.sidecar, adminPort: ports.admin, name: 'sidecar-prof', nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${join(profDir, 'sidecar')}`] })).child,
+    `http://127.0.0.1:${ports.sidecar}/`,
+  );
+  await profileOne(
+    'undici',
+    async () => {
+      const c = start(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${join(profDir, 'undici')}`, join(benchDir, 'proxy-undici.mjs'), String(ports.undici), String(ports.upstream)], { name: 'undici' });
+      await waitFor(`http://127.0.0.1:${ports.undici}/`);
+      return c;
+    },
+    `http://127.0.0.1:${ports.undici}/`,
+  );
+  await stop(upstream);
+  await tokens.close();
+
+  const s = results.sidecar;
+  const u = results.undici;
+  const pk = (agg) => Object.fromEntries(agg.charged.map((r) => [r.key, r]));
+  const sp = pk(s.agg);
+  const up = pk(u.agg);
+  const keys = [...new Set([...Object.keys(sp), ...Object.keys(up)])].filter((k) => k !== '(idle)');
+  // µs of CPU per request spent in each package: busy-share × CPU per request.
+  const perReq = (p, r) => (p ? (p.pctBusy / 100) * r.cpuUsPerReq : 0);
+  const rows = keys
+    .map((k) => ({ k, s: perReq(sp[k], s), u: perReq(up[k], u) }))
+    .sort((a, b) => b.s - b.u - (a.s - a.u));
+  const m = machine();
+  const md = [
+    `Profiled ${m.date} on ${m.nproc} × ${m.cpu}, Node ${m.node}, sidecar ${m.commit}: \`node --cpu-prof\` (1 ms sampling; it slows both processes), wrk -t1 -c10 for ${secs} s after a 3 s warm-up, SIGTERM to flush; small JSON body. Only the samples of the ${secs} s run are counted.`,
+    '',
+    '| | req/s | p50 ms | p99 ms | proxy CPU % | CPU µs / request |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    ...[['bearer-sidecar', s], ['undici Pool proxy', u]].map(([n, r]) => `| ${n} | ${fmt(r.load.rps)} | ${fmt(ms(r.load.p50), 2)} | ${fmt(ms(r.load.p99), 2)} | ${fmt(r.cpuPct)} | ${fmt(r.cpuUsPerReq, 1)} |`),
+    '',
+    'CPU µs per request charged to each package: a sample counts for the deepest frame of a dependency, the app (dist/) or the baseline script on its stack, so the natives and node core work a package calls count for it; "node core" is work with no such frame (HTTP parsing, event loop). Share of busy samples × CPU µs/request (from /proc, so it includes threads the profiler does not see: GC helpers, libuv pool). Largest difference first:',
+    '',
+    '| charged to | sidecar µs/req | undici proxy µs/req | difference |',
+    '| --- | ---: | ---: | ---: |',
+    ...rows.filter((r) => r.s >= 0.5 || r.u >= 0.5).map((r) => `| ${r.k} | ${fmt(r.s, 1)} | ${fmt(r.u, 1)} | ${r.s - r.u >= 0 ? '+' : ''}${fmt(r.s - r.u, 1)} |`),
+    '',
+    toMarkdown(s.agg, { top: 30, title: 'bearer-sidecar: top self time' }),
+    '',
+    toMarkdown(u.agg, { top: 15, title: 'undici Pool proxy: top self time' }),
+    '',
+    '#### bearer-sidecar: inclusive time of selected frames (% of busy)',
+    '',
+    '| frame | where | inclusive % |',
+    '| --- | --- | ---: |',
+    ...inclusiveOf(s.agg, /^(onResponse|hookRunner|preHandlerCallback|runPreParsing|handleRequest|wrapThenable|attachToken|rewriteRequestHeaders|onSendEnd|onSendHook|reply\.from|from|proxy|LOG|write|asJson|redact|kOnHeaders|onHeaders|request|dispatch|routeHandler|lookup|find|hookIterator|handler|serialize|ServerResponse\.writeHead|writeHead|_writeRaw|end|parserOnHeadersComplete|parserOnIncoming|onRequest|emit|processTicksAndRejections|onSend|send|pipe|finished|eos|buildURL|getQueryString|rewriteHeaders|copyHeaders|filterPseudoHeaders|stripHttp1ConnectionHeaders|requestHeaders|fastJsonStringify|stringify)\t/)
+      .filter((r) => r.pctBusy >= 2)
+      .slice(0, 40)
+      .map((r) => {
+        const [n, w] = r.key.split('\t');
+        return `| \`${n}\` | \`${w}\` | ${fmt(r.pctBusy, 1)} |`;
+      }),
+  ].join('\n');
+  const mdFile = join(profDir, 'profile.md');
+  writeFileSync(mdFile, `${md}\n`);
+  log(`\n${md}\n\nprofile summary: ${mdFile}`);
+  if (opt.out) {
+    writeSection(opt.out, 'profile', md);
+    log(`written into ${opt.out} (bench:profile section)`);
+  }
+}
+
+// ================================================================= BENCHMARKS.md
+function template() {
+  return `# Benchmarks
+
+How bearer-sidecar compares with talking to the upstream directly, with two minimal Node proxies
+and with nginx, on one machine, everything on 127.0.0.1. Issue 7.
+
+## How to run
+
+\`\`\`sh
+apt-get install -y wrk nginx      # optional but recommended: wrk (else autocannon, if installed), nginx (else skipped)
+npm run bench                     # builds, then ~9 minutes: 7 s per case, 3 interleaved rounds, 1 GiB streamed each way
+npm run bench -- --quick          # smoke run, ~1 minute; writes to /tmp/bearer-sidecar-bench-quick.md
+npm run bench -- --profile        # CPU profiles of the sidecar and the undici baseline (/tmp/prof), summary below
+\`\`\`
+
+Other options: \`--duration=S --rounds=N --conns=1,10,100 --big-conns=10 --stream-bytes=N --only=sidecar,undici --no-nginx --out=FILE --no-write\`
+(or \`BENCH_DURATION\`, \`BENCH_ROUNDS\`, \`BENCH_CONNS\`, \`BENCH_BIG_CONNS\`, \`BENCH_STREAM_BYTES\`, \`BENCH_OUT\`).
+The script rewrites only the parts of this file between the \`bench:results\` and \`bench:profile\` markers.
+
+<!-- bench:results:start -->
+<!-- bench:results:end -->
+
+## Profile
+
+<!-- bench:profile:start -->
+<!-- bench:profile:end -->
+`;
+}
+function writeSection(file, name, content) {
+  let text = existsSync(file) ? readFileSync(file, 'utf8') : template();
+  const a = `<!-- bench:${name}:start -->`;
+  const b = `<!-- bench:${name}:end -->`;
+  if (!text.includes(a) || !text.includes(b)) text = `${text.trimEnd()}\n\n${a}\n${b}\n`;
+  const i = text.indexOf(a) + a.length;
+  const j = text.indexOf(b);
+  writeFileSync(file, `${text.slice(0, i)}\n${content.trim()}\n${text.slice(j)}`);
+}
+
+// ================================================================= the benchmark
+if (!loadTool) {
+  process.stderr.write('bench: no load generator: install wrk (apt-get install wrk) or add autocannon as a devDependency\n');
+  process.exit(2);
+}
+const t00 = Date.now();
+const loadAvgStart = os.loadavg()[0];
+const nginxPath = flags['no-nginx'] ? undefined : which('nginx');
+const only = flags.only ? new Set(flags.only.split(',')) : undefined;
+const m = machine();
+log(`bench: ${m.nproc} × ${m.cpu}, Node ${m.node}, ${loadTool}; ${opt.duration} s per case, ${opt.rounds} round(s), conns ${opt.conns.join('/')} (1 MiB: ${opt.bigConns.join('/') || 'none'})`);
+if (!nginxPath) log('bench: nginx not installed (or --no-nginx): the nginx case is skipped (apt-get install nginx)');
+
+for (const p of Object.values(ports)) await assertPortFree(p);
+const tokens = await startTokenServer({ host: '127.0.0.1', port: ports.token, clients: [{ id: 'bench-client', secret: 'bench-secret' }], signingKey: 'bench-signing-key', expiresInSeconds: 3600 });
+const tokenRttMs = await tokenRoundTripMs(tokens.url);
+const tokenRequestsBefore = tokens.requests.length;
+
+const upstream = start(process.execPath, [join(benchDir, 'upstream.mjs'), String(ports.upstream)], { name: 'upstream' });
+await waitFor(`http://127.0.0.1:${ports.upstream}/`);
+
+/** name → { label, url, pid(): proxy pid for RSS/CPU (undefined for direct) } */
+const targets = [];
+const want = (n) => !only || only.has(n);
+if (want('direct')) targets.push({ name: 'direct', label: 'direct (no proxy)', base: `http://127.0.0.1:${ports.upstream}` });
+
+let sidecar;
+let sidecarIdleRssKb;
+if (want('sidecar')) {
+  sidecar = await startSidecar({ port: ports.sidecar, adminPort: ports.admin, name: 'sidecar' });
+  await sleep(500);
+  sidecarIdleRssKb = procStatus(sidecar.pid).rssKb;
+  targets.push({ name: 'sidecar', label: 'bearer-sidecar', base: `http://127.0.0.1:${ports.sidecar}`, pid: sidecar.pid, idleRssKb: sidecarIdleRssKb });
+}
+const tokenRequestsAfterStart = tokens.requests.length;
+if (want('node-http')) {
+  const c = start(process.execPath, [join(benchDir, 'proxy-http.mjs'), String(ports.nodeHttp), String(ports.upstream)], { name: 'node-http' });
+  await waitFor(`http://127.0.0.1:${ports.nodeHttp}/`);
+  targets.push({ name: 'node-http', label: 'node:http + http.Agent', base: `http://127.0.0.1:${ports.nodeHttp}`, pid: c.pid, idleRssKb: procStatus(c.pid).rssKb });
+}
+if (want('undici')) {
+  const c = start(process.execPath, [join(benchDir, 'proxy-undici.mjs'), String(ports.undici), String(ports.upstream)], { name: 'undici' });
+  await waitFor(`http://127.0.0.1:${ports.undici}/`);
+  targets.push({ name: 'undici', label: 'node:http + undici Pool', base: `http://127.0.0.1:${ports.undici}`, pid: c.pid, idleRssKb: procStatus(c.pid).rssKb });
+}
+let nginx;
+if (nginxPath && want('nginx')) {
+  const { conf, prefix } = nginxConf();
+  nginx = start(nginxPath, ['-p', prefix, '-c', conf], { name: 'nginx' });
+  await waitFor(`http://127.0.0.1:${ports.nginx}/`);
+  const worker = childrenOf(nginx.pid)[0];
+  targets.push({ name: 'nginx', label: 'nginx (1 worker)', base: `http://127.0.0.1:${ports.nginx}`, pid: worker, idleRssKb: procStatus(worker).rssKb });
+}
+
+// Warm-up (not recorded): JIT, upstream keep-alive pools.
+for (const t of targets) {
+  await load(`${t.base}/`, 10, opt.warmup);
+  if (opt.bigConns.length) await load(`${t.base}/big`, 10, 1);
+}
+for (const t of targets) if (t.pid) t.warmRssKb = procStatus(t.pid).rssKb;
+
+const cases = [
+  ...opt.conns.map((c) => ({ body: 'small', path: '/', conns: c })),
+  ...opt.bigConns.map((c) => ({ body: '1MiB', path: '/big', conns: c })),
+];
+const runs = []; // { round, body, conns, target, rps, p50, p99, max, errors, cpuPct, cpuUsPerReq, upCpuPct, peakKb }
+const totalRuns = opt.rounds * cases.length * targets.length;
+let done = 0;
+let retried = 0;
+for (let round = 0; round < opt.rounds; round++) {
+  for (const [ci, c] of cases.entries()) {
+    const k = (round + ci) % targets.length;
+    const order = [...targets.slice(k), ...targets.slice(0, k)]; // rotate so no target always goes first
+    for (const t of order) {
+      for (let attempt = 0; ; attempt++) {
+        await waitQuiet();
+        if (t.pid) resetPeak(t.pid);
+        const c0 = t.pid ? cpuSeconds(t.pid) : NaN;
+        const u0 = cpuSeconds(upstream.pid);
+        const m0 = machineBusySeconds();
+        const b0 = process.cpuUsage();
+        const n0 = t.name === 'nginx' && nginx ? cpuSeconds(nginx.pid) : 0;
+        const w0 = performance.now();
+        const r = await load(`${t.base}${c.path}`, c.conns, opt.duration);
+        const wall = (performance.now() - w0) / 1000;
+        const cpu = t.pid ? cpuSeconds(t.pid) - c0 : NaN;
+        const upCpu = cpuSeconds(upstream.pid) - u0;
+        const peakKb = t.pid ? procStatus(t.pid).hwmKb : NaN;
+        // CPU used by anything else on the machine meanwhile (other people's builds and tests, steal).
+        const bu = process.cpuUsage(b0);
+        const ours = (Number.isFinite(cpu) ? cpu : 0) + upCpu + (Number.isFinite(r.loadCpu) ? r.loadCpu : 0) + (bu.user + bu.system) / 1e6 + (t.name === 'nginx' && nginx ? cpuSeconds(nginx.pid) - n0 : 0);
+        const otherPct = (100 * Math.max(0, machineBusySeconds() - m0 - ours)) / wall;
+        const run = { round, body: c.body, conns: c.conns, target: t.name, ...r, cpuPct: (100 * cpu) / wall, cpuUsPerReq: (cpu * 1e6) / r.requests, upCpuPct: (100 * upCpu) / wall, peakKb, otherPct, attempt };
+        if (otherPct > 15 && attempt === 0 && noiseSpent + opt.duration <= opt.noiseBudget) {
+          noiseSpent += opt.duration;
+          log(`        r${round + 1} ${c.body} c=${c.conns} ${t.name}: disturbed (other CPU ${fmt(otherPct)}%), running it again`);
+          retried++;
+          await sleep(250);
+          continue;
+        }
+        runs.push(run);
+        done++;
+        log(
+          `[${String(done).padStart(3)}/${totalRuns}] r${round + 1} ${c.body.padEnd(5)} c=${String(c.conns).padEnd(3)} ${t.name.padEnd(9)} ${fmt(r.rps).padStart(7)} req/s  p50 ${fmt(ms(r.p50), 2).padStart(6)} ms  p99 ${fmt(ms(r.p99), 2).padStart(7)} ms  max ${fmt(ms(r.max), 1).padStart(7)} ms  cpu ${fmt(cpu * 100 / wall).padStart(3)}%  other ${fmt(otherPct).padStart(3)}%${r.errors ? `  ERRORS ${r.errors}` : ''}`,
+        );
+        await sleep(250);
+        break;
+      }
+    }
+  }
+}
+const loadTokenRequests = tokens.requests.length - tokenRequestsBefore;
+let logCheck;
+if (sidecar) {
+  await sleep(500);
+  logCheck = await countLogLines(sidecar.logFile);
+  logCheck.sidecarRequests = runs.filter((r) => r.target === 'sidecar').reduce((a, r) => a + r.requests, 0);
+}
+for (const t of targets) if (t.pid) t.endRssKb = procStatus(t.pid).rssKb;
+
+// Stop the load-test proxies; the streaming test gets a fresh sidecar (its own RSS baseline).
+for (const c of [...children]) if (c !== upstream) await stop(c);
+if (sidecar) sidecar.child = undefined;
+
+// ---------------------------------------------------------------- streaming
+let streaming;
+if ((!only || only.has('sidecar')) && !flags['load-only']) {
+  log(`streaming: ${fmt(opt.streamBytes / 2 ** 20)} MiB each way, direct vs through a fresh sidecar`);
+  const t0 = tokens.requests.length;
+  const s2 = await startSidecar({ port: ports.sidecar2, adminPort: ports.admin2, name: 'sidecar-stream' });
+  await sleep(500);
+  const idleKb = procStatus(s2.pid).rssKb;
+  // Warm-up: small requests and a 64 MiB transfer each way.
+  await load(`http://127.0.0.1:${ports.sidecar2}/`, 10, quick ? 1 : 2);
+  await download(`http://127.0.0.1:${ports.sidecar2}`, 64 * 2 ** 20);
+  await upload(`http://127.0.0.1:${ports.sidecar2}`, 64 * 2 ** 20);
+  await sleep(1000);
+  const warmKb = procStatus(s2.pid).rssKb;
+  const direct = `http://127.0.0.1:${ports.upstream}`;
+  const via = `http://127.0.0.1:${ports.sidecar2}`;
+  const reps = Math.max(1, Math.min(opt.rounds, 2));
+  const res = { downDirect: [], downSidecar: [], upDirect: [], upSidecar: [], downPeakKb: [], upPeakKb: [] };
+  for (let i = 0; i < reps; i++) {
+    res.downDirect.push((await download(direct, opt.streamBytes)).mbps);
+    const d = await sampled(s2.pid, () => download(via, opt.streamBytes));
+    res.downSidecar.push(d.result.mbps);
+    res.downPeakKb.push(d.peakKb);
+    res.upDirect.push((await upload(direct, opt.streamBytes)).mbps);
+    const u = await sampled(s2.pid, () => upload(via, opt.streamBytes));
+    res.upSidecar.push(u.result.mbps);
+    res.upPeakKb.push(u.peakKb);
+    log(`  rep ${i + 1}: down direct ${fmt(res.downDirect[i])} MiB/s, sidecar ${fmt(res.downSidecar[i])} MiB/s (peak RSS ${fmt(mib(d.peakKb), 1)} MB); up direct ${fmt(res.upDirect[i])} MiB/s, sidecar ${fmt(res.upSidecar[i])} MiB/s (peak RSS ${fmt(mib(u.peakKb), 1)} MB)`);
+  }
+  const afterKb = procStatus(s2.pid).rssKb;
+  await stop(s2.child);
+  streaming = { idleKb, warmKb, afterKb, reps, ...res, tokenRequests: tokens.requests.length - t0, coldStartMs: s2.coldStartMs };
+}
+
+// ---------------------------------------------------------------- cold starts
+const coldStarts = [];
+const coldIdleKb = [];
+if (sidecar) coldStarts.push(sidecar.coldStartMs);
+if (streaming) coldStarts.push(streaming.coldStartMs);
+if ((!only || only.has('sidecar')) && !flags['load-only']) {
+  for (let i = 0; i < 3; i++) {
+    const s = await startSidecar({ port: ports.cold, adminPort: ports.coldAdmin, name: `sidecar-cold-${i}` });
+    coldStarts.push(s.coldStartMs);
+    await sleep(1500);
+    coldIdleKb.push(procStatus(s.pid).rssKb);
+    await stop(s.child);
+  }
+}
+await stop(upstream);
+await tokens.close();
+
+// ================================================================= report
+const sel = (target, body, conns) => runs.filter((r) => r.target === target && r.body === body && r.conns === conns);
+const stat = (rs, key) => {
+  const xs = rs.map((r) => r[key]).filter(Number.isFinite);
+  return { med: median(xs), min: Math.min(...xs), max: Math.max(...xs), n: xs.length };
+};
+const has = (t) => targets.some((x) => x.name === t);
+const spread = (s, f = (x) => x, d = 0) => (s.n > 1 ? `${fmt(f(s.med), d)} (${fmt(f(s.min), d)}–${fmt(f(s.max), d)})` : fmt(f(s.med), d));
+
+const lines = [];
+const w = (s = '') => lines.push(s);
+w(`### Results of ${m.date}`);
+w();
+w(`Machine: ${m.nproc} CPUs (\`nproc\`), ${m.cpu}, ${fmt(m.ramGiB, 1)} GiB RAM, Linux ${m.kernel}. Node ${m.node}. Load: ${loadTool === 'wrk' ? m.wrk.replace(/ Copyright.*$/, '') : 'autocannon'} (1 thread, keep-alive). nginx: ${m.nginx}. ${m.curl}. Sidecar commit ${m.commit}.`);
+w();
+w(`Load average (1 min) before the run: ${fmt(loadAvgStart, 2)}${loadAvgStart > 0.5 ? ' — something else was using the CPU; figures are noisier than usual' : ''}.`);
+w();
+w(`Method: every process on the same ${m.nproc} cores; each case ${opt.duration} s; ${opt.rounds} round(s), the cases interleaved and the target order rotated each case; a ${opt.warmup} s warm-up per target first. Figures are the median across rounds with min–max in brackets. The sidecar runs at log level info, one JSON line per request written to a file (pino, asynchronous). The baselines add a static \`Authorization\` header and log nothing; nginx: 1 worker, upstream keep-alive 128, \`access_log off\`, \`proxy_buffering off\`. CPU % is the proxy process's user+system time over the run's wall time (100 = one core); µs/req is that CPU time per request, the figure least disturbed by noise. Other CPU % (the worst round) is what the rest of the machine used meanwhile — other sessions' builds and tests, VM steal — beyond the upstream, the proxy, wrk and this script; above ~10 the round was disturbed. Peak RSS: the proxy process's VmHWM during the case (reset before each run; nginx: the worker).`);
+w();
+for (const body of ['small', '1MiB']) {
+  const cs = body === 'small' ? opt.conns : opt.bigConns;
+  if (!cs.length) continue;
+  w(`#### ${body === 'small' ? `Small JSON body (${Buffer.byteLength(JSON.stringify({ ok: true, id: 12345, name: 'bench', items: [1, 2, 3] }))} bytes)` : '1 MiB body'}`);
+  w();
+  w('| conns | target | req/s | p50 ms | p99 ms | max ms | proxy CPU % | CPU µs/req | peak RSS MB | errors | other CPU % |');
+  w('| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const c of cs) {
+    for (const t of targets) {
+      const rs = sel(t.name, body, c);
+      if (!rs.length) continue;
+      const errors = rs.reduce((a, r) => a + r.errors, 0);
+      w(`| ${c} | ${t.label} | ${spread(stat(rs, 'rps'))} | ${spread(stat(rs, 'p50'), ms, 2)} | ${spread(stat(rs, 'p99'), ms, 2)} | ${fmt(ms(stat(rs, 'max').med), 1)} | ${t.pid ? fmt(stat(rs, 'cpuPct').med) : '—'} | ${t.pid ? fmt(stat(rs, 'cpuUsPerReq').med, 1) : '—'} | ${t.pid ? fmt(mib(Math.max(...rs.map((r) => r.peakKb))), 1) : '—'} | ${errors ? `**${errors}**` : 0} | ${fmt(stat(rs, 'otherPct').max)} |`);
+    }
+  }
+  w();
+}
+
+// Ratios (medians) and targets.
+const med = (t, body, c, key) => stat(sel(t, body, c), key).med;
+const fasterNode = (body, c) => {
+  const a = has('node-http') ? med('node-http', body, c, 'rps') : -1;
+  const b = has('undici') ? med('undici', body, c, 'rps') : -1;
+  if (a < 0 && b < 0) return undefined;
+  return a >= b ? 'node-http' : 'undici';
+};
+const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a / b : NaN);
+const ratioRows = [];
+if (has('sidecar')) {
+  w('#### Ratios (sidecar ÷ other, medians)');
+  w();
+  w('| body | conns | req/s ÷ direct | req/s ÷ node:http | req/s ÷ undici | req/s ÷ nginx | p50 ÷ faster Node proxy | p99 ÷ faster Node proxy | faster Node proxy |');
+  w('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
+  for (const [body, cs] of [['small', opt.conns], ['1MiB', opt.bigConns]]) {
+    for (const c of cs) {
+      const s = (k) => med('sidecar', body, c, k);
+      const f = fasterNode(body, c);
+      const row = {
+        body,
+        c,
+        direct: has('direct') ? ratio(s('rps'), med('direct', body, c, 'rps')) : NaN,
+        nodeHttp: has('node-http') ? ratio(s('rps'), med('node-http', body, c, 'rps')) : NaN,
+        undici: has('undici') ? ratio(s('rps'), med('undici', body, c, 'rps')) : NaN,
+        nginx: has('nginx') ? ratio(s('rps'), med('nginx', body, c, 'rps')) : NaN,
+        faster: f ? ratio(s('rps'), med(f, body, c, 'rps')) : NaN,
+        p50: f ? ratio(s('p50'), med(f, body, c, 'p50')) : NaN,
+        p99: f ? ratio(s('p99'), med(f, body, c, 'p99')) : NaN,
+        f,
+      };
+      ratioRows.push(row);
+      w(`| ${body} | ${c} | ${fmt(row.direct, 2)} | ${fmt(row.nodeHttp, 2)} | ${fmt(row.undici, 2)} | ${fmt(row.nginx, 2)} | ${fmt(row.p50, 2)} | ${fmt(row.p99, 2)} | ${f ?? '—'} |`);
+    }
+  }
+  w();
+}
+
+if (streaming) {
+  const s = streaming;
+  w(`#### Streaming ${fmt(opt.streamBytes / 2 ** 20)} MiB through a fresh sidecar (curl, ${s.reps} repetition(s), medians)`);
+  w();
+  w('| direction | direct MiB/s | sidecar MiB/s | sidecar ÷ direct | sidecar RSS before (after warm-up) MB | sidecar peak RSS MB | growth MB |');
+  w('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const [dir, d, sc, pk] of [['download (GET /bytes/N)', s.downDirect, s.downSidecar, s.downPeakKb], ['upload (chunked POST)', s.upDirect, s.upSidecar, s.upPeakKb]]) {
+    w(`| ${dir} | ${fmt(median(d))} | ${fmt(median(sc))} | ${fmt(median(sc) / median(d), 2)} | ${fmt(mib(s.warmKb), 1)} | ${fmt(mib(Math.max(...pk)), 1)} | ${fmt(mib(Math.max(...pk) - s.warmKb), 1)} |`);
+  }
+  w();
+  w(`Sidecar RSS: idle after start ${fmt(mib(s.idleKb), 1)} MB, after warm-up ${fmt(mib(s.warmKb), 1)} MB, after streaming ${fmt(mib(s.afterKb), 1)} MB.`);
+  w();
+}
+
+const coldMed = median(coldStarts);
+if (coldStarts.length) {
+  w(`#### Start-up and memory`);
+  w();
+  w(`- Cold start (spawn → first 200 from /readyz, which includes one token round trip): median ${fmt(coldMed)} ms over ${coldStarts.length} starts (${coldStarts.map((x) => fmt(x)).join(', ')} ms); a token round trip on a fresh connection takes ${fmt(tokenRttMs, 1)} ms, so ${fmt(coldMed - tokenRttMs)} ms without it.`);
+  if (sidecar) {
+    const t = targets.find((x) => x.name === 'sidecar');
+    w(`- Load-test sidecar RSS: idle ${fmt(mib(sidecarIdleRssKb), 1)} MB, after warm-up ${fmt(mib(t.warmRssKb), 1)} MB, at the end ${fmt(mib(t.endRssKb), 1)} MB.`);
+    if (coldIdleKb.length) w(`- Sidecar idle RSS 1.5 s after ready, no traffic: ${coldIdleKb.map((x) => fmt(mib(x), 1)).join(', ')} MB.`);
+    const others = targets.filter((x) => x.pid && x.name !== 'sidecar');
+    if (others.length) w(`- Other proxies, RSS idle after start / after warm-up: ${others.map((x) => `${x.label} ${fmt(mib(x.idleRssKb), 1)} / ${fmt(mib(x.warmRssKb), 1)} MB`).join(', ')}.`);
+    w(`- Token requests made by the load-test sidecar over the whole run: ${loadTokenRequests} (must be 1)${streaming ? `; by the streaming sidecar: ${streaming.tokenRequests}` : ''}.`);
+    if (logCheck) w(`- Sidecar log: ${fmt(logCheck.requestLines)} "request" lines for ${fmt(logCheck.sidecarRequests)} requests completed by wrk (plus warm-up and readiness checks) — one line per request, at info.`);
+  }
+  w();
+}
+
+// Targets.
+const verdicts = [];
+const verdict = (name, ok, detail) => verdicts.push({ name, ok, detail });
+if (has('sidecar')) {
+  for (const c of [10, 100]) {
+    const r = ratioRows.find((x) => x.body === 'small' && x.c === c);
+    if (r && r.f) verdict(`Throughput at ${c} connections ≥ 0.90 × the faster minimal Node proxy`, r.faster >= 0.9, `${fmt(r.faster, 2)} of ${r.f}`);
+  }
+  const r10 = ratioRows.find((x) => x.body === 'small' && x.c === 10);
+  if (r10 && r10.f) {
+    verdict('Latency p50 at 10 connections ≤ 1.1 × that proxy', r10.p50 <= 1.1, `${fmt(r10.p50, 2)}×`);
+    verdict('Latency p99 at 10 connections ≤ 1.1 × that proxy', r10.p99 <= 1.1, `${fmt(r10.p99, 2)}×`);
+  }
+  if (has('nginx')) {
+    for (const c of [10, 100]) {
+      const r = ratioRows.find((x) => x.body === 'small' && x.c === c);
+      if (r) verdict(`nginx ratio at ${c} connections ≥ 0.40 (aim)`, r.nginx >= 0.4, fmt(r.nginx, 2));
+    }
+  }
+  const idles = [sidecarIdleRssKb, streaming?.idleKb, ...coldIdleKb].filter(Number.isFinite);
+  const idle = median(idles);
+  verdict('Idle RSS < 70 MB', mib(idle) < 70, `${fmt(mib(idle), 1)} MB (median of ${idles.length} fresh sidecars, no traffic)`);
+  verdict('Token requests = 1 (load-test sidecar, whole run)', loadTokenRequests === 1, String(loadTokenRequests));
+}
+if (streaming) {
+  const gd = mib(Math.max(...streaming.downPeakKb) - streaming.warmKb);
+  const gu = mib(Math.max(...streaming.upPeakKb) - streaming.warmKb);
+  verdict(`Streaming ${fmt(opt.streamBytes / 2 ** 20)} MiB download grows RSS < 30 MB over warm level`, gd < 30, `+${fmt(gd, 1)} MB`);
+  verdict(`Streaming ${fmt(opt.streamBytes / 2 ** 20)} MiB upload grows RSS < 30 MB over warm level`, gu < 30, `+${fmt(gu, 1)} MB`);
+}
+if (coldStarts.length) verdict('Cold start to ready < 500 ms + one token round trip', coldMed < 500 + tokenRttMs, `${fmt(coldMed)} ms (token round trip ${fmt(tokenRttMs, 1)} ms)`);
+const errorRuns = runs.filter((r) => r.errors > 0);
+if (errorRuns.length) verdict('No errors in any load run', false, errorRuns.map((r) => `${r.target} ${r.body} c=${r.conns} r${r.round + 1}: ${r.errors}`).join('; '));
+
+w('#### Targets');
+w();
+w('| target | result | measured |');
+w('| --- | --- | --- |');
+for (const v of verdicts) w(`| ${v.name} | ${v.ok ? 'met' : '**NOT MET**'} | ${v.detail} |`);
+w();
+w(`Total bench time ${fmt((Date.now() - t00) / 1000)} s, of which ${fmt(noiseSpent)} s waiting for a quiet machine or re-running ${retried} disturbed case run(s) (budget ${opt.noiseBudget} s); ${runs.filter((r) => r.otherPct > 15).length} of ${runs.length} recorded runs still had other CPU above 15 %.`);
+
+const report = lines.join('\n');
+log(`\n${report}\n`);
+log('Targets:');
+for (const v of verdicts) log(`  ${v.ok ? 'met    ' : 'NOT MET'}  ${v.name}: ${v.detail}`);
+if (opt.out) {
+  writeSection(opt.out, 'results', report);
+  log(`\nwritten to ${opt.out}`);
+}
+process.exit(0);

@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { startEchoUpstream, type EchoUpstream } from '../../src/demo/echo-upstream.js';
+import { startTokenServer, type TokenServer } from '../../src/demo/token-server.js';
+import { freePort, signingKey } from '../helpers/servers.js';
+import { eventually, startSidecar, type TestSidecar } from '../helpers/sidecar.js';
+
+const secret = 'metrics-secret-4b2a';
+
+async function metricsText(sidecar: TestSidecar): Promise<string> {
+  const response = await fetch(`${sidecar.adminUrl}/metrics`);
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get('content-type') ?? '', /text\/plain/);
+  return response.text();
+}
+
+function value(text: string, series: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : NaN;
+}
+
+describe('metrics, request ids and the log level', () => {
+  let tokens: TokenServer;
+  let upstream: EchoUpstream;
+  let sidecar: TestSidecar;
+  before(async () => {
+    tokens = await startTokenServer({ clients: [{ id: 'm', secret }], signingKey, expiresInSeconds: 3600 });
+    upstream = await startEchoUpstream({ signingKey });
+    const deadPort = await freePort();
+    sidecar = await startSidecar(
+      {
+        routes: [
+          { name: 'echo', prefix: '/', upstream: upstream.url, auth: { tokenUrl: tokens.url, clientId: 'm', clientSecret: secret } },
+          { name: 'dead', prefix: '/dead', upstream: `http://127.0.0.1:${deadPort}`, auth: { tokenUrl: tokens.url, clientId: 'm', clientSecret: secret } },
+        ],
+      },
+      { logLevel: 'info' },
+    );
+  });
+  after(async () => {
+    await sidecar.close();
+    await Promise.all([tokens.close(), upstream.close()]);
+  });
+
+  test('requests, durations, upstream errors, token fetches, expiry and in-flight, with bounded labels', async () => {
+    for (let i = 0; i < 3; i++) assert.equal((await fetch(`${sidecar.proxyUrl}/users/${1000 + i}/orders?x=${i}`)).status, 200);
+    assert.equal((await fetch(`${sidecar.proxyUrl}/users/1`, { method: 'POST', body: 'x' })).status, 200);
+    assert.equal((await fetch(`${sidecar.proxyUrl}/users/1`, { method: 'PROPFIND' })).status, 404);
+    assert.equal((await fetch(`${sidecar.proxyUrl}/dead/x`)).status, 502);
+    const text = await metricsText(sidecar);
+    assert.equal(value(text, 'bearer_sidecar_requests_total{route="echo",method="GET",status_class="2xx"}'), 3);
+    assert.equal(value(text, 'bearer_sidecar_requests_total{route="echo",method="POST",status_class="2xx"}'), 1);
+    assert.equal(value(text, 'bearer_sidecar_requests_total{route="dead",method="GET",status_class="5xx"}'), 1);
+    assert.equal(value(text, 'bearer_sidecar_upstream_errors_total{route="dead",kind="connect"}'), 1);
+    assert.equal(value(text, 'bearer_sidecar_token_fetches_total{route="echo",outcome="success"}'), 1);
+    assert.ok(value(text, 'bearer_sidecar_token_expiry_seconds{route="echo"}') > 3500);
+    assert.equal(value(text, 'bearer_sidecar_requests_in_flight'), 0);
+    assert.equal(value(text, 'bearer_sidecar_request_duration_seconds_count{route="echo"}'), 4);
+    assert.match(text, /bearer_sidecar_process_resident_memory_bytes \d+/);
+    // Bounded labels: no path, id or query string; no secret; no token.
+    assert.doesNotMatch(text, /users|1000|orders|x=/);
+    assert.doesNotMatch(text, new RegExp(secret));
+    assert.doesNotMatch(text, /ey[A-Za-z0-9_-]{10,}\./);
+  });
+
+  test('a caller that goes away mid-download is counted as aborted and leaves nothing in flight', async () => {
+    await new Promise<void>((resolve, reject) => {
+      const req = httpRequest(`${sidecar.proxyUrl}/bytes/50000000`, (res) => {
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.on('error', () => {});
+      req.on('close', resolve);
+      req.end();
+      setTimeout(() => reject(new Error('no data')), 5000).unref();
+    });
+    await eventually(async () => value(await metricsText(sidecar), 'bearer_sidecar_requests_total{route="echo",method="GET",status_class="aborted"}') === 1);
+    assert.equal(value(await metricsText(sidecar), 'bearer_sidecar_requests_in_flight'), 0);
+    await eventually(() => sidecar.logs.some((l) => l.includes('"aborted":true') && l.includes('/bytes/50000000')));
+  });
+
+  test("the caller's X-Request-Id is forwarded upstream, returned, logged and put in error bodies", async () => {
+    const response = await fetch(`${sidecar.proxyUrl}/traced`, { headers: { 'x-request-id': 'trace-abc-123' } });
+    const echo = (await response.json()) as { headers: Record<string, string> };
+    assert.equal(echo.headers['x-request-id'], 'trace-abc-123');
+    assert.equal(response.headers.get('x-request-id'), 'trace-abc-123');
+    await eventually(() => sidecar.logs.some((l) => l.includes('"path":"/traced"')));
+    const line = JSON.parse(sidecar.logs.find((l) => l.includes('"path":"/traced"')) as string) as { requestId: string };
+    assert.equal(line.requestId, 'trace-abc-123');
+
+    const failed = await fetch(`${sidecar.proxyUrl}/dead/y`, { headers: { 'x-request-id': 'trace-err-9' } });
+    assert.equal(((await failed.json()) as { requestId: string }).requestId, 'trace-err-9');
+    assert.equal(failed.headers.get('x-request-id'), 'trace-err-9');
+  });
+
+  test('without a usable X-Request-Id one is made (a UUID) and forwarded', async () => {
+    for (const headers of [{}, { 'x-request-id': 'has spaces and "quotes"' }, { 'x-request-id': 'x'.repeat(200) }] as Record<string, string>[]) {
+      const response = await fetch(`${sidecar.proxyUrl}/anon`, { headers });
+      const id = response.headers.get('x-request-id') ?? '';
+      assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+      assert.equal(((await response.json()) as { headers: Record<string, string> }).headers['x-request-id'], id);
+    }
+  });
+
+  test('the log level can be read and changed at runtime from loopback', async () => {
+    assert.deepEqual(await (await fetch(`${sidecar.adminUrl}/loglevel`)).json(), { level: 'info' });
+    const before = sidecar.logs.length;
+    const set = await fetch(`${sidecar.adminUrl}/loglevel`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ level: 'debug' }) });
+    assert.deepEqual([set.status, await set.json()], [200, { level: 'debug' }]);
+    assert.equal(sidecar.sidecar.logger.level, 'debug');
+    assert.ok(sidecar.logs.slice(before).some((l) => l.includes('log level changed')));
+    const bad = await fetch(`${sidecar.adminUrl}/loglevel`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ level: 'loud' }) });
+    assert.equal(bad.status, 400);
+    await fetch(`${sidecar.adminUrl}/loglevel`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ level: 'info' }) });
+  });
+});
+
+test('SIGUSR2 cycles the log level of a running sidecar: info → debug → trace → info', async () => {
+  const { run } = await import('../helpers/process.js');
+  const tokens = await startTokenServer({ clients: [{ id: 'm', secret }], signingKey });
+  const sidecar = run([], {
+    BEARER_SIDECAR_TOKEN_URL: tokens.url,
+    BEARER_SIDECAR_UPSTREAM: 'http://127.0.0.1:1',
+    BEARER_SIDECAR_CLIENT_ID: 'm',
+    BEARER_SIDECAR_CLIENT_SECRET: secret,
+    BEARER_SIDECAR_PORT: String(await freePort()),
+    BEARER_SIDECAR_ADMIN_PORT: String(await freePort()),
+  });
+  try {
+    await sidecar.waitFor(/"msg":"listening"/);
+    for (const to of ['debug', 'trace', 'info']) {
+      sidecar.child.kill('SIGUSR2');
+      await sidecar.waitFor(new RegExp(`"to":"${to}","msg":"log level changed"`));
+    }
+  } finally {
+    sidecar.child.kill('SIGKILL');
+    await tokens.close();
+  }
+});
