@@ -15,6 +15,11 @@ export type ErrorCode =
   | 'BSC_BAD_REQUEST'
   | 'BSC_FORBIDDEN'
   | 'BSC_NOT_FOUND'
+  | 'BSC_METHOD_NOT_ALLOWED'
+  | 'BSC_PAYLOAD_TOO_LARGE'
+  | 'BSC_HEADERS_TOO_LARGE'
+  | 'BSC_OVERLOADED'
+  | 'BSC_REQUEST_TIMEOUT'
   | 'BSC_INTERNAL';
 
 export class SidecarError extends Error {

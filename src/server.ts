@@ -11,10 +11,12 @@ import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { createLogger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { errorReply, upstreamErrorKind } from './proxy/errors.js';
+import { guardServerOptions, installGuard } from './proxy/guard.js';
 import { proxyRoute } from './proxy/routes.js';
 import type { Clock } from './token/clock.js';
 import { exchangeClientCredentials, type Token } from './token/exchange.js';
 import { TokenSource } from './token/token-source.js';
+import { tokenDispatcher, warnUnverifiedTls } from './tls.js';
 
 export interface SidecarOptions {
   readonly logger?: Logger;
@@ -38,7 +40,14 @@ export interface Sidecar {
 export async function createSidecar(config: SidecarConfig, options: SidecarOptions = {}): Promise<Sidecar> {
   const logger = options.logger ?? createLogger({ level: config.logLevel });
   const clock = options.clock;
-  const fetchToken = options.fetchToken ?? ((route: RouteConfig, signal: AbortSignal) => exchangeClientCredentials(route.auth, { signal, ...(clock ? { now: () => clock.now() } : {}) }));
+  const dispatchers = new Map(config.routes.map((route) => [route.name, tokenDispatcher(route.auth.tls)]));
+  const fetchToken =
+    options.fetchToken ??
+    ((route: RouteConfig, signal: AbortSignal) => {
+      const dispatcher = dispatchers.get(route.name);
+      return exchangeClientCredentials(route.auth, { signal, ...(dispatcher ? { dispatcher } : {}), ...(clock ? { now: () => clock.now() } : {}) });
+    });
+  for (const route of config.routes) warnUnverifiedTls(route, logger);
 
   const tokenSources = new Map<string, TokenSource>();
   const metrics = createMetrics(() => [...tokenSources.values()].map((source) => source.status()));
@@ -69,6 +78,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     // Paths are forwarded as they came; the router must not rewrite or reject them on our behalf.
     routerOptions: { ignoreDuplicateSlashes: false, ignoreTrailingSlash: false, maxParamLength: 2048 },
     return503OnClosing: true,
+    ...guardServerOptions(config.inbound),
   });
 
   proxy.setErrorHandler((error: Error, request, reply) => {
@@ -104,10 +114,12 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     reply.raw.once('close', () => finished(request, reply));
     done();
   });
+  // After the hook above, so refused requests are logged and counted too.
+  installGuard(proxy, config.inbound);
 
   proxy.decorateRequest('bearerToken', '');
   for (const route of config.routes) {
-    await proxyRoute(proxy, { route, tokens: tokenSources.get(route.name) as TokenSource });
+    await proxyRoute(proxy, { route, tokens: tokenSources.get(route.name) as TokenSource, sharedSecretHeader: config.inbound.sharedSecretHeader?.name });
   }
 
   const admin = createAdminApp([...tokenSources.values()], metrics, logger);
@@ -130,6 +142,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     async close() {
       await drain(proxy, config.drainTimeoutMs, logger);
       for (const source of tokenSources.values()) source.close();
+      await Promise.all([...dispatchers.values()].map((dispatcher) => dispatcher?.close()));
       await admin.close();
     },
   };

@@ -2,6 +2,7 @@
 // users and other tools: add fields freely, never rename. Defaults live here and only here.
 
 import { z } from 'zod';
+import { parseCidr } from './cidr.js';
 import { presetNames } from './presets.js';
 
 const httpUrl = z
@@ -17,6 +18,25 @@ const httpUrl = z
 
 const port = z.number().int().min(0).max(65_535);
 const host = z.string().min(1);
+
+/** TLS to one remote: verification is on unless switched off by name. */
+const tlsSchema = z.strictObject({
+  /** PEM CA bundle trusted in addition to Node's bundled CAs (a private CA). */
+  caFile: z.string().min(1).optional(),
+  rejectUnauthorized: z.boolean().default(true),
+});
+
+/** Header names a shared secret must not take: the sidecar or HTTP itself gives them meaning. */
+const reservedHeaders = new Set(['authorization', 'proxy-authorization', 'host', 'cookie', 'content-length', 'content-type', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer', 'keep-alive', 'expect']);
+
+const sharedSecretHeaderSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be a header name such as x-sidecar-key')
+    .refine((name) => !reservedHeaders.has(name.toLowerCase()), 'must not be a standard header; use your own such as x-sidecar-key'),
+  value: z.string().min(16, 'must be at least 16 characters').optional(),
+  valueFile: z.string().min(1).optional(),
+});
 
 const retrySchema = z.strictObject({
   /** Attempts after the first one, within one fetch. */
@@ -56,6 +76,8 @@ const authSchema = z.strictObject({
   retry: retrySchema.default(() => retrySchema.parse({})),
   /** Allow an http:// token URL on a non-loopback host (secrets would cross the network in clear). */
   allowInsecureTokenUrl: z.boolean().default(false),
+  /** TLS to the token endpoint. */
+  tls: tlsSchema.default(() => tlsSchema.parse({})),
 });
 
 const routeSchema = z.strictObject({
@@ -70,11 +92,27 @@ const routeSchema = z.strictObject({
   /** Upstream timeouts: TCP/TLS connect, and waiting for response headers or body data. */
   connectTimeoutMs: z.number().int().positive().default(10_000),
   responseTimeoutMs: z.number().int().positive().default(60_000),
+  /** TLS to the upstream. */
+  tls: tlsSchema.default(() => tlsSchema.parse({})),
+  /** Caller-sent Forwarded/X-Forwarded-*: removed (strip), replaced by the sidecar's own (append), or kept (pass). */
+  forwardedHeaders: z.enum(['strip', 'append', 'pass']).default('strip'),
+  /** false: Cookie is not forwarded and Set-Cookie not returned. */
+  forwardCookies: z.boolean().default(true),
+  /** Largest request body forwarded, counted while streaming; 0 = no limit. */
+  maxBodyBytes: z.number().int().min(0).default(0),
 });
 
 const listenSchema = z.strictObject({
   host: host.default('127.0.0.1'),
   port: port.default(8080),
+  /** Client addresses (CIDR or single IP) that may use the proxy; empty = anyone who reaches the socket. */
+  allowedClients: z.array(z.string().refine((value) => parseCidr(value) !== undefined, 'must be an IP address or a CIDR such as 10.0.0.0/8 or ::1/128')).default([]),
+  /** A header every caller must send with this value; removed before forwarding. */
+  sharedSecretHeader: sharedSecretHeaderSchema.optional(),
+  /** Largest request head (request line and headers) accepted; larger gets 431. */
+  maxHeaderBytes: z.number().int().min(1024).max(1_048_576).default(16_384),
+  /** Proxied requests handled at once; more get 503 overloaded. 0 = no limit. */
+  maxInFlight: z.number().int().min(0).default(1024),
 });
 
 const adminSchema = z.strictObject({
@@ -106,6 +144,10 @@ export const configSchema = z
       } else prefixes.set(prefix, index);
       checkAuth(route.auth, route.upstream, ['routes', index], ctx);
     });
+    const secretHeader = config.listen.sharedSecretHeader;
+    if (secretHeader && (secretHeader.value === undefined) === (secretHeader.valueFile === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['listen', 'sharedSecretHeader', 'value'], message: 'set value or valueFile (exactly one)' });
+    }
   });
 
 function checkAuth(auth: RawAuth, upstream: string | undefined, at: (string | number)[], ctx: z.RefinementCtx): void {
@@ -128,3 +170,5 @@ export function normalisePrefix(prefix: string): string {
 export type RawConfig = z.infer<typeof configSchema>;
 export type RawRoute = z.infer<typeof routeSchema>;
 export type RawAuth = z.infer<typeof authSchema>;
+export type RawListen = z.infer<typeof listenSchema>;
+export type RawTls = z.infer<typeof tlsSchema>;

@@ -6,7 +6,12 @@ import httpProxy from '@fastify/http-proxy';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RouteConfig } from '../config/types.js';
+import { SidecarError } from '../errors.js';
+import { tlsConnectOptions } from '../tls.js';
 import type { TokenSource } from '../token/token-source.js';
+import { requestHeaderPolicy, responseHeaderPolicy } from './headers.js';
+import { bodyLimit } from './limits.js';
+import { upstreamPath } from './paths.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -27,6 +32,8 @@ export interface ProxyRouteOptions {
   readonly tokens: TokenSource;
   /** Upstream connections kept per route. */
   readonly connections?: number;
+  /** The listener's shared-secret header, never forwarded. */
+  readonly sharedSecretHeader?: string | undefined;
 }
 
 function rawQueryString(_search: string, requestUrl: string): string {
@@ -34,13 +41,18 @@ function rawQueryString(_search: string, requestUrl: string): string {
   return index >= 0 ? requestUrl.slice(index + 1) : '';
 }
 
-export async function proxyRoute(app: FastifyInstance, { route, tokens, connections = 128 }: ProxyRouteOptions): Promise<void> {
+export async function proxyRoute(app: FastifyInstance, { route, tokens, connections = 128, sharedSecretHeader }: ProxyRouteOptions): Promise<void> {
+  const applyHeaderPolicy = requestHeaderPolicy({ route, sharedSecretHeader });
+  const applyResponsePolicy = responseHeaderPolicy(route);
+  const mapping = { prefix: route.prefix, basePath: route.upstreamBasePath };
+
   async function attachToken(request: FastifyRequest): Promise<void> {
     request.bearerToken = tokens.peek() ?? (await tokens.getToken());
   }
 
   function rewriteRequestHeaders(request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
     for (const name of hopByHopHeaders) delete headers[name];
+    applyHeaderPolicy(request, headers);
     // Whatever the caller sent as Authorization is replaced, never forwarded.
     headers.authorization = `Bearer ${request.bearerToken}`;
     headers['x-request-id'] = request.id;
@@ -48,6 +60,7 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
   }
 
   function rewriteResponseHeaders(headers: IncomingHttpHeaders, request: FastifyRequest): IncomingHttpHeaders {
+    applyResponsePolicy(headers);
     headers['x-request-id'] = request.id;
     return headers;
   }
@@ -61,7 +74,19 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
     websocket: false,
     disableRequestLogging: true,
     config: { sidecarRoute: route.name },
-    preHandler: attachToken,
+    // Body size is checked before a token is awaited: a refused upload costs nothing upstream.
+    preHandler: route.maxBodyBytes > 0 ? [bodyLimit(route.maxBodyBytes), attachToken] : attachToken,
+    // The upstream path comes from paths.ts, the one mapping the guard and its property test cover.
+    handler(request: FastifyRequest, reply: FastifyReply, _dest: string, options: object) {
+      const url = request.raw.url as string;
+      const query = url.indexOf('?');
+      const path = upstreamPath(query < 0 ? url : url.slice(0, query), mapping);
+      // Never reached when the router matched the prefix; without a path reply.from would fall back to the raw URL.
+      if (path === undefined) return reply.send(new SidecarError('BSC_NOT_FOUND', 'no route serves this path'));
+      return reply.from(path, options);
+    },
+    // Location is mapped back by paths.ts (callerLocation), not by http-proxy's substring replace.
+    internalRewriteLocationHeader: false,
     undici: {
       connections,
       pipelining: 1,
@@ -69,6 +94,7 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
       connectTimeout: route.connectTimeoutMs,
       headersTimeout: route.responseTimeoutMs,
       bodyTimeout: route.responseTimeoutMs,
+      connect: tlsConnectOptions(route.tls),
     },
     replyOptions: {
       rewriteRequestHeaders,
