@@ -198,9 +198,14 @@ test('image: the runtime layout has production dependencies only, and every one 
 });
 
 test('image: a request through the sidecar reaches the upstream with a bearer token from the token endpoint', async () => {
-  const response = await fetch(`http://127.0.0.1:${proxyPort}/hello/world?x=1`, { headers: { authorization: 'Bearer caller-token-is-replaced' } });
+  // As the compose app does: the shared-secret header is required on the compose network.
+  const key = environmentOf(service('app')).SIDECAR_KEY ?? '';
+  const refused = await fetch(`http://127.0.0.1:${proxyPort}/hello/world`);
+  assert.equal(refused.status, 403, 'without X-Sidecar-Key the sidecar refuses');
+  const response = await fetch(`http://127.0.0.1:${proxyPort}/hello/world?x=1`, { headers: { authorization: 'Bearer caller-token-is-replaced', 'x-sidecar-key': key } });
   const body = (await response.json()) as { path: string; query: string; tokenSubject: string; headers: Record<string, string> };
   assert.equal(response.status, 200, JSON.stringify(body));
+  assert.equal(body.headers['x-sidecar-key'], undefined, 'the shared secret is stripped before forwarding');
   assert.equal(body.path, '/hello/world');
   assert.equal(body.query, '?x=1');
   assert.match(body.headers.authorization ?? '', /^Bearer [\w-]+\.[\w-]+\.[\w-]+$/, 'a JWT from the demo token endpoint');
