@@ -75,6 +75,7 @@ function resolveRoute(route: RawRoute, at: string, problems: string[]): RouteCon
     auth: resolveAuth(route.auth, `${at}.auth`, problems),
     connectTimeoutMs: route.connectTimeoutMs,
     responseTimeoutMs: route.responseTimeoutMs,
+    replayBodyLimitBytes: route.replayBodyLimitBytes,
   };
 }
 
@@ -104,6 +105,7 @@ function resolveAuth(auth: RawAuth, at: string, problems: string[]): AuthConfig 
     maxLifetimeSeconds: auth.maxLifetimeSeconds,
     timeoutMs: auth.timeoutMs,
     tokenWaitMs: auth.tokenWaitMs,
+    refreshOn401CooldownSeconds: auth.refreshOn401CooldownSeconds,
     retry: auth.retry,
   };
 }

@@ -29,6 +29,7 @@ export interface AuthConfig {
   readonly maxLifetimeSeconds: number;
   readonly timeoutMs: number;
   readonly tokenWaitMs: number;
+  readonly refreshOn401CooldownSeconds: number;
   readonly retry: RetryConfig;
 }
 
@@ -44,6 +45,8 @@ export interface RouteConfig {
   readonly auth: AuthConfig;
   readonly connectTimeoutMs: number;
   readonly responseTimeoutMs: number;
+  /** Bodies up to this size are kept in memory so a request can be replayed once after a 401. */
+  readonly replayBodyLimitBytes: number;
 }
 
 export interface ListenConfig {
