@@ -1,12 +1,15 @@
 // One @fastify/http-proxy per route. A preHandler gets the route's token (without awaiting when a
 // valid one is cached); the header rewrite sets Authorization; failures go to the app's error
-// handler, which maps them to JSON in one place (errors.ts).
+// handler, which maps them to JSON in one place (errors.ts). A 401 is replayed once with a new
+// token (replay.ts); a caller that goes away aborts its upstream request (caller-abort.ts).
 
 import httpProxy from '@fastify/http-proxy';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RouteConfig } from '../config/types.js';
 import type { TokenSource } from '../token/token-source.js';
+import { callerAwarePool, whileCallerConnected } from './caller-abort.js';
+import { ReplayOn401 } from './replay.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -46,6 +49,13 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
     return headers;
   }
 
+  const replay = new ReplayOn401({
+    route: route.name,
+    tokens,
+    bodyLimitBytes: route.replayBodyLimitBytes,
+    forward: (request, reply, dest, options) => whileCallerConnected(reply, () => reply.from(dest, options)),
+  });
+
   await app.register(httpProxy, {
     upstream: route.upstreamOrigin + route.upstreamBasePath,
     prefix: route.prefix,
@@ -56,7 +66,9 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
     disableRequestLogging: true,
     config: { sidecarRoute: route.name },
     preHandler: attachToken,
+    handler: replay.handler,
     undici: {
+      factory: callerAwarePool,
       connections,
       pipelining: 1,
       keepAliveTimeout: 30_000,
@@ -68,6 +80,8 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
       rewriteRequestHeaders,
       // Forward the query string byte for byte; the default re-serialises it (a+b -> a%20b).
       queryString: rawQueryString,
+      // reply-from's types call `res` a server response; it is { statusCode, headers, stream }.
+      onResponse: replay.onResponse as never,
       onError(reply: FastifyReply, { error }: { error: Error }) {
         reply.send(error);
       },
