@@ -5,6 +5,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { createAdminApp } from './admin.js';
+import { watchSecretFiles } from './config/secret-watch.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { createLogger } from './logger.js';
 import { errorReply } from './proxy/errors.js';
@@ -48,12 +49,16 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
         refreshAheadMinSeconds: auth.refreshAheadMinSeconds,
         safetyMarginSeconds: auth.safetyMarginSeconds,
         tokenWaitMs: auth.tokenWaitMs,
+        refreshOn401CooldownSeconds: auth.refreshOn401CooldownSeconds,
         retry: auth.retry,
         logger,
         ...(clock ? { clock } : {}),
       }),
     );
   }
+  const secretWatches = config.routes.map((route) =>
+    watchSecretFiles([route.auth.clientId, route.auth.clientSecret], () => tokenSources.get(route.name)?.credentialsChanged(), { logger }),
+  );
 
   const proxy = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -114,6 +119,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     },
     async close() {
       await drain(proxy, config.drainTimeoutMs, logger);
+      for (const watch of secretWatches) watch.close();
       for (const source of tokenSources.values()) source.close();
       await admin.close();
     },
