@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { startEchoUpstream, type EchoUpstream } from '../../src/demo/echo-upstream.js';
+import { audit } from '../helpers/audit.js';
 import { ManualClock } from '../helpers/clock.js';
 import { issue, signingKey, startScriptedTokenServer, type ScriptedTokenServer } from '../helpers/servers.js';
 import { eventually, startSidecar, type TestSidecar } from '../helpers/sidecar.js';
@@ -105,6 +106,8 @@ async function rig(): Promise<Rig> {
 const secretsUsed = (r: Rig) => r.tokens.requests.map((q) => q.form.client_secret);
 const tokenSource = (r: Rig) => r.sidecar.sidecar.tokenSources.get('api')!;
 
+for (const secret of ['old-secret-1a2b', 'new-secret-3c4d', 'new-secret-5e6f', 'plain-new-7a8b']) audit.addSecret(secret);
+
 describe('credential rotation (Kubernetes Secret volume)', () => {
   test('the Secret is swapped before the refresh: the next token uses the new secret; no request fails', async () => {
     const r = await rig();
@@ -182,3 +185,5 @@ describe('credential rotation (Kubernetes Secret volume)', () => {
     }
   });
 });
+
+test('no client secret or issued token in any log line or error body of the cases above', () => audit.assertNothingLeaked());

@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { signJwt } from '../../src/demo/jwt-hs256.js';
 import { closeServer } from '../../src/demo/token-server.js';
+import { audit } from './audit.js';
 
 export const signingKey = 'test-signing-key';
 
@@ -32,9 +33,10 @@ export interface ScriptedTokenServer {
 }
 
 /** A token endpoint whose every answer the test decides; by default it issues valid demo JWTs. */
-export async function startScriptedTokenServer(script?: ScriptedTokenServer['script']): Promise<ScriptedTokenServer> {
+export async function startScriptedTokenServer(script?: ScriptedTokenServer['script'], options: { port?: number } = {}): Promise<ScriptedTokenServer> {
   const requests: ScriptedRequest[] = [];
   const issued: string[] = [];
+  audit.addTokens(issued);
   const hanging: ServerResponse[] = [];
   const state: ScriptedTokenServer = {
     url: '',
@@ -66,7 +68,7 @@ export async function startScriptedTokenServer(script?: ScriptedTokenServer['scr
     res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers });
     res.end(body);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   (state as { url: string }).url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/oauth2/token`;
   return state;
 }

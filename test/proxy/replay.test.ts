@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { describe, test } from 'node:test';
 import { startEchoUpstream, type EchoUpstream } from '../../src/demo/echo-upstream.js';
+import { audit } from '../helpers/audit.js';
 import { issue, startScriptedTokenServer, type ScriptedTokenServer } from '../helpers/servers.js';
 import { eventually, route, startSidecar, type TestSidecar } from '../helpers/sidecar.js';
 
@@ -202,3 +203,5 @@ describe('401 from the upstream: one refresh, one replay, never a loop', () => {
     }
   });
 });
+
+test('no client secret or issued token in any log line or error body of the cases above', () => audit.assertNothingLeaked());
