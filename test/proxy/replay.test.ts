@@ -44,6 +44,18 @@ async function setup(options: { extra?: Record<string, unknown>; auth?: Record<s
   };
 }
 
+/** Starts a rig, lets a first request fetch a token, revokes that token, runs `check`, cleans up. */
+async function afterRevocation(options: Parameters<typeof setup>[0], check: (s: Setup) => Promise<void>): Promise<void> {
+  const s = await setup(options);
+  try {
+    assert.equal((await fetch(`${s.sidecar.proxyUrl}/warm`)).status, 200);
+    s.revoked.add(s.tokens.issued[0] as string);
+    await check(s);
+  } finally {
+    await s.close();
+  }
+}
+
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 
 /** A request with node:http, so the test decides Content-Length, chunking and content type. */
@@ -81,11 +93,8 @@ describe('401 from the upstream: one refresh, one replay, never a loop', () => {
     }
   });
 
-  test('a POST with a small body is replayed with the identical body, Content-Type and Content-Length', async () => {
-    const s = await setup();
-    try {
-      await fetch(`${s.sidecar.proxyUrl}/warm`);
-      s.revoked.add(s.tokens.issued[0] as string);
+  test('a POST with a small body is replayed with the identical body, Content-Type and Content-Length', () =>
+    afterRevocation({}, async (s) => {
       const body = JSON.stringify({ name: 'port-1', speed: 10_000, note: 'ünïcödé' });
       const response = await send(`${s.sidecar.proxyUrl}/ports`, { headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) }, chunks: [body] });
       assert.equal(response.status, 200);
@@ -95,17 +104,10 @@ describe('401 from the upstream: one refresh, one replay, never a loop', () => {
       assert.equal(echo.headers['content-length'], String(Buffer.byteLength(body)));
       assert.equal(response.headers['www-authenticate'], undefined, "the 401's headers do not leak into the replayed answer");
       assert.equal(s.upstream.received.length, 3);
+    }));
 
-    } finally {
-      await s.close();
-    }
-  });
-
-  test('a binary body without a content type is replayed byte for byte; no content type is added', async () => {
-    const s = await setup();
-    try {
-      await fetch(`${s.sidecar.proxyUrl}/warm`);
-      s.revoked.add(s.tokens.issued[0] as string);
+  test('a binary body without a content type is replayed byte for byte; no content type is added', () =>
+    afterRevocation({}, async (s) => {
       const binary = Buffer.from([0, 1, 2, 255, 254, 10, 13, 0]);
       const response = await send(`${s.sidecar.proxyUrl}/raw`, { method: 'PUT', headers: { 'content-length': String(binary.length) }, chunks: [binary.subarray(0, 3), binary.subarray(3)] });
       assert.equal(response.status, 200);
@@ -113,16 +115,10 @@ describe('401 from the upstream: one refresh, one replay, never a loop', () => {
       assert.equal(echo.method, 'PUT');
       assert.equal(echo.body.sha256, sha256(binary));
       assert.equal(echo.headers['content-type'], undefined);
-    } finally {
-      await s.close();
-    }
-  });
+    }));
 
-  test('a body larger than replayBodyLimitBytes streams and is not replayed: the caller gets the 401, the next request a new token', async () => {
-    const s = await setup({ extra: { replayBodyLimitBytes: 1024 } });
-    try {
-      await fetch(`${s.sidecar.proxyUrl}/warm`);
-      s.revoked.add(s.tokens.issued[0] as string);
+  test('a body larger than replayBodyLimitBytes streams and is not replayed: the caller gets the 401, the next request a new token', () =>
+    afterRevocation({ extra: { replayBodyLimitBytes: 1024 } }, async (s) => {
       const big = Buffer.alloc(4096, 'b');
       const response = await send(`${s.sidecar.proxyUrl}/big`, { headers: { 'content-length': String(big.length), 'content-type': 'application/octet-stream' }, chunks: [big] });
       assert.equal(response.status, 401);
@@ -131,39 +127,24 @@ describe('401 from the upstream: one refresh, one replay, never a loop', () => {
       const chunked = await send(`${s.sidecar.proxyUrl}/chunked`, { headers: { 'transfer-encoding': 'chunked' }, chunks: ['a', 'b'] });
       assert.equal(chunked.status, 200, 'the rejected token was dropped: the next request carries a new one');
       assert.equal(s.tokens.requests.length, 2);
-    } finally {
-      await s.close();
-    }
-  });
+    }));
 
-  test('a chunked body (unknown length) is not replayed', async () => {
-    const s = await setup();
-    try {
-      await fetch(`${s.sidecar.proxyUrl}/warm`);
-      s.revoked.add(s.tokens.issued[0] as string);
+  test('a chunked body (unknown length) is not replayed', () =>
+    afterRevocation({}, async (s) => {
       const response = await send(`${s.sidecar.proxyUrl}/chunked`, { headers: { 'transfer-encoding': 'chunked' }, chunks: ['part-1', 'part-2'] });
       assert.equal(response.status, 401);
       assert.equal(s.upstream.received.length, 2);
-    } finally {
-      await s.close();
-    }
-  });
+    }));
 
-  test('replayBodyLimitBytes: 0 replays only requests without a body', async () => {
-    const s = await setup({ extra: { replayBodyLimitBytes: 0 }, auth: { refreshOn401CooldownSeconds: 0 } });
-    try {
-      await fetch(`${s.sidecar.proxyUrl}/warm`);
-      s.revoked.add(s.tokens.issued[0] as string);
+  test('replayBodyLimitBytes: 0 replays only requests without a body', () =>
+    afterRevocation({ extra: { replayBodyLimitBytes: 0 }, auth: { refreshOn401CooldownSeconds: 0 } }, async (s) => {
       const post = await send(`${s.sidecar.proxyUrl}/p`, { headers: { 'content-length': '2' }, chunks: ['hi'] });
       assert.equal(post.status, 401);
       await eventually(() => s.tokens.issued.length === 2); // the refresh the 401 started
       s.revoked.add(s.tokens.issued[1] as string);
       assert.equal((await fetch(`${s.sidecar.proxyUrl}/g`)).status, 200, 'a GET is replayed');
       assert.equal(s.tokens.requests.length, 3);
-    } finally {
-      await s.close();
-    }
-  });
+    }));
 
   test('an upstream that always answers 401: the caller gets the 401 after exactly one replay; within the cooldown no refresh, no replay', async () => {
     const s = await setup({ revokeAll: true });
@@ -186,11 +167,8 @@ describe('401 from the upstream: one refresh, one replay, never a loop', () => {
     }
   });
 
-  test('a 401 while the token endpoint is down: the caller gets the upstream 401 within tokenWaitMs, never a hang', async () => {
-    const s = await setup({ auth: { tokenWaitMs: 300, retry: { retries: 0, minDelayMs: 10, maxDelayMs: 50, maxTimeMs: 1000 } } });
-    try {
-      await fetch(`${s.sidecar.proxyUrl}/warm`);
-      s.revoked.add(s.tokens.issued[0] as string);
+  test('a 401 while the token endpoint is down: the caller gets the upstream 401 within tokenWaitMs, never a hang', () =>
+    afterRevocation({ auth: { tokenWaitMs: 300, retry: { retries: 0, minDelayMs: 10, maxDelayMs: 50, maxTimeMs: 1000 } } }, async (s) => {
       s.tokens.script = () => 'hang';
       const started = Date.now();
       const response = await fetch(`${s.sidecar.proxyUrl}/x`);
@@ -198,10 +176,7 @@ describe('401 from the upstream: one refresh, one replay, never a loop', () => {
       await response.arrayBuffer();
       assert.ok(Date.now() - started < 3000, `answered after ${Date.now() - started} ms`);
       assert.equal(s.upstream.received.length, 2, 'no replay without a new token');
-    } finally {
-      await s.close();
-    }
-  });
+    }));
 });
 
 test('no client secret or issued token in any log line or error body of the cases above', () => audit.assertNothingLeaked());
