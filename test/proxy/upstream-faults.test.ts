@@ -178,6 +178,14 @@ describe('upstream faults and callers that leave', () => {
     assert.equal(lastSeen('/upload')?.requestEnded, false, 'the upload was cut, not completed');
   });
 
+  test('the caller leaves mid-upload of a small body (one kept for a replay): nothing reaches the upstream', async () => {
+    const before = upstream.seen.length;
+    await leaveEarly(`${sidecar.proxyUrl}/upload?small`, { method: 'POST', headers: { 'content-length': '60000' }, upload: true, afterMs: 200 });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(upstream.seen.length, before);
+    await healthy();
+  });
+
   test('the caller leaves mid-download: the upstream response is aborted before its end', async () => {
     const { received } = await leaveEarly(`${sidecar.proxyUrl}/download`, { readBytes: 200_000 });
     assert.ok(received >= 200_000);
