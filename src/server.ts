@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { createAdminApp } from './admin.js';
+import { watchSecretFiles } from './config/secret-watch.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { createLogger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -62,6 +63,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
         refreshAheadMinSeconds: auth.refreshAheadMinSeconds,
         safetyMarginSeconds: auth.safetyMarginSeconds,
         tokenWaitMs: auth.tokenWaitMs,
+        refreshOn401CooldownSeconds: auth.refreshOn401CooldownSeconds,
         retry: auth.retry,
         logger,
         onFetch: (outcome) => metrics.tokenFetch(route.name, outcome),
@@ -69,6 +71,9 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       }),
     );
   }
+  const secretWatches = config.routes.map((route) =>
+    watchSecretFiles([route.auth.clientId, route.auth.clientSecret], () => tokenSources.get(route.name)?.credentialsChanged(), { logger }),
+  );
 
   const proxy = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -141,6 +146,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     },
     async close() {
       await drain(proxy, config.drainTimeoutMs, logger);
+      for (const watch of secretWatches) watch.close();
       for (const source of tokenSources.values()) source.close();
       await Promise.all([...dispatchers.values()].map((dispatcher) => dispatcher?.close()));
       await admin.close();

@@ -82,6 +82,7 @@ function resolveRoute(route: RawRoute, at: string, problems: string[]): RouteCon
     forwardedHeaders: route.forwardedHeaders,
     forwardCookies: route.forwardCookies,
     maxBodyBytes: route.maxBodyBytes,
+    replayBodyLimitBytes: route.replayBodyLimitBytes,
   };
 }
 
@@ -111,6 +112,7 @@ function resolveAuth(auth: RawAuth, at: string, problems: string[]): AuthConfig 
     maxLifetimeSeconds: auth.maxLifetimeSeconds,
     timeoutMs: auth.timeoutMs,
     tokenWaitMs: auth.tokenWaitMs,
+    refreshOn401CooldownSeconds: auth.refreshOn401CooldownSeconds,
     retry: auth.retry,
     tls: resolveTls(auth.tls, `${at}.tls`, problems),
   };

@@ -73,6 +73,8 @@ const authSchema = z.strictObject({
   timeoutMs: z.number().int().positive().default(10_000),
   /** How long a proxied request may wait for a token before it gets 503. */
   tokenWaitMs: z.number().int().positive().default(10_000),
+  /** After a 401 made the sidecar fetch a new token, further 401s fetch none for this long. */
+  refreshOn401CooldownSeconds: z.number().min(0).default(10),
   retry: retrySchema.default(() => retrySchema.parse({})),
   /** Allow an http:// token URL on a non-loopback host (secrets would cross the network in clear). */
   allowInsecureTokenUrl: z.boolean().default(false),
@@ -100,6 +102,8 @@ const routeSchema = z.strictObject({
   forwardCookies: z.boolean().default(true),
   /** Largest request body forwarded, counted while streaming; 0 = no limit. */
   maxBodyBytes: z.number().int().min(0).default(0),
+  /** Request bodies up to this size are kept so the request can be replayed after a 401; 0 keeps none. */
+  replayBodyLimitBytes: z.number().int().min(0).max(16 * 1024 * 1024).default(64 * 1024),
 });
 
 const listenSchema = z.strictObject({

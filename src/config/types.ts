@@ -37,6 +37,7 @@ export interface AuthConfig {
   readonly maxLifetimeSeconds: number;
   readonly timeoutMs: number;
   readonly tokenWaitMs: number;
+  readonly refreshOn401CooldownSeconds: number;
   readonly retry: RetryConfig;
   readonly tls: TlsConfig;
 }
@@ -58,6 +59,8 @@ export interface RouteConfig {
   readonly forwardCookies: boolean;
   /** 0 = no limit. */
   readonly maxBodyBytes: number;
+  /** Bodies up to this size are kept in memory so a request can be replayed once after a 401. */
+  readonly replayBodyLimitBytes: number;
 }
 
 export interface ListenConfig {

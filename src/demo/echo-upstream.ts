@@ -14,6 +14,8 @@ export interface EchoUpstreamOptions {
   readonly host?: string;
   readonly port?: number;
   readonly signingKey: string;
+  /** Tokens to refuse although validly signed (revoked), for tests of the 401 replay. */
+  readonly isRevoked?: (token: string) => boolean;
 }
 
 export interface EchoRecord {
@@ -39,7 +41,8 @@ export async function startEchoUpstream(options: EchoUpstreamOptions): Promise<E
   function handle(req: IncomingMessage, res: ServerResponse): void {
     received.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
     const auth = req.headers.authorization ?? '';
-    const claims = auth.startsWith('Bearer ') ? verifyJwt(auth.slice(7), options.signingKey) : undefined;
+    const token = auth.startsWith('Bearer ') ? auth.slice(7) : '';
+    const claims = token && !options.isRevoked?.(token) ? verifyJwt(token, options.signingKey) : undefined;
     if (!claims) {
       req.resume();
       res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer error="invalid_token"' });

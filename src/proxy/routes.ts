@@ -1,6 +1,7 @@
 // One @fastify/http-proxy per route. A preHandler gets the route's token (without awaiting when a
 // valid one is cached); the header rewrite sets Authorization; failures go to the app's error
-// handler, which maps them to JSON in one place (errors.ts).
+// handler, which maps them to JSON in one place (errors.ts). A 401 is replayed once with a new
+// token (replay.ts); a caller that goes away aborts its upstream request (caller-abort.ts).
 
 import httpProxy from '@fastify/http-proxy';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -9,9 +10,11 @@ import type { RouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import { tlsConnectOptions } from '../tls.js';
 import type { TokenSource } from '../token/token-source.js';
+import { callerAwarePool, whileCallerConnected } from './caller-abort.js';
 import { requestHeaderPolicy, responseHeaderPolicy } from './headers.js';
 import { bodyLimit } from './limits.js';
 import { upstreamPath } from './paths.js';
+import { ReplayOn401 } from './replay.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -65,6 +68,13 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
     return headers;
   }
 
+  const replay = new ReplayOn401({
+    route: route.name,
+    tokens,
+    bodyLimitBytes: route.replayBodyLimitBytes,
+    forward: (request, reply, dest, options) => whileCallerConnected(reply, () => reply.from(dest, options)),
+  });
+
   await app.register(httpProxy, {
     upstream: route.upstreamOrigin + route.upstreamBasePath,
     prefix: route.prefix,
@@ -76,18 +86,20 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
     config: { sidecarRoute: route.name },
     // Body size is checked before a token is awaited: a refused upload costs nothing upstream.
     preHandler: route.maxBodyBytes > 0 ? [bodyLimit(route.maxBodyBytes), attachToken] : attachToken,
-    // The upstream path comes from paths.ts, the one mapping the guard and its property test cover.
+    // The upstream path comes from paths.ts, the one mapping the guard and its property test
+    // cover; the request then goes out through the 401 replay (replay.ts).
     handler(request: FastifyRequest, reply: FastifyReply, _dest: string, options: object) {
       const url = request.raw.url as string;
       const query = url.indexOf('?');
       const path = upstreamPath(query < 0 ? url : url.slice(0, query), mapping);
       // Never reached when the router matched the prefix; without a path reply.from would fall back to the raw URL.
       if (path === undefined) return reply.send(new SidecarError('BSC_NOT_FOUND', 'no route serves this path'));
-      return reply.from(path, options);
+      return replay.handler(request, reply, path, options);
     },
     // Location is mapped back by paths.ts (callerLocation), not by http-proxy's substring replace.
     internalRewriteLocationHeader: false,
     undici: {
+      factory: callerAwarePool,
       connections,
       pipelining: 1,
       keepAliveTimeout: 30_000,
@@ -101,6 +113,8 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
       rewriteHeaders: rewriteResponseHeaders,
       // Forward the query string byte for byte; the default re-serialises it (a+b -> a%20b).
       queryString: rawQueryString,
+      // reply-from's types call `res` a server response; it is { statusCode, headers, stream }.
+      onResponse: replay.onResponse as never,
       onError(reply: FastifyReply, { error }: { error: Error }) {
         reply.send(error);
       },
