@@ -27,8 +27,12 @@ declare module 'fastify' {
   }
 }
 
-/** Headers that belong to one connection (RFC 9110 §7.6.1) or to the caller's proxy credentials. */
-const hopByHopHeaders = ['proxy-authorization', 'proxy-connection', 'keep-alive', 'te', 'trailer', 'upgrade'];
+/**
+ * Headers that belong to one connection (RFC 9110 §7.6.1) or to the caller's proxy credentials,
+ * and Expect: Node's server already answered the caller's 100-continue, and undici refuses to
+ * send a request that carries it (the caller got a 502).
+ */
+const hopByHopHeaders = ['proxy-authorization', 'proxy-connection', 'keep-alive', 'te', 'trailer', 'upgrade', 'expect'];
 
 export interface ProxyRouteOptions {
   readonly route: RouteConfig;
@@ -113,6 +117,8 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
       rewriteHeaders: rewriteResponseHeaders,
       // Forward the query string byte for byte; the default re-serialises it (a+b -> a%20b).
       queryString: rawQueryString,
+      // reply-from would retry a GET answered 503 up to ten times; the caller decides, not us.
+      retryDelay: () => null,
       // reply-from's types call `res` a server response; it is { statusCode, headers, stream }.
       onResponse: replay.onResponse as never,
       onError(reply: FastifyReply, { error }: { error: Error }) {
