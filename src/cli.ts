@@ -12,7 +12,8 @@ import { ConfigError } from './errors.js';
 import { setLogLevel } from './admin.js';
 import { createLogger } from './logger.js';
 import { createSidecar } from './server.js';
-import { exchangeClientCredentials } from './token/exchange.js';
+import { exchangeClientCredentials, type Token } from './token/exchange.js';
+import { tokenDispatcher } from './tls.js';
 
 const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -120,7 +121,7 @@ async function check(config: SidecarConfig): Promise<number> {
   let failed = 0;
   for (const route of config.routes) {
     try {
-      const t = await exchangeClientCredentials(route.auth);
+      const t = await exchangeWithRouteTls(route);
       process.stdout.write(`ok      ${route.name}: token valid for ${Math.round(t.lifetimeSeconds)} s (from ${t.lifetimeFrom}) from ${route.auth.tokenUrl}\n`);
     } catch (err) {
       failed += 1;
@@ -140,12 +141,21 @@ async function token(config: SidecarConfig, routeName: string | undefined): Prom
     return 2;
   }
   try {
-    const t = await exchangeClientCredentials(route.auth);
+    const t = await exchangeWithRouteTls(route);
     process.stdout.write(`${t.accessToken}\n`);
     return 0;
   } catch (err) {
     process.stderr.write(`bearer-sidecar: ${route.name}: ${(err as Error).message}\n`);
     return 1;
+  }
+}
+
+async function exchangeWithRouteTls(route: RouteConfig): Promise<Token> {
+  const dispatcher = tokenDispatcher(route.auth.tls);
+  try {
+    return await exchangeClientCredentials(route.auth, dispatcher ? { dispatcher } : {});
+  } finally {
+    await dispatcher?.close();
   }
 }
 

@@ -17,6 +17,11 @@ export type ErrorCode =
   | 'BSC_NOT_FOUND'
   | 'BSC_SOCKET_IN_USE'
   | 'BSC_SOCKET_PATH_OCCUPIED'
+  | 'BSC_METHOD_NOT_ALLOWED'
+  | 'BSC_PAYLOAD_TOO_LARGE'
+  | 'BSC_HEADERS_TOO_LARGE'
+  | 'BSC_OVERLOADED'
+  | 'BSC_REQUEST_TIMEOUT'
   | 'BSC_INTERNAL';
 
 export class SidecarError extends Error {

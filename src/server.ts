@@ -6,16 +6,19 @@ import type { IncomingMessage } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { createAdminApp } from './admin.js';
+import { watchSecretFiles } from './config/secret-watch.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { listenerUrl, listenProxy } from './listen.js';
 import { createLogger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { errorReply, upstreamErrorKind } from './proxy/errors.js';
+import { guardServerOptions, installGuard } from './proxy/guard.js';
 import { proxyRoute } from './proxy/routes.js';
 import { WebSocketProxy } from './proxy/websocket.js';
 import type { Clock } from './token/clock.js';
 import { exchangeClientCredentials, type Token } from './token/exchange.js';
 import { TokenSource } from './token/token-source.js';
+import { tokenDispatcher, warnUnverifiedTls } from './tls.js';
 
 export interface SidecarOptions {
   readonly logger?: Logger;
@@ -39,7 +42,14 @@ export interface Sidecar {
 export async function createSidecar(config: SidecarConfig, options: SidecarOptions = {}): Promise<Sidecar> {
   const logger = options.logger ?? createLogger({ level: config.logLevel });
   const clock = options.clock;
-  const fetchToken = options.fetchToken ?? ((route: RouteConfig, signal: AbortSignal) => exchangeClientCredentials(route.auth, { signal, ...(clock ? { now: () => clock.now() } : {}) }));
+  const dispatchers = new Map(config.routes.map((route) => [route.name, tokenDispatcher(route.auth.tls)]));
+  const fetchToken =
+    options.fetchToken ??
+    ((route: RouteConfig, signal: AbortSignal) => {
+      const dispatcher = dispatchers.get(route.name);
+      return exchangeClientCredentials(route.auth, { signal, ...(dispatcher ? { dispatcher } : {}), ...(clock ? { now: () => clock.now() } : {}) });
+    });
+  for (const route of config.routes) warnUnverifiedTls(route, logger);
 
   const tokenSources = new Map<string, TokenSource>();
   const metrics = createMetrics(() => [...tokenSources.values()].map((source) => source.status()));
@@ -54,6 +64,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
         refreshAheadMinSeconds: auth.refreshAheadMinSeconds,
         safetyMarginSeconds: auth.safetyMarginSeconds,
         tokenWaitMs: auth.tokenWaitMs,
+        refreshOn401CooldownSeconds: auth.refreshOn401CooldownSeconds,
         retry: auth.retry,
         logger,
         onFetch: (outcome) => metrics.tokenFetch(route.name, outcome),
@@ -61,6 +72,9 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       }),
     );
   }
+  const secretWatches = config.routes.map((route) =>
+    watchSecretFiles([route.auth.clientId, route.auth.clientSecret], () => tokenSources.get(route.name)?.credentialsChanged(), { logger }),
+  );
 
   const proxy = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -70,6 +84,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     // Paths are forwarded as they came; the router must not rewrite or reject them on our behalf.
     routerOptions: { ignoreDuplicateSlashes: false, ignoreTrailingSlash: false, maxParamLength: 2048 },
     return503OnClosing: true,
+    ...guardServerOptions(config.inbound),
   });
 
   proxy.setErrorHandler((error: Error, request, reply) => {
@@ -106,13 +121,15 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     reply.raw.once('close', () => finished(request, reply));
     done();
   });
+  // After the hook above, so refused requests are logged and counted too.
+  installGuard(proxy, config.inbound);
 
   proxy.decorateRequest('bearerToken', '');
   // Without a websocket route there is no 'upgrade' listener, and Node serves upgrades as plain requests.
   const websockets = config.routes.some((route) => route.websocket) ? new WebSocketProxy(logger) : undefined;
   websockets?.attach(proxy);
   for (const route of config.routes) {
-    await proxyRoute(proxy, { route, tokens: tokenSources.get(route.name) as TokenSource, ...(websockets ? { websockets } : {}) });
+    await proxyRoute(proxy, { route, tokens: tokenSources.get(route.name) as TokenSource, sharedSecretHeader: config.inbound.sharedSecretHeader?.name, ...(websockets ? { websockets } : {}) });
   }
 
   const admin = createAdminApp([...tokenSources.values()], metrics, logger);
@@ -134,7 +151,9 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     },
     async close() {
       await drain(proxy, config.drainTimeoutMs, logger, websockets);
+      for (const watch of secretWatches) watch.close();
       for (const source of tokenSources.values()) source.close();
+      await Promise.all([...dispatchers.values()].map((dispatcher) => dispatcher?.close()));
       await admin.close();
     },
   };

@@ -6,7 +6,7 @@ export interface EnvVariable {
   readonly name: string;
   readonly path: string;
   readonly description: string;
-  readonly kind?: 'number' | 'boolean' | 'form';
+  readonly kind?: 'number' | 'boolean' | 'form' | 'list';
 }
 
 export const envPrefix = 'BEARER_SIDECAR_';
@@ -32,6 +32,17 @@ export const envVariables: readonly EnvVariable[] = [
   { name: 'BEARER_SIDECAR_SOCKET_MODE', path: 'listen.mode', description: 'the socket file\'s mode (default 0660)' },
   { name: 'BEARER_SIDECAR_ADMIN_HOST', path: 'admin.host', description: 'admin listen address (default 127.0.0.1)' },
   { name: 'BEARER_SIDECAR_ADMIN_PORT', path: 'admin.port', description: 'admin port (default 9901)', kind: 'number' },
+  { name: 'BEARER_SIDECAR_ALLOWED_CLIENTS', path: 'listen.allowedClients', description: 'client CIDRs allowed to call, comma-separated (default: any that reaches the socket)', kind: 'list' },
+  { name: 'BEARER_SIDECAR_SHARED_SECRET_HEADER', path: 'listen.sharedSecretHeader.name', description: 'header every caller must send, e.g. x-sidecar-key' },
+  { name: 'BEARER_SIDECAR_SHARED_SECRET', path: 'listen.sharedSecretHeader.value', description: 'its value (16+ characters)' },
+  { name: 'BEARER_SIDECAR_SHARED_SECRET_FILE', path: 'listen.sharedSecretHeader.valueFile', description: 'file holding its value' },
+  { name: 'BEARER_SIDECAR_MAX_IN_FLIGHT', path: 'listen.maxInFlight', description: 'requests handled at once (default 1024, 0 = no limit)', kind: 'number' },
+  { name: 'BEARER_SIDECAR_MAX_HEADER_BYTES', path: 'listen.maxHeaderBytes', description: 'largest request head (default 16384)', kind: 'number' },
+  { name: 'BEARER_SIDECAR_MAX_BODY_BYTES', path: 'routes[0].maxBodyBytes', description: 'largest request body (default 0 = no limit)', kind: 'number' },
+  { name: 'BEARER_SIDECAR_FORWARDED_HEADERS', path: 'routes[0].forwardedHeaders', description: 'strip | append | pass (default strip)' },
+  { name: 'BEARER_SIDECAR_FORWARD_COOKIES', path: 'routes[0].forwardCookies', description: 'false to drop Cookie and Set-Cookie', kind: 'boolean' },
+  { name: 'BEARER_SIDECAR_CA_FILE', path: 'routes[0].tls.caFile', description: 'extra CA bundle (PEM) for the upstream' },
+  { name: 'BEARER_SIDECAR_TOKEN_CA_FILE', path: 'routes[0].auth.tls.caFile', description: 'extra CA bundle (PEM) for the token endpoint' },
   { name: 'BEARER_SIDECAR_LOG_LEVEL', path: 'logLevel', description: 'fatal | error | warn | info | debug | trace | silent' },
 ];
 
@@ -66,6 +77,8 @@ function convert(value: string, kind: EnvVariable['kind']): unknown {
       return value === 'true' ? true : value === 'false' ? false : value;
     case 'form':
       return Object.fromEntries(new URLSearchParams(value));
+    case 'list':
+      return value.split(',').map((item) => item.trim()).filter((item) => item !== '');
     default:
       return value;
   }

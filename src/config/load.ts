@@ -9,6 +9,7 @@ import { interpolate } from './interpolate.js';
 import { presets } from './presets.js';
 import { configSchema, normalisePrefix, type RawAuth, type RawRoute } from './schema.js';
 import { SecretSource } from './secret.js';
+import { resolveInbound, resolveTls } from './security.js';
 import type { AuthConfig, RouteConfig, SidecarConfig } from './types.js';
 
 export interface LoadOptions {
@@ -51,9 +52,11 @@ export function resolveConfig(input: unknown, options: LoadOptions = {}): Sideca
   if (!result.success) throw namedError(problems, options.fieldNames);
   const raw = result.data;
   const routes = raw.routes.map((route, index) => resolveRoute(route, `routes[${index}]`, problems));
+  const inbound = resolveInbound(raw.listen, problems);
   if (problems.length > 0) throw namedError(problems, options.fieldNames);
   return deepFreeze({
-    listen: raw.listen,
+    listen: { host: raw.listen.host, port: raw.listen.port, ...(raw.listen.socket === undefined ? {} : { socket: raw.listen.socket, mode: raw.listen.mode }) },
+    inbound,
     admin: raw.admin,
     logLevel: raw.logLevel,
     drainTimeoutMs: raw.drainTimeoutMs,
@@ -75,6 +78,11 @@ function resolveRoute(route: RawRoute, at: string, problems: string[]): RouteCon
     auth: resolveAuth(route.auth, `${at}.auth`, problems),
     connectTimeoutMs: route.connectTimeoutMs,
     responseTimeoutMs: route.responseTimeoutMs,
+    tls: resolveTls(route.tls, `${at}.tls`, problems),
+    forwardedHeaders: route.forwardedHeaders,
+    forwardCookies: route.forwardCookies,
+    maxBodyBytes: route.maxBodyBytes,
+    replayBodyLimitBytes: route.replayBodyLimitBytes,
   };
 }
 
@@ -104,7 +112,9 @@ function resolveAuth(auth: RawAuth, at: string, problems: string[]): AuthConfig 
     maxLifetimeSeconds: auth.maxLifetimeSeconds,
     timeoutMs: auth.timeoutMs,
     tokenWaitMs: auth.tokenWaitMs,
+    refreshOn401CooldownSeconds: auth.refreshOn401CooldownSeconds,
     retry: auth.retry,
+    tls: resolveTls(auth.tls, `${at}.tls`, problems),
   };
 }
 
@@ -148,7 +158,8 @@ function namedError(problems: string[], fieldNames: ReadonlyMap<string, string> 
   return new ConfigError(
     lines.map((line) => {
       const field = line.slice(0, line.indexOf(':'));
-      const name = fieldNames.get(field);
+      // A list item is named by the variable that set the list.
+      const name = fieldNames.get(field) ?? fieldNames.get(field.replace(/\[\d+\]$/, ''));
       return name ? `${name} (${line})` : line;
     }),
   );

@@ -2,6 +2,7 @@
 // users and other tools: add fields freely, never rename. Defaults live here and only here.
 
 import { z } from 'zod';
+import { parseCidr } from './cidr.js';
 import { presetNames } from './presets.js';
 
 const httpUrl = z
@@ -17,6 +18,25 @@ const httpUrl = z
 
 const port = z.number().int().min(0).max(65_535);
 const host = z.string().min(1);
+
+/** TLS to one remote: verification is on unless switched off by name. */
+const tlsSchema = z.strictObject({
+  /** PEM CA bundle trusted in addition to Node's bundled CAs (a private CA). */
+  caFile: z.string().min(1).optional(),
+  rejectUnauthorized: z.boolean().default(true),
+});
+
+/** Header names a shared secret must not take: the sidecar or HTTP itself gives them meaning. */
+const reservedHeaders = new Set(['authorization', 'proxy-authorization', 'host', 'cookie', 'content-length', 'content-type', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer', 'keep-alive', 'expect']);
+
+const sharedSecretHeaderSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be a header name such as x-sidecar-key')
+    .refine((name) => !reservedHeaders.has(name.toLowerCase()), 'must not be a standard header; use your own such as x-sidecar-key'),
+  value: z.string().min(16, 'must be at least 16 characters').optional(),
+  valueFile: z.string().min(1).optional(),
+});
 
 const retrySchema = z.strictObject({
   /** Attempts after the first one, within one fetch. */
@@ -53,9 +73,13 @@ const authSchema = z.strictObject({
   timeoutMs: z.number().int().positive().default(10_000),
   /** How long a proxied request may wait for a token before it gets 503. */
   tokenWaitMs: z.number().int().positive().default(10_000),
+  /** After a 401 made the sidecar fetch a new token, further 401s fetch none for this long. */
+  refreshOn401CooldownSeconds: z.number().min(0).default(10),
   retry: retrySchema.default(() => retrySchema.parse({})),
   /** Allow an http:// token URL on a non-loopback host (secrets would cross the network in clear). */
   allowInsecureTokenUrl: z.boolean().default(false),
+  /** TLS to the token endpoint. */
+  tls: tlsSchema.default(() => tlsSchema.parse({})),
 });
 
 const routeSchema = z.strictObject({
@@ -70,6 +94,16 @@ const routeSchema = z.strictObject({
   /** Upstream timeouts: TCP/TLS connect, and waiting for response headers or body data. */
   connectTimeoutMs: z.number().int().positive().default(10_000),
   responseTimeoutMs: z.number().int().positive().default(60_000),
+  /** TLS to the upstream. */
+  tls: tlsSchema.default(() => tlsSchema.parse({})),
+  /** Caller-sent Forwarded/X-Forwarded-*: removed (strip), replaced by the sidecar's own (append), or kept (pass). */
+  forwardedHeaders: z.enum(['strip', 'append', 'pass']).default('strip'),
+  /** false: Cookie is not forwarded and Set-Cookie not returned. */
+  forwardCookies: z.boolean().default(true),
+  /** Largest request body forwarded, counted while streaming; 0 = no limit. */
+  maxBodyBytes: z.number().int().min(0).default(0),
+  /** Request bodies up to this size are kept so the request can be replayed after a 401; 0 keeps none. */
+  replayBodyLimitBytes: z.number().int().min(0).max(16 * 1024 * 1024).default(64 * 1024),
 });
 
 /**
@@ -96,6 +130,7 @@ const socketPathBytes = 107;
 
 const listenSchema = z
   .strictObject({
+    // host and port default below, only when no socket is given.
     host: host.optional(),
     port: port.optional(),
     /** A Unix domain socket instead of host/port: only processes that may open the file reach the proxy. */
@@ -106,20 +141,32 @@ const listenSchema = z
       .optional(),
     /** The socket file's mode. */
     mode: fileMode.optional(),
+    /** Client addresses (CIDR or single IP) that may use the proxy; empty = anyone who reaches the socket. */
+    allowedClients: z.array(z.string().refine((value) => parseCidr(value) !== undefined, 'must be an IP address or a CIDR such as 10.0.0.0/8 or ::1/128')).default([]),
+    /** A header every caller must send with this value; removed before forwarding. */
+    sharedSecretHeader: sharedSecretHeaderSchema.optional(),
+    /** Largest request head (request line and headers) accepted; larger gets 431. */
+    maxHeaderBytes: z.number().int().min(1024).max(1_048_576).default(16_384),
+    /** Proxied requests handled at once; more get 503 overloaded. 0 = no limit. */
+    maxInFlight: z.number().int().min(0).default(1024),
   })
   .superRefine((listen, ctx) => {
     if (listen.socket !== undefined) {
       for (const field of ['host', 'port'] as const) {
         if (listen[field] !== undefined) ctx.addIssue({ code: 'custom', path: [field], message: 'set listen.socket or host and port, not both' });
       }
+      if (listen.allowedClients.length > 0) {
+        ctx.addIssue({ code: 'custom', path: ['allowedClients'], message: "applies to host and port only: a Unix socket's callers have no address (its mode decides who connects)" });
+      }
     } else if (listen.mode !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['mode'], message: 'applies only with listen.socket' });
     }
   })
-  .transform((listen) => ({
-    host: listen.host ?? '127.0.0.1',
-    port: listen.port ?? 8080,
-    ...(listen.socket === undefined ? {} : { socket: listen.socket, mode: listen.mode ?? 0o660 }),
+  .transform(({ host, port, socket, mode, ...rest }) => ({
+    host: host ?? '127.0.0.1',
+    port: port ?? 8080,
+    ...(socket === undefined ? {} : { socket, mode: mode ?? 0o660 }),
+    ...rest,
   }));
 
 const adminSchema = z.strictObject({
@@ -151,6 +198,10 @@ export const configSchema = z
       } else prefixes.set(prefix, index);
       checkAuth(route.auth, route.upstream, ['routes', index], ctx);
     });
+    const secretHeader = config.listen.sharedSecretHeader;
+    if (secretHeader && (secretHeader.value === undefined) === (secretHeader.valueFile === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['listen', 'sharedSecretHeader', 'value'], message: 'set value or valueFile (exactly one)' });
+    }
   });
 
 function checkAuth(auth: RawAuth, upstream: string | undefined, at: (string | number)[], ctx: z.RefinementCtx): void {
@@ -173,3 +224,5 @@ export function normalisePrefix(prefix: string): string {
 export type RawConfig = z.infer<typeof configSchema>;
 export type RawRoute = z.infer<typeof routeSchema>;
 export type RawAuth = z.infer<typeof authSchema>;
+export type RawListen = z.infer<typeof listenSchema>;
+export type RawTls = z.infer<typeof tlsSchema>;

@@ -1,6 +1,7 @@
 // The validated, resolved configuration that the rest of the program trusts. Built once by
 // load.ts and frozen; nothing downstream re-validates or mutates it.
 
+import type { Cidr } from './cidr.js';
 import type { AuthMethod, PresetName } from './presets.js';
 import type { SecretSource } from './secret.js';
 
@@ -11,6 +12,13 @@ export interface RetryConfig {
   readonly minDelayMs: number;
   readonly maxDelayMs: number;
   readonly maxTimeMs: number;
+}
+
+export interface TlsConfig {
+  /** PEM text of the extra CA bundle (read from caFile at start), trusted besides Node's bundled CAs. */
+  readonly ca: string | undefined;
+  readonly caFile: string | undefined;
+  readonly rejectUnauthorized: boolean;
 }
 
 export interface AuthConfig {
@@ -29,7 +37,9 @@ export interface AuthConfig {
   readonly maxLifetimeSeconds: number;
   readonly timeoutMs: number;
   readonly tokenWaitMs: number;
+  readonly refreshOn401CooldownSeconds: number;
   readonly retry: RetryConfig;
+  readonly tls: TlsConfig;
 }
 
 export interface RouteConfig {
@@ -44,6 +54,13 @@ export interface RouteConfig {
   readonly auth: AuthConfig;
   readonly connectTimeoutMs: number;
   readonly responseTimeoutMs: number;
+  readonly tls: TlsConfig;
+  readonly forwardedHeaders: 'strip' | 'append' | 'pass';
+  readonly forwardCookies: boolean;
+  /** 0 = no limit. */
+  readonly maxBodyBytes: number;
+  /** Bodies up to this size are kept in memory so a request can be replayed once after a 401. */
+  readonly replayBodyLimitBytes: number;
 }
 
 export interface ListenConfig {
@@ -58,8 +75,25 @@ export interface ProxyListenConfig extends ListenConfig {
   readonly mode?: number;
 }
 
+export interface SharedSecretHeader {
+  /** Lower case. */
+  readonly name: string;
+  readonly value: SecretSource;
+}
+
+/** Who may use the proxy listener and how much it takes on (listen.* in the file). */
+export interface InboundConfig {
+  /** Empty: any client that can reach the socket. */
+  readonly allowedClients: readonly Cidr[];
+  readonly sharedSecretHeader: SharedSecretHeader | undefined;
+  readonly maxHeaderBytes: number;
+  /** 0 = no limit. */
+  readonly maxInFlight: number;
+}
+
 export interface SidecarConfig {
   readonly listen: ProxyListenConfig;
+  readonly inbound: InboundConfig;
   readonly admin: ListenConfig;
   readonly logLevel: LogLevel;
   readonly drainTimeoutMs: number;

@@ -16,6 +16,8 @@ export interface EchoUpstreamOptions {
   readonly host?: string;
   readonly port?: number;
   readonly signingKey: string;
+  /** Tokens to refuse although validly signed (revoked), for tests of the 401 replay. */
+  readonly isRevoked?: (token: string) => boolean;
 }
 
 export interface EchoRecord {
@@ -51,7 +53,8 @@ export async function startEchoUpstream(options: EchoUpstreamOptions): Promise<E
 
   function claimsOf(req: IncomingMessage): Record<string, unknown> | undefined {
     const auth = req.headers.authorization ?? '';
-    return auth.startsWith('Bearer ') ? verifyJwt(auth.slice(7), options.signingKey) : undefined;
+    const token = auth.startsWith('Bearer ') ? auth.slice(7) : '';
+    return token && !options.isRevoked?.(token) ? verifyJwt(token, options.signingKey) : undefined;
   }
 
   function handle(req: IncomingMessage, res: ServerResponse): void {

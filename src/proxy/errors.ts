@@ -1,7 +1,7 @@
 // The one place where an error becomes an HTTP status and a JSON body. Bodies name the route and
 // the reason, never a token or secret.
 
-import { SidecarError } from '../errors.js';
+import { SidecarError, type ErrorCode } from '../errors.js';
 import { TokenError } from '../token/errors.js';
 
 export interface ErrorReply {
@@ -14,6 +14,26 @@ export interface ErrorReply {
 const timeoutCodes = new Set(['FST_REPLY_FROM_GATEWAY_TIMEOUT', 'FST_REPLY_FROM_TIMEOUT', 'FST_REPLY_FROM_HTTP_REQUEST_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
 const resetCodes = new Set(['ECONNRESET', 'UND_ERR_SOCKET', 'EPIPE', 'UND_ERR_CLOSED']);
 const unreachableCodes = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'FST_REPLY_FROM_SERVICE_UNAVAILABLE', 'FST_REPLY_FROM_BAD_GATEWAY', 'UND_ERR_INFO', 'CERT_HAS_EXPIRED', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'ERR_TLS_CERT_ALTNAME_INVALID']);
+
+/** The sidecar's own refusals. The body's `error` is the code without BSC_, in lower case. */
+const ownStatus: Partial<Record<ErrorCode, number>> = {
+  BSC_BAD_REQUEST: 400,
+  BSC_FORBIDDEN: 403,
+  BSC_NOT_FOUND: 404,
+  BSC_METHOD_NOT_ALLOWED: 405,
+  BSC_REQUEST_TIMEOUT: 408,
+  BSC_PAYLOAD_TOO_LARGE: 413,
+  BSC_HEADERS_TOO_LARGE: 431,
+  BSC_OVERLOADED: 503,
+};
+
+/** A refusal of the sidecar's own, also when it comes wrapped (a body cut by the size limit surfaces as an upstream error). */
+function ownRefusal(err: unknown): SidecarError | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof SidecarError && ownStatus[e.code] !== undefined) return e;
+  }
+  return undefined;
+}
 
 export type UpstreamErrorKind = 'timeout' | 'reset' | 'connect';
 
@@ -38,14 +58,19 @@ export function errorReply(err: unknown, route?: string): ErrorReply {
       retryAfterSeconds: Math.max(1, Math.ceil((err.retryAfterMs ?? 1000) / 1000)),
     };
   }
+  const own = ownRefusal(err);
+  if (own) {
+    return {
+      statusCode: ownStatus[own.code] as number,
+      body: { error: own.code.slice(4).toLowerCase(), message: own.message, ...(route ? { route } : {}) },
+      ...(own.code === 'BSC_OVERLOADED' ? { retryAfterSeconds: 1 } : {}),
+    };
+  }
   const kind = upstreamErrorKind(err);
   if (kind === 'timeout') return { statusCode: 504, body: { error: 'upstream_timeout', message: `the upstream did not answer in time${where}`, ...(route ? { route } : {}) } };
   if (kind === 'reset') return { statusCode: 502, body: { error: 'upstream_reset', message: `the upstream closed the connection${where}`, ...(route ? { route } : {}) } };
   if (kind === 'connect') return { statusCode: 502, body: { error: 'upstream_unreachable', message: `cannot connect to the upstream${where}`, ...(route ? { route } : {}) } };
-  if (err instanceof SidecarError) {
-    const status = err.code === 'BSC_NOT_FOUND' ? 404 : err.code === 'BSC_FORBIDDEN' ? 403 : err.code === 'BSC_BAD_REQUEST' ? 400 : 500;
-    return { statusCode: status, body: { error: err.code.slice(4).toLowerCase(), message: err.message } };
-  }
+  if (err instanceof SidecarError) return { statusCode: 500, body: { error: err.code.slice(4).toLowerCase(), message: err.message } };
   const statusCode = (err as { statusCode?: number }).statusCode;
   if (statusCode && statusCode >= 400 && statusCode < 500) {
     return { statusCode, body: { error: 'bad_request', message: (err as Error).message } };

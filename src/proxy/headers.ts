@@ -1,28 +1,62 @@
-// The request headers an upstream receives, for plain requests and WebSocket upgrades alike: the
-// caller's connection-level headers and credentials go, the route's bearer token and the request
-// id come in. And the response headers the caller receives: the upstream's connection-level ones go.
+// What a route does to headers beyond Authorization: X-Forwarded-* and Forwarded (strip, append
+// or pass), cookies (both ways, or neither), the listener's shared-secret header (never forwarded),
+// and Location (mapped back under the route's prefix). Lists are built once per route; per request
+// this is a few deletes.
 
+import type { FastifyRequest } from 'fastify';
 import type { IncomingHttpHeaders } from 'node:http';
+import type { RouteConfig } from '../config/types.js';
+import { callerLocation } from './paths.js';
 
-/** Headers that belong to one connection (RFC 9110 §7.6.1) or to the caller's proxy credentials. */
-export const hopByHopHeaders = ['proxy-authorization', 'proxy-connection', 'keep-alive', 'te', 'trailer', 'upgrade'];
+/** Headers through which a caller could claim to be someone or somewhere else to the upstream. */
+const forwardedHeaderNames = ['forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-prefix', 'x-real-ip'];
 
-/** Rewrites `headers` in place for the upstream and returns them. */
-export function upstreamRequestHeaders(headers: IncomingHttpHeaders, bearerToken: string, requestId: string): IncomingHttpHeaders {
-  for (const name of hopByHopHeaders) delete headers[name];
-  // Whatever the caller sent as Authorization is replaced, never forwarded.
-  headers.authorization = `Bearer ${bearerToken}`;
-  headers['x-request-id'] = requestId;
-  return headers;
+export interface HeaderPolicyOptions {
+  readonly route: RouteConfig;
+  /** The listener's shared-secret header name, if one is required. */
+  readonly sharedSecretHeader?: string | undefined;
+}
+
+/** Returns the per-request rewrite of the headers sent upstream (in place). */
+export function requestHeaderPolicy({ route, sharedSecretHeader }: HeaderPolicyOptions): (request: FastifyRequest, headers: IncomingHttpHeaders) => void {
+  const drop = [
+    ...(sharedSecretHeader ? [sharedSecretHeader] : []),
+    ...(route.forwardedHeaders === 'pass' ? [] : forwardedHeaderNames.filter((name) => route.forwardedHeaders === 'strip' || name !== 'x-forwarded-for')),
+    ...(route.forwardCookies ? [] : ['cookie']),
+  ];
+  const append = route.forwardedHeaders === 'append';
+  return (request, headers) => {
+    for (const name of drop) delete headers[name];
+    if (append) {
+      const previous = headers['x-forwarded-for'];
+      const client = request.socket.remoteAddress ?? 'unknown';
+      headers['x-forwarded-for'] = previous ? `${String(previous)}, ${client}` : client;
+      headers['x-forwarded-proto'] = 'http';
+      if (request.headers.host) headers['x-forwarded-host'] = request.headers.host;
+    }
+  };
 }
 
 /**
- * Rewrites the upstream's response headers in place for the caller: its Connection and Keep-Alive
- * describe the upstream connection, so Node writes the caller's own (close, after an upgrade).
+ * Response headers that describe the sidecar's connection to the upstream, not the caller's to
+ * the sidecar: forwarded, `connection: keep-alive` would override a caller's `Connection: close`.
  */
-export function callerResponseHeaders(headers: IncomingHttpHeaders, requestId: string): IncomingHttpHeaders {
-  delete headers.connection;
-  delete headers['keep-alive'];
-  headers['x-request-id'] = requestId;
-  return headers;
+const hopByHopResponseHeaders = ['connection', 'keep-alive', 'proxy-connection', 'upgrade', 'proxy-authenticate'];
+
+/** Returns the rewrite of the upstream's response headers (in place) before they reach the caller. */
+export function responseHeaderPolicy(route: RouteConfig): (headers: IncomingHttpHeaders) => void {
+  const mapping = { prefix: route.prefix, basePath: route.upstreamBasePath };
+  const dropCookies = !route.forwardCookies;
+  return (headers) => {
+    const connection = headers.connection;
+    if (typeof connection === 'string' && connection.includes(',')) {
+      for (const name of connection.split(',')) delete headers[name.trim().toLowerCase()];
+    } else if (typeof connection === 'string' && connection !== 'keep-alive' && connection !== 'close') {
+      delete headers[connection.trim().toLowerCase()];
+    }
+    for (const name of hopByHopResponseHeaders) delete headers[name];
+    const location = headers.location;
+    if (typeof location === 'string') headers.location = callerLocation(location, mapping);
+    if (dropCookies) delete headers['set-cookie'];
+  };
 }

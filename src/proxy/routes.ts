@@ -1,14 +1,21 @@
 // One @fastify/http-proxy per route. A preHandler gets the route's token (without awaiting when a
-// valid one is cached) and hands WebSocket upgrades to websocket.ts; the header rewrite sets
-// Authorization; failures go to the app's error handler, which maps them to JSON in one place
-// (errors.ts).
+// valid one is cached); the header rewrite sets Authorization; failures go to the app's error
+// handler, which maps them to JSON in one place (errors.ts). A 401 is replayed once with a new
+// token (replay.ts); a caller that goes away aborts its upstream request (caller-abort.ts).
+// WebSocket upgrades leave in the preHandler, once the token is there (websocket.ts).
 
 import httpProxy from '@fastify/http-proxy';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RouteConfig } from '../config/types.js';
+import { SidecarError } from '../errors.js';
+import { tlsConnectOptions } from '../tls.js';
 import type { TokenSource } from '../token/token-source.js';
-import { callerResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { callerAwarePool, whileCallerConnected } from './caller-abort.js';
+import { requestHeaderPolicy, responseHeaderPolicy } from './headers.js';
+import { bodyLimit } from './limits.js';
+import { upstreamPath } from './paths.js';
+import { ReplayOn401 } from './replay.js';
 import { isUpgradeFor, type WebSocketProxy } from './websocket.js';
 
 declare module 'fastify' {
@@ -22,11 +29,20 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * Headers that belong to one connection (RFC 9110 §7.6.1) or to the caller's proxy credentials,
+ * and Expect: Node's server already answered the caller's 100-continue, and undici refuses to
+ * send a request that carries it (the caller got a 502).
+ */
+const hopByHopHeaders = ['proxy-authorization', 'proxy-connection', 'keep-alive', 'te', 'trailer', 'upgrade', 'expect'];
+
 export interface ProxyRouteOptions {
   readonly route: RouteConfig;
   readonly tokens: TokenSource;
   /** Upstream connections kept per route. */
   readonly connections?: number;
+  /** The listener's shared-secret header, never forwarded. */
+  readonly sharedSecretHeader?: string | undefined;
   /** Carries the route's WebSocket upgrades (routes with `websocket: true`). */
   readonly websockets?: WebSocketProxy;
 }
@@ -36,20 +52,38 @@ function rawQueryString(_search: string, requestUrl: string): string {
   return index >= 0 ? requestUrl.slice(index + 1) : '';
 }
 
-export async function proxyRoute(app: FastifyInstance, { route, tokens, connections = 128, websockets }: ProxyRouteOptions): Promise<void> {
+export async function proxyRoute(app: FastifyInstance, { route, tokens, connections = 128, sharedSecretHeader, websockets }: ProxyRouteOptions): Promise<void> {
+  const applyHeaderPolicy = requestHeaderPolicy({ route, sharedSecretHeader });
+  const applyResponsePolicy = responseHeaderPolicy(route);
+  const mapping = { prefix: route.prefix, basePath: route.upstreamBasePath };
+
   async function attachToken(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const upgrade = isUpgradeFor(request.raw, route);
     request.bearerToken = tokens.peek() ?? (await tokens.getToken());
-    if (upgrade) await websockets?.forward(request, reply, route);
+    if (upgrade) await websockets?.forward(request, reply, { route, tokens, rewriteRequestHeaders, rewriteResponseHeaders });
   }
 
   function rewriteRequestHeaders(request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
-    return upstreamRequestHeaders(headers, request.bearerToken, request.id);
+    for (const name of hopByHopHeaders) delete headers[name];
+    applyHeaderPolicy(request, headers);
+    // Whatever the caller sent as Authorization is replaced, never forwarded.
+    headers.authorization = `Bearer ${request.bearerToken}`;
+    headers['x-request-id'] = request.id;
+    return headers;
   }
 
   function rewriteResponseHeaders(headers: IncomingHttpHeaders, request: FastifyRequest): IncomingHttpHeaders {
-    return callerResponseHeaders(headers, request.id);
+    applyResponsePolicy(headers);
+    headers['x-request-id'] = request.id;
+    return headers;
   }
+
+  const replay = new ReplayOn401({
+    route: route.name,
+    tokens,
+    bodyLimitBytes: route.replayBodyLimitBytes,
+    forward: (request, reply, dest, options) => whileCallerConnected(reply, () => reply.from(dest, options)),
+  });
 
   await app.register(httpProxy, {
     upstream: route.upstreamOrigin + route.upstreamBasePath,
@@ -57,24 +91,43 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
     // @fastify/http-proxy joins "/" + base path "/api" + "hello" into "/apihello"; a trailing
     // slash on the rewrite prefix of the root route gives "/api/hello".
     rewritePrefix: route.prefix === '/' ? `${route.upstreamBasePath}/` : route.upstreamBasePath || '/',
-    // Upgrades are ours (websocket.ts), in the preHandler, before this plugin's handler.
+    // Upgrades are ours (websocket.ts): its 101 comes only once the upstream has accepted.
     websocket: false,
     disableRequestLogging: true,
     config: { sidecarRoute: route.name },
-    preHandler: attachToken,
+    // Body size is checked before a token is awaited: a refused upload costs nothing upstream.
+    preHandler: route.maxBodyBytes > 0 ? [bodyLimit(route.maxBodyBytes), attachToken] : attachToken,
+    // The upstream path comes from paths.ts, the one mapping the guard and its property test
+    // cover; the request then goes out through the 401 replay (replay.ts).
+    handler(request: FastifyRequest, reply: FastifyReply, _dest: string, options: object) {
+      const url = request.raw.url as string;
+      const query = url.indexOf('?');
+      const path = upstreamPath(query < 0 ? url : url.slice(0, query), mapping);
+      // Never reached when the router matched the prefix; without a path reply.from would fall back to the raw URL.
+      if (path === undefined) return reply.send(new SidecarError('BSC_NOT_FOUND', 'no route serves this path'));
+      return replay.handler(request, reply, path, options);
+    },
+    // Location is mapped back by paths.ts (callerLocation), not by http-proxy's substring replace.
+    internalRewriteLocationHeader: false,
     undici: {
+      factory: callerAwarePool,
       connections,
       pipelining: 1,
       keepAliveTimeout: 30_000,
       connectTimeout: route.connectTimeoutMs,
       headersTimeout: route.responseTimeoutMs,
       bodyTimeout: route.responseTimeoutMs,
+      connect: tlsConnectOptions(route.tls),
     },
     replyOptions: {
       rewriteRequestHeaders,
       rewriteHeaders: rewriteResponseHeaders,
       // Forward the query string byte for byte; the default re-serialises it (a+b -> a%20b).
       queryString: rawQueryString,
+      // reply-from would retry a GET answered 503 up to ten times; the caller decides, not us.
+      retryDelay: () => null,
+      // reply-from's types call `res` a server response; it is { statusCode, headers, stream }.
+      onResponse: replay.onResponse as never,
       onError(reply: FastifyReply, { error }: { error: Error }) {
         reply.send(error);
       },

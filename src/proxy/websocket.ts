@@ -17,11 +17,25 @@ import type { Logger } from 'pino';
 import WebSocket, { WebSocketServer } from 'ws';
 import type { RouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
-import { callerResponseHeaders, hopByHopHeaders, upstreamRequestHeaders } from './headers.js';
+import { tlsConnectOptions } from '../tls.js';
+import type { TokenSource } from '../token/token-source.js';
+import { upstreamPath } from './paths.js';
 import { joinWebSockets, type LinkClose, type WebSocketLink } from './websocket-link.js';
 
 /** Headers of the caller's handshake that the upstream handshake makes afresh. */
 const handshakeHeaders = ['host', 'connection', 'sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions', 'sec-websocket-protocol', 'sec-websocket-accept', 'content-length', 'transfer-encoding'];
+
+/** What an upgrade needs from its route: the same header rewrites as its plain requests. */
+export interface UpgradeRoute {
+  readonly route: RouteConfig;
+  readonly tokens: TokenSource;
+  /** Hop-by-hop headers out, the header policy, Authorization and X-Request-Id in (routes.ts). */
+  readonly rewriteRequestHeaders: (request: FastifyRequest, headers: IncomingHttpHeaders) => IncomingHttpHeaders;
+  /** The response header policy, for an upstream refusal relayed to the caller. */
+  readonly rewriteResponseHeaders: (headers: IncomingHttpHeaders, request: FastifyRequest) => IncomingHttpHeaders;
+}
+
+type Dialled = { readonly open: WebSocket } | { readonly refused: IncomingMessage; readonly upstream: WebSocket } | { readonly callerGone: true };
 
 /** True for a request that asks to become a WebSocket (Upgrade: websocket). */
 export function isWebSocketUpgrade(headers: IncomingHttpHeaders): boolean {
@@ -108,22 +122,45 @@ export class WebSocketProxy {
   }
 
   /**
-   * Dials the upstream for an upgrade request that holds its token, then answers the caller.
-   * Throws (for the app's error handler) while no answer has been sent.
+   * Dials the upstream for an upgrade request that holds its token, then answers the caller. A
+   * 401 is retried once with a new token, as plain requests are (replay.ts). Throws (for the app's
+   * error handler) while no answer has been sent.
    */
-  async forward(request: FastifyRequest, reply: FastifyReply, route: RouteConfig): Promise<void> {
+  async forward(request: FastifyRequest, reply: FastifyReply, target: UpgradeRoute): Promise<void> {
+    const { route, tokens } = target;
     const raw = request.raw;
-    const socket = raw.socket;
     checkHandshake(raw);
     const url = upstreamUrl(route, request.url);
-    const headers = { ...raw.headers };
-    for (const name of handshakeHeaders) delete headers[name];
-    for (const name of connectionListed(raw.headers)) delete headers[name];
-    upstreamRequestHeaders(headers, request.bearerToken, request.id);
-
-    const upstream = await dial(url, offeredProtocols(raw.headers), headers as Record<string, string>, route.connectTimeoutMs + route.responseTimeoutMs, socket, reply);
-    if (!upstream) return; // the reply is hijacked: the caller left, or has the upstream's refusal
-    reply.code(101).hijack();
+    let dialled = await this.#dial(request, target, url);
+    if ('refused' in dialled && dialled.refused.statusCode === 401) {
+      const rejected = request.bearerToken;
+      void tokens.invalidate(rejected);
+      const fresh = await tokens.getToken().catch(() => undefined);
+      if (fresh && fresh !== rejected && !raw.socket.destroyed) {
+        dialled.refused.resume();
+        dialled.upstream.terminate();
+        request.bearerToken = fresh;
+        request.log.debug({ route: route.name }, 'upstream answered 401 to the upgrade; trying again with a new token');
+        dialled = await this.#dial(request, target, url);
+      }
+    }
+    // From here on the answer is written by hand: a reply.send() from a preHandler would let the
+    // route's handler run as well.
+    reply.hijack();
+    if ('callerGone' in dialled) return;
+    if ('refused' in dialled) {
+      // The upstream's refusal (401, 403, 404...) reaches the caller unchanged, as for any request.
+      const { refused, upstream } = dialled;
+      const headers = target.rewriteResponseHeaders({ ...refused.headers }, request);
+      delete headers['transfer-encoding'];
+      reply.raw.writeHead(refused.statusCode ?? 502, headers);
+      refused.once('close', () => upstream.terminate());
+      refused.pipe(reply.raw);
+      return;
+    }
+    const upstream = dialled.open;
+    reply.code(101);
+    const socket = raw.socket;
     if (socket.destroyed) {
       upstream.close(1001, 'the client went away');
       return;
@@ -135,6 +172,60 @@ export class WebSocketProxy {
     this.#server.handleUpgrade(raw, socket, this.#heads.get(raw) ?? Buffer.alloc(0), (client) => {
       socket.off('close', abandoned);
       this.#track(joinWebSockets(client, upstream), route, request);
+    });
+  }
+
+  /**
+   * Opens the upstream WebSocket with the request's token. Resolves once it is open, refused (its
+   * non-101 answer), or the caller has left; rejects with a coded error (502/504 for the caller).
+   */
+  #dial(request: FastifyRequest, { route, rewriteRequestHeaders }: UpgradeRoute, url: URL): Promise<Dialled> {
+    const raw = request.raw;
+    const caller = raw.socket;
+    const headers = { ...raw.headers };
+    for (const name of handshakeHeaders) delete headers[name];
+    for (const name of connectionListed(raw.headers)) delete headers[name];
+    rewriteRequestHeaders(request, headers);
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const settle = (outcome: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        caller.off('close', callerGone);
+        outcome();
+      };
+      let upstream: WebSocket;
+      try {
+        upstream = new WebSocket(url, offeredProtocols(raw.headers), {
+          headers: headers as Record<string, string>,
+          autoPong: false,
+          followRedirects: false,
+          perMessageDeflate: true,
+          ...tlsConnectOptions(route.tls),
+        });
+      } catch (err) {
+        // ws refuses malformed subprotocol lists before dialling.
+        reject(new SidecarError('BSC_BAD_REQUEST', `invalid Sec-WebSocket-Protocol: ${(err as Error).message}`));
+        return;
+      }
+      const timer = setTimeout(() => {
+        settle(() => reject(Object.assign(new Error('the upstream did not complete the WebSocket handshake in time'), { code: 'ETIMEDOUT' })));
+        upstream.terminate();
+      }, route.connectTimeoutMs + route.responseTimeoutMs);
+      // A caller that leaves while the upstream is dialled takes the upstream connection with it.
+      const callerGone = () => {
+        settle(() => resolve({ callerGone: true }));
+        upstream.terminate();
+      };
+      caller.once('close', callerGone);
+      upstream.on('error', (err) => settle(() => reject(err)));
+      // Paused until joined to the caller: a greeting the upstream sends at once must wait for it.
+      upstream.once('open', () => {
+        upstream.pause();
+        settle(() => resolve({ open: upstream }));
+      });
+      upstream.once('unexpected-response', (_request, response) => settle(() => resolve({ refused: response, upstream })));
     });
   }
 
@@ -159,21 +250,13 @@ function checkHandshake(raw: IncomingMessage): void {
   }
 }
 
-/** The upstream URL for a request path: prefix stripped, base path kept, query string as it came. */
+/** The upstream ws:// or wss:// URL for a request: its path mapped as plain requests are (paths.ts), the query string as it came. */
 export function upstreamUrl(route: RouteConfig, requestUrl: string): URL {
   const queryAt = requestUrl.indexOf('?');
-  const path = queryAt >= 0 ? requestUrl.slice(0, queryAt) : requestUrl;
-  const rest = route.prefix === '/' ? path : path.slice(route.prefix.length);
-  // The URL parser resolves dot segments, which could climb out of the upstream's base path.
-  let decoded: string;
-  try {
-    decoded = decodeURIComponent(rest).replaceAll('\\', '/');
-  } catch {
-    decoded = '..';
-  }
-  if (decoded.split('/').includes('..')) throw new SidecarError('BSC_BAD_REQUEST', 'the path must not contain ".." segments');
+  const path = upstreamPath(queryAt >= 0 ? requestUrl.slice(0, queryAt) : requestUrl, { prefix: route.prefix, basePath: route.upstreamBasePath });
+  if (path === undefined) throw new SidecarError('BSC_NOT_FOUND', 'no route serves this path');
   const url = new URL(route.upstreamOrigin.replace(/^http/, 'ws'));
-  url.pathname = route.upstreamBasePath + rest || '/';
+  url.pathname = path || '/';
   if (queryAt >= 0) url.search = requestUrl.slice(queryAt);
   return url;
 }
@@ -183,67 +266,7 @@ function offeredProtocols(headers: IncomingHttpHeaders): string[] {
   return header ? header.split(',').map((p) => p.trim()).filter(Boolean) : [];
 }
 
-/** Header names the caller's Connection header marks as hop-by-hop, besides the fixed ones. */
+/** Header names the caller's Connection header marks as hop-by-hop. */
 function connectionListed(headers: IncomingHttpHeaders): string[] {
-  const listed = (headers.connection ?? '').split(',').map((name) => name.trim().toLowerCase());
-  return [...listed.filter((name) => name !== '' && name !== 'upgrade'), ...hopByHopHeaders];
-}
-
-/**
- * Opens the upstream WebSocket. Resolves with it once open, or with undefined (and `reply`
- * hijacked) when the caller left or the upstream's non-101 answer is being relayed; rejects with a
- * coded error (502/504 for the caller).
- */
-function dial(url: URL, protocols: string[], headers: Record<string, string>, timeoutMs: number, caller: Duplex, reply: FastifyReply): Promise<WebSocket | undefined> {
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const settle = (outcome: () => void) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      caller.off('close', callerGone);
-      outcome();
-    };
-    let upstream: WebSocket;
-    try {
-      upstream = new WebSocket(url, protocols, { headers, autoPong: false, followRedirects: false, perMessageDeflate: true });
-    } catch (err) {
-      // ws refuses malformed subprotocol lists before dialling.
-      reject(new SidecarError('BSC_BAD_REQUEST', `invalid Sec-WebSocket-Protocol: ${(err as Error).message}`));
-      return;
-    }
-    const timer = setTimeout(() => {
-      settle(() => reject(Object.assign(new Error('the upstream did not complete the WebSocket handshake in time'), { code: 'ETIMEDOUT' })));
-      upstream.terminate();
-    }, timeoutMs);
-    // A caller that leaves while the upstream is dialled takes the upstream connection with it.
-    const callerGone = () => {
-      settle(() => {
-        reply.hijack();
-        resolve(undefined);
-      });
-      upstream.terminate();
-    };
-    caller.once('close', callerGone);
-    upstream.on('error', (err) => settle(() => reject(err)));
-    // Paused until joined to the caller: a greeting the upstream sends at once must wait for it.
-    upstream.once('open', () => {
-      upstream.pause();
-      settle(() => resolve(upstream));
-    });
-    upstream.once('unexpected-response', (_request, response) => {
-      settle(() => {
-        // The upstream's refusal (401, 403, 404...) reaches the caller unchanged, as for any request.
-        const relayed = callerResponseHeaders({ ...response.headers }, reply.request.id);
-        for (const name of ['transfer-encoding', ...hopByHopHeaders]) delete relayed[name];
-        // Written to the raw response: a reply.send() of a stream from a preHandler would let the
-        // route's handler run as well.
-        reply.hijack();
-        reply.raw.writeHead(response.statusCode ?? 502, relayed);
-        response.once('close', () => upstream.terminate());
-        response.pipe(reply.raw);
-        resolve(undefined);
-      });
-    });
-  });
+  return (headers.connection ?? '').split(',').map((name) => name.trim().toLowerCase()).filter((name) => name !== '' && name !== 'upgrade');
 }

@@ -20,6 +20,8 @@ export interface TokenSourceOptions {
   readonly safetyMarginSeconds: number;
   readonly tokenWaitMs: number;
   readonly retry: RetryConfig;
+  /** After a rejection (401) made it drop a token, further rejections are ignored this long. Default 0. */
+  readonly refreshOn401CooldownSeconds?: number;
   readonly clock?: Clock;
   readonly logger?: Logger;
   /** Told of every fetch's outcome (for metrics). */
@@ -75,6 +77,10 @@ export class TokenSource {
   #consecutiveFailures = 0;
   #timer: TimerHandle | undefined;
   #closed = false;
+  /** When a rejection (401) last made it drop the current token. */
+  #droppedOn401At = Number.NEGATIVE_INFINITY;
+  /** Bumped when the credential files change, so a fetch that read the old ones can tell. */
+  #credentialsVersion = 0;
 
   constructor(options: TokenSourceOptions) {
     this.name = options.name;
@@ -121,17 +127,40 @@ export class TokenSource {
 
   /**
    * The upstream rejected `token` (401). Drop it if it is still the current one and fetch another,
-   * once however many requests report the same token.
+   * once however many requests report the same token. Within the cooldown after such a drop the
+   * report is ignored: an upstream that answers 401 for other reasons must not make every request
+   * cost a token request.
    */
   invalidate(token: string): Promise<void> {
+    const now = this.#clock.now();
+    const cooldownMs = (this.#options.refreshOn401CooldownSeconds ?? 0) * 1000;
     if (this.#current?.value === token) {
+      if (now - this.#droppedOn401At < cooldownMs) {
+        this.#options.logger?.debug({ route: this.name }, 'upstream rejected the token again within the cooldown; keeping it');
+        return Promise.resolve();
+      }
       this.#current = undefined;
       this.#retryNotBefore = 0;
+      this.#droppedOn401At = now;
       this.#options.logger?.warn({ route: this.name }, 'upstream rejected the token; fetching a new one');
     }
     // A newer token already replaced the rejected one: nothing to fetch.
     if (this.peek()) return Promise.resolve();
     return this.refresh().catch(() => {});
+  }
+
+  /**
+   * The credential files changed. A valid token stays in use (the next fetch reads the new
+   * files anyway); but after a failed fetch, say invalid_client before a rotated Secret reached
+   * this pod, the next attempt starts now instead of after the backoff.
+   */
+  credentialsChanged(): void {
+    if (this.#closed) return;
+    this.#credentialsVersion += 1;
+    if (!this.#lastError || this.#inflight) return; // a fetch under way retries at its end (see #reject)
+    this.#options.logger?.info({ route: this.name }, 'credentials changed after a failed token request; retrying now');
+    this.#retryNotBefore = 0;
+    void this.refresh().catch(() => {});
   }
 
   /** Fetches a new token unless a fetch is already under way (single flight). */
@@ -169,6 +198,7 @@ export class TokenSource {
     if (this.#closed) return;
     const { retry, logger } = this.#options;
     const signal = this.#closing.signal;
+    const credentialsVersion = this.#credentialsVersion;
     let obtainedAt = 0;
     try {
       const token = await pRetry(
@@ -205,7 +235,7 @@ export class TokenSource {
       if (this.#closed) return;
       const error =
         err instanceof TokenError ? err : new TokenError('BSC_TOKEN_NETWORK', `token request failed: ${(err as Error).message}`, { retryable: true, cause: err });
-      this.#reject(error);
+      this.#reject(error, credentialsVersion !== this.#credentialsVersion);
       throw error;
     }
   }
@@ -229,16 +259,18 @@ export class TokenSource {
     );
   }
 
-  #reject(error: TokenError): void {
+  #reject(error: TokenError, credentialsChanged: boolean): void {
     this.#lastError = error;
     this.#consecutiveFailures += 1;
     const { minDelayMs, maxDelayMs } = this.#options.retry;
-    // Back off between whole fetch cycles too, growing with each failed cycle.
-    const backoff = Math.min(maxDelayMs, Math.max(minDelayMs, 1000) * 2 ** Math.min(this.#consecutiveFailures - 1, 16));
+    // Back off between whole fetch cycles too, growing with each failed cycle, and at least as
+    // long as the endpoint's Retry-After asked (bounded like every other delay).
+    const grown = Math.min(maxDelayMs, Math.max(minDelayMs, 1000) * 2 ** Math.min(this.#consecutiveFailures - 1, 16));
+    const backoff = Math.max(grown, Math.min(error.retryAfterMs ?? 0, maxDelayMs));
     const now = this.#clock.now();
-    this.#retryNotBefore = now + backoff;
-    // A still-valid token is kept and used; the next attempt comes after the backoff, or earlier
-    // if the kept token would run out first.
+    // Credentials that changed while this fetch used the old ones deserve an attempt at once.
+    this.#retryNotBefore = credentialsChanged ? now : now + backoff;
+    // A still-valid token is kept and used meanwhile; the next attempt comes after the backoff.
     const keep = this.#current && now < this.#current.usableUntil ? this.#current : undefined;
     if (!keep) this.#current = undefined;
     this.#schedule(this.#retryNotBefore);
@@ -250,7 +282,7 @@ export class TokenSource {
         reason: error.message,
         retryable: error.retryable,
         keptTokenSeconds: keep ? Math.floor((keep.usableUntil - now) / 1000) : 0,
-        nextAttemptInSeconds: Math.round(backoff / 1000),
+        nextAttemptInSeconds: Math.round((this.#retryNotBefore - now) / 1000),
       },
       'could not get a token',
     );

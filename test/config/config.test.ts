@@ -1,31 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { describe, test } from 'node:test';
 import { configFromEnv } from '../../src/config/env.js';
 import { loadConfig } from '../../src/config/index.js';
 import { loadConfigFile, resolveConfig } from '../../src/config/load.js';
-import { ConfigError } from '../../src/errors.js';
+import { problems, tempFiles } from '../helpers/config.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'bsc-config-'));
-function file(name: string, text: string): string {
-  const path = join(dir, name);
-  writeFileSync(path, text);
-  return path;
-}
-
-function problems(fn: () => unknown): string[] {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
-    assert.equal(err.code, 'BSC_CONFIG_INVALID');
-    return [...err.problems];
-  }
-  assert.fail('expected the config to be rejected');
-}
+const { dir, file } = tempFiles('bsc-config-');
 
 const minimal = (auth: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
   routes: [{ name: 'r', auth: { clientId: 'id', clientSecret: 'a-very-secret-value', ...auth }, ...extra }],

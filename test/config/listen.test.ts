@@ -25,6 +25,7 @@ function problems(listen: unknown): string[] {
 describe('listen: host and port, or a Unix socket', () => {
   test('without a socket, host and port keep their defaults and there is no socket or mode', () => {
     assert.deepEqual({ ...resolveConfig({ routes }).listen }, { host: '127.0.0.1', port: 8080 });
+    assert.deepEqual(resolveConfig({ listen: { socket: '/tmp/p.sock', maxInFlight: 10 }, routes }).inbound.maxInFlight, 10, 'the other listen settings still apply');
     assert.deepEqual({ ...resolveConfig({ listen: { port: 9000 }, routes }).listen }, { host: '127.0.0.1', port: 9000 });
   });
 
@@ -49,6 +50,7 @@ describe('listen: host and port, or a Unix socket', () => {
       'listen.port: set listen.socket or host and port, not both',
     ]);
     assert.deepEqual(problems({ mode: '0660' }), ['listen.mode: applies only with listen.socket']);
+    assert.match(problems({ socket: '/tmp/p.sock', allowedClients: ['10.0.0.0/8'] })[0] ?? '', /^listen\.allowedClients: applies to host and port only/);
     assert.deepEqual(problems({ socket: '/tmp/p.sock', mode: 'rw-rw----' }), ['listen.mode: must be an octal file mode such as "0660"']);
     assert.deepEqual(problems({ socket: '/tmp/p.sock', mode: '0999' }), ['listen.mode: must be an octal file mode such as "0660"']);
     // YAML reads an unquoted 0o660 as 432: caught, because the owner could not even connect.

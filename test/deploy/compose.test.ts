@@ -78,6 +78,14 @@ test('compose: the sidecar listens on 0.0.0.0 inside the network only; nothing i
   assert.equal(config.listen.port, 8080);
 });
 
+test('compose: on the shared network, callers must send the shared-secret header, and the app does', () => {
+  const header = config.inbound.sharedSecretHeader;
+  assert.equal(header?.name, 'x-sidecar-key');
+  const app = environmentOf(service('app'));
+  assert.equal(app.SIDECAR_KEY, sidecarEnv.BEARER_SIDECAR_SHARED_SECRET, 'the app sends the key the sidecar expects');
+  assert.match(JSON.stringify(list(service('app'), 'entrypoint')), /'x-sidecar-key': process\.env\.SIDECAR_KEY/);
+});
+
 test('compose: every server has a Node healthcheck on its own port; start order by service_healthy', () => {
   const sidecarCheck = healthcheck(sidecar);
   assert.equal(Number(sidecarCheck.url.port), config.admin.port, 'the sidecar healthcheck asks the admin port');

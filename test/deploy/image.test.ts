@@ -1,17 +1,18 @@
-// Does what the image does, without Docker: lays out the Dockerfile's runtime stage in a temporary
-// directory (its COPY sources: the build output, package.json and production-only node_modules
-// from `npm ci --omit=dev` against the lock file), then starts the demo servers and the sidecar
-// with the exact ENTRYPOINT/CMD of the Dockerfile and docker-compose.yml and the compose file's
-// environment, and sends a request through. This catches a missing runtime dependency or a wrong
-// path before any user does.
+// Does what the image does, without Docker. The build stage: its COPY sources from the build
+// context (filtered by .dockerignore) and `npm run build` on them, then production dependencies
+// only (`npm ci --omit=dev` against the lock file, as its prune leaves them). The runtime stage:
+// its COPY --from=build layout in a temporary directory. Then the demo servers and the sidecar
+// start with the exact ENTRYPOINT/CMD of the Dockerfile and docker-compose.yml and the compose
+// file's environment, and a request goes through. This catches a missing build input, a missing
+// runtime dependency or a wrong path before any user does.
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join, relative, sep } from 'node:path';
 import { after, before, test } from 'node:test';
-import { environmentOf, execForm, finalStage, flags, freePort, last, list, obj, parseDockerfile, read, readYaml, root, type Yaml } from './files.js';
+import { dockerignore, environmentOf, execForm, finalStage, flags, freePort, last, list, obj, parseDockerfile, read, readYaml, root, type Yaml } from './files.js';
 
 const dockerfile = parseDockerfile(read('Dockerfile'));
 const runtime = finalStage(dockerfile);
@@ -89,12 +90,35 @@ let adminPort: number;
 let imageCommand: string[];
 
 before(async () => {
-  // 1. The build stage's output: production dependencies only, from the lock file.
+  // 1. The build stage: its COPY sources from the build context (as .dockerignore filters it),
+  //    the project's own dev dependencies (as after its `npm ci`), then `npm run build`. So dist/
+  //    is compiled from exactly what the image build gets.
   assert.ok(buildStage, 'a build stage');
   const buildDir = join(temp, 'build');
   mkdirSync(buildDir);
-  copyFileSync(join(root, 'package.json'), join(buildDir, 'package.json'));
-  copyFileSync(join(root, 'package-lock.json'), join(buildDir, 'package-lock.json'));
+  const ignored = dockerignore(read('.dockerignore'));
+  for (const copy of buildStage.instructions.filter((i) => i.keyword === 'COPY')) {
+    const { flags: f, rest } = flags(copy.args);
+    assert.equal(f.get('from'), undefined, `line ${copy.line}: the build stage copies from the context`);
+    const words = execForm(rest) ?? rest.split(/\s+/);
+    const destination = join(buildDir, words.at(-1) as string);
+    const sources = words.slice(0, -1);
+    for (const source of sources) {
+      const from = join(root, source);
+      assert.ok(!ignored(source), `line ${copy.line}: ${source} is in the build context`);
+      const isDir = statSync(from).isDirectory();
+      const target = isDir || (!words.at(-1)?.endsWith('/') && sources.length === 1) ? destination : join(destination, basename(source));
+      cpSync(from, target, { recursive: true, filter: (path) => !ignored(relative(root, path).split(sep).join('/')) });
+    }
+  }
+  const runs = buildStage.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.args).join('\n');
+  assert.match(runs, /npm ci\b/);
+  assert.match(runs, /npm run build\b/);
+  symlinkSync(join(root, 'node_modules'), join(buildDir, 'node_modules'), 'dir');
+  const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: buildDir, encoding: 'utf8', timeout: 120_000 });
+  assert.equal(build.status, 0, `npm run build with only the build context failed:\n${build.stdout}\n${build.stderr}`);
+  rmSync(join(buildDir, 'node_modules'));
+  // ... and its prune to production dependencies: the same tree as `npm ci --omit=dev` on the lock file.
   const npm = spawnSync('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], {
     cwd: buildDir,
     encoding: 'utf8',
@@ -112,12 +136,11 @@ before(async () => {
     const destination = words.at(-1) as string;
     for (const source of words.slice(0, -1)) {
       assert.ok(source.startsWith(`${buildWorkdir}/`), `line ${copy.line}: ${source} is in the build WORKDIR`);
-      const relative = source.slice(buildWorkdir.length + 1);
-      const target = destination.endsWith('/') || destination === '.' ? join(workdir, destination, relative) : join(workdir, destination);
+      const inBuild = join(buildDir, source.slice(buildWorkdir.length + 1));
+      assert.ok(existsSync(inBuild), `line ${copy.line}: the build stage produced ${source}`);
+      const target = destination.endsWith('/') || destination === '.' ? join(workdir, destination, basename(source)) : join(workdir, destination);
       mkdirSync(join(target, '..'), { recursive: true });
-      if (relative === 'node_modules') renameSync(join(buildDir, 'node_modules'), target);
-      else if (relative === 'dist' || relative === 'package.json') cpSync(join(root, relative), target, { recursive: true });
-      else assert.fail(`line ${copy.line}: the test does not know how to reproduce ${source}`);
+      cpSync(inBuild, target, { recursive: true, verbatimSymlinks: true });
     }
   }
 
@@ -175,9 +198,14 @@ test('image: the runtime layout has production dependencies only, and every one 
 });
 
 test('image: a request through the sidecar reaches the upstream with a bearer token from the token endpoint', async () => {
-  const response = await fetch(`http://127.0.0.1:${proxyPort}/hello/world?x=1`, { headers: { authorization: 'Bearer caller-token-is-replaced' } });
+  // As the compose app does: the shared-secret header is required on the compose network.
+  const key = environmentOf(service('app')).SIDECAR_KEY ?? '';
+  const refused = await fetch(`http://127.0.0.1:${proxyPort}/hello/world`);
+  assert.equal(refused.status, 403, 'without X-Sidecar-Key the sidecar refuses');
+  const response = await fetch(`http://127.0.0.1:${proxyPort}/hello/world?x=1`, { headers: { authorization: 'Bearer caller-token-is-replaced', 'x-sidecar-key': key } });
   const body = (await response.json()) as { path: string; query: string; tokenSubject: string; headers: Record<string, string> };
   assert.equal(response.status, 200, JSON.stringify(body));
+  assert.equal(body.headers['x-sidecar-key'], undefined, 'the shared secret is stripped before forwarding');
   assert.equal(body.path, '/hello/world');
   assert.equal(body.query, '?x=1');
   assert.match(body.headers.authorization ?? '', /^Bearer [\w-]+\.[\w-]+\.[\w-]+$/, 'a JWT from the demo token endpoint');

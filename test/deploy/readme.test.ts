@@ -23,8 +23,8 @@ test('README: a deployment section with Docker, docker-compose and Kubernetes, e
   assert.ok(start >= 0 && end > start, 'the deployment markers');
   for (const heading of ['### Docker', '### docker-compose', '### Kubernetes']) assert.ok(section.includes(`\n${heading}\n`), heading);
   assert.ok(blocks.length >= 4);
-  assert.match(section, /node:24\.21\.0-trixie-slim/);
-  assert.ok(section.includes(`${finalStage(parseDockerfile(read('Dockerfile'))).image}`), 'names the runtime base the Dockerfile uses');
+  const base = finalStage(parseDockerfile(read('Dockerfile'))).image;
+  assert.ok(section.includes(`\`${base}\``), `names the runtime base the Dockerfile uses (${base})`);
 });
 
 test('README: every file and directory the blocks name exists', () => {

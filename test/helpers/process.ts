@@ -36,7 +36,7 @@ export function run(args: string[], env: NodeJS.ProcessEnv = {}, script = cliPat
 }
 
 /** Runs to completion; kills it after `timeoutMs`. */
-export async function runToEnd(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 15_000): Promise<{ code: number | string; output: string }> {
+export async function runToEnd(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000): Promise<{ code: number | string; output: string }> {
   const running = run(args, env);
   const timer = setTimeout(() => running.child.kill('SIGKILL'), timeoutMs);
   const code = await running.exited;

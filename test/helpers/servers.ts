@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { signJwt } from '../../src/demo/jwt-hs256.js';
 import { closeServer } from '../../src/demo/token-server.js';
+import { audit } from './audit.js';
 
 export const signingKey = 'test-signing-key';
 
@@ -18,22 +19,29 @@ export interface ScriptedRequest {
 export type Answer =
   | { status: number; body?: unknown; headers?: Record<string, string> }
   | 'hang'
-  | 'reset';
+  | 'reset'
+  /** A 200 that announces a full body, sends half of a valid token answer, then drops the connection. */
+  | 'truncate';
 
 export interface ScriptedTokenServer {
   readonly url: string;
   readonly requests: ScriptedRequest[];
+  /** Every access_token the endpoint has sent, for tests that check none leaks. */
+  readonly issued: string[];
   script: (request: ScriptedRequest) => Answer | Promise<Answer>;
   close(): Promise<void>;
 }
 
 /** A token endpoint whose every answer the test decides; by default it issues valid demo JWTs. */
-export async function startScriptedTokenServer(script?: ScriptedTokenServer['script']): Promise<ScriptedTokenServer> {
+export async function startScriptedTokenServer(script?: ScriptedTokenServer['script'], options: { port?: number } = {}): Promise<ScriptedTokenServer> {
   const requests: ScriptedRequest[] = [];
+  const issued: string[] = [];
+  audit.addTokens(issued);
   const hanging: ServerResponse[] = [];
   const state: ScriptedTokenServer = {
     url: '',
     requests,
+    issued,
     script: script ?? (() => ({ status: 200, body: issue(3600) })),
     close: async () => {
       for (const res of hanging) res.destroy();
@@ -48,11 +56,19 @@ export async function startScriptedTokenServer(script?: ScriptedTokenServer['scr
     const answer = await state.script(request);
     if (answer === 'hang') return void hanging.push(res);
     if (answer === 'reset') return void req.socket.destroy();
+    if (answer === 'truncate') {
+      const full = JSON.stringify(issue(3600));
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(full.length) });
+      res.write(full.slice(0, full.length / 2));
+      return void setTimeout(() => req.socket.destroy(), 20);
+    }
     const body = answer.body === undefined ? '' : typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body);
+    const token = (answer.body as { access_token?: unknown } | undefined)?.access_token;
+    if (typeof token === 'string') issued.push(token);
     res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers });
     res.end(body);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   (state as { url: string }).url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/oauth2/token`;
   return state;
 }

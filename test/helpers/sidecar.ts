@@ -4,6 +4,7 @@ import { Writable } from 'node:stream';
 import { resolveConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/logger.js';
 import { createSidecar, type Sidecar, type SidecarOptions } from '../../src/server.js';
+import { audit } from './audit.js';
 
 export interface TestSidecar {
   readonly sidecar: Sidecar;
@@ -15,8 +16,11 @@ export interface TestSidecar {
 }
 
 export async function startSidecar(raw: Record<string, unknown>, options: Omit<SidecarOptions, 'logger'> & { logLevel?: string } = {}): Promise<TestSidecar> {
-  const config = resolveConfig({ listen: { port: 0 }, admin: { port: 0 }, drainTimeoutMs: 2000, logLevel: options.logLevel ?? 'debug', ...raw });
+  const config = resolveConfig({ listen: { port: 0 }, admin: { port: 0 }, drainTimeoutMs: 2000, logLevel: options.logLevel ?? audit.logLevel, ...raw });
   const logs: string[] = [];
+  audit.addOutput(logs);
+  audit.ranAt(config.logLevel);
+  for (const route of config.routes) audit.addSecret(route.auth.clientSecret.read());
   const destination = new Writable({
     write(chunk: Buffer, _encoding, callback) {
       logs.push(...chunk.toString().split('\n').filter(Boolean));

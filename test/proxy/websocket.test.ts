@@ -233,6 +233,39 @@ describe('WebSocket upgrades that cannot be carried', () => {
 });
 
 describe('WebSockets and the token lifecycle', () => {
+  test('a 401 to the upgrade (revoked token) is tried once more with a new token; a second 401 reaches the caller', async () => {
+    const revoked = new Set<string>();
+    const tokens = await startScriptedTokenServer();
+    const upstream = await startEchoUpstream({ signingKey, isRevoked: (token) => revoked.has(token) });
+    const sidecar = await startSidecar({ routes: [route(tokens.url, upstream.url, { websocket: true }, { refreshOn401CooldownSeconds: 0 })] }, { logLevel: 'warn' });
+    try {
+      const first = await openSocket(wsUrl(sidecar, '/a'));
+      first.close();
+      revoked.add((upstream.received.at(-1)?.headers.authorization ?? '').slice(7));
+      const socket = await openSocket(wsUrl(sidecar, '/b'));
+      assert.equal((await echo(socket, 'with a new token')).data.toString(), 'with a new token');
+      socket.close();
+      assert.equal(tokens.requests.length, 2);
+
+      // Every token refused: one retry, then the upstream's 401 for the caller.
+      const before = upstream.received.length;
+      const everything = await startEchoUpstream({ signingKey, isRevoked: () => true });
+      const refusing = await startSidecar({ routes: [route(tokens.url, everything.url, { websocket: true }, { refreshOn401CooldownSeconds: 0 })] }, { logLevel: 'silent' });
+      try {
+        const refused = await refusalOf(wsUrl(refusing, '/c'));
+        assert.equal(refused.status, 401);
+        assert.equal(everything.received.length, 2, 'the first try and one retry');
+        assert.equal(upstream.received.length, before);
+      } finally {
+        await refusing.close();
+        await everything.close();
+      }
+    } finally {
+      await sidecar.close();
+      await Promise.all([tokens.close(), upstream.close()]);
+    }
+  });
+
   test('50 concurrent sockets at a cold start cause one token request, and all of them echo', async () => {
     const tokens = await startScriptedTokenServer(async () => {
       await sleep(300); // the sockets all arrive while the first token is on its way

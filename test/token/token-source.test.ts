@@ -205,3 +205,67 @@ describe('failures', () => {
     tokens.close();
   });
 });
+
+describe('rejections, rotation and Retry-After', () => {
+  test('within the 401 cooldown a rejection of the new token is ignored; after it, the token is dropped again', async () => {
+    const clock = new ManualClock();
+    const fetcher = scripted(ok(3600));
+    const tokens = source(fetcher.fetchToken, clock, { refreshOn401CooldownSeconds: 10 });
+    await tokens.invalidate(await tokens.getToken());
+    assert.equal(fetcher.calls(), 2);
+    await tokens.invalidate('token-2');
+    assert.equal(fetcher.calls(), 2, 'ignored within the cooldown');
+    assert.equal(tokens.peek(), 'token-2');
+    clock.advance(10_000);
+    await tokens.invalidate('token-2');
+    assert.equal(fetcher.calls(), 3);
+    assert.equal(tokens.peek(), 'token-3');
+    tokens.close();
+  });
+
+  test('credentials that change after a failed fetch start the next attempt at once, not after the backoff', async () => {
+    const clock = new ManualClock();
+    const fetcher = scripted(ok(3600), fail(false), ok(3600));
+    const tokens = source(fetcher.fetchToken, clock);
+    await tokens.getToken();
+    await tokens.refresh().catch(() => {});
+    assert.equal(tokens.status().lastError?.includes('invalid_client'), true);
+    assert.equal(tokens.peek(), 'token-1', 'the valid token is kept');
+    tokens.credentialsChanged();
+    await tokens.refresh();
+    assert.equal(fetcher.calls(), 3, 'retried without the clock moving');
+    assert.equal(tokens.peek(), 'token-3');
+    tokens.credentialsChanged(); // healthy: nothing to do
+    assert.equal(fetcher.calls(), 3);
+    tokens.close();
+  });
+
+  test('credentials that change while a fetch is under way make a failure of that fetch retry at once', async () => {
+    const clock = new ManualClock();
+    let release!: () => void;
+    const fetcher = scripted(async () => {
+      await new Promise<void>((resolve) => (release = resolve));
+      throw new TokenError('BSC_TOKEN_REJECTED', 'token endpoint answered 401: invalid_client; not retrying', { retryable: false });
+    }, ok(3600));
+    const tokens = source(fetcher.fetchToken, clock);
+    const first = tokens.refresh().catch(() => {});
+    await new Promise((resolve) => setImmediate(resolve));
+    tokens.credentialsChanged();
+    release();
+    await first;
+    assert.equal(clock.nextTimerAt(), clock.now(), 'the next attempt is due now');
+    clock.advance(0);
+    await tokens.refresh();
+    assert.equal(tokens.peek(), 'token-2');
+    tokens.close();
+  });
+
+  test("a failed cycle waits at least the endpoint's Retry-After (bounded by maxDelayMs) before the next", async () => {
+    const clock = new ManualClock();
+    const fetcher = scripted(fail(true, { retryAfterMs: 20_000 }));
+    const tokens = source(fetcher.fetchToken, clock, { retry: { retries: 0, minDelayMs: 1, maxDelayMs: 60_000, maxTimeMs: 5000 } });
+    await assert.rejects(tokens.getToken(), (err: TokenError) => (err.retryAfterMs ?? 0) >= 19_000);
+    assert.equal(clock.nextTimerAt(), clock.now() + 20_000);
+    tokens.close();
+  });
+});

@@ -1,0 +1,19 @@
+// Every fault again, with every in-process sidecar logging at trace level (the fault files run at
+// debug by default): each file ends by checking that no client secret or issued token appears in
+// any log line, error body or /readyz. The real process is checked at trace in cli/shutdown.test.ts.
+// Metrics do not exist yet; when they do, their output belongs in the same audit.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { audit } from '../helpers/audit.js';
+
+audit.logLevel = 'trace';
+await import('../proxy/token-faults.test.js');
+await import('../proxy/replay.test.js');
+await import('../proxy/upstream-faults.test.js');
+await import('../config/secret-rotation.test.js');
+
+test('every sidecar above ran at trace level, and debug detail was logged', () => {
+  assert.deepEqual(audit.levelsUsed(), ['trace']);
+  assert.ok(audit.linesAt('debug') > 0);
+});

@@ -1,0 +1,132 @@
+// Upstream and token-endpoint TLS: certificates are verified by default (an unknown CA means 502,
+// and the token never leaves), a private CA is trusted with tls.caFile, and switching verification
+// off takes an explicit field and logs a warning. Certificates are made with the openssl CLI at
+// test time; without it these tests are skipped, saying so.
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { closeServer } from '../../src/demo/token-server.js';
+import { issue, startScriptedTokenServer, type ScriptedTokenServer } from '../helpers/servers.js';
+import { startSidecar } from '../helpers/sidecar.js';
+
+function hasOpenssl(): boolean {
+  try {
+    execFileSync('openssl', ['version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A private CA and a certificate it signed for 127.0.0.1 / localhost. */
+function makeCertificates(dir: string): { caFile: string; key: Buffer; cert: Buffer } {
+  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  run('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=bearer-sidecar test CA');
+  run('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
+  run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.cnf');
+  return { caFile: join(dir, 'ca.pem'), key: readFileSync(join(dir, 'server.key')), cert: readFileSync(join(dir, 'server.pem')) };
+}
+
+const skip = hasOpenssl() ? false : 'the openssl CLI is not installed; TLS tests need it to make certificates';
+
+describe('TLS to upstreams and token endpoints', { skip }, () => {
+  let caFile: string;
+  let httpsUpstream: Server;
+  let upstreamUrl: string;
+  const upstreamSaw: (string | undefined)[] = [];
+  let httpsTokens: Server;
+  let httpsTokenUrl: string;
+  let tokens: ScriptedTokenServer;
+
+  before(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bsc-tls-'));
+    execFileSync('sh', ['-c', 'printf "subjectAltName=IP:127.0.0.1,DNS:localhost\\n" > san.cnf'], { cwd: dir });
+    const made = makeCertificates(dir);
+    caFile = made.caFile;
+    httpsUpstream = createServer({ key: made.key, cert: made.cert }, (req, res) => {
+      upstreamSaw.push(req.headers.authorization);
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ path: req.url }));
+    });
+    await new Promise<void>((resolve) => httpsUpstream.listen(0, '127.0.0.1', resolve));
+    upstreamUrl = `https://127.0.0.1:${(httpsUpstream.address() as AddressInfo).port}`;
+    httpsTokens = createServer({ key: made.key, cert: made.cert }, (req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(issue(3600)));
+    });
+    await new Promise<void>((resolve) => httpsTokens.listen(0, '127.0.0.1', resolve));
+    httpsTokenUrl = `https://127.0.0.1:${(httpsTokens.address() as AddressInfo).port}/token`;
+    tokens = await startScriptedTokenServer();
+  });
+  after(async () => {
+    await Promise.all([closeServer(httpsUpstream), closeServer(httpsTokens), tokens.close()]);
+  });
+
+  const auth = (extra: Record<string, unknown> = {}) => ({ tokenUrl: tokens.url, clientId: 'id', clientSecret: 'secret', retry: { retries: 0, minDelayMs: 1, maxDelayMs: 1, maxTimeMs: 2000 }, ...extra });
+
+  test('an upstream certificate from an unknown CA: 502, and no token is sent', async () => {
+    const sidecar = await startSidecar({ routes: [{ name: 'r', upstream: upstreamUrl, auth: auth() }] });
+    try {
+      const before = upstreamSaw.length;
+      const response = await fetch(`${sidecar.proxyUrl}/x`);
+      assert.equal(response.status, 502);
+      assert.equal(((await response.json()) as { error: string }).error, 'upstream_unreachable');
+      assert.equal(upstreamSaw.length, before, 'the TLS handshake failed before any request was sent');
+    } finally {
+      await sidecar.close();
+    }
+  });
+
+  test('tls.caFile: the private CA is trusted and the request goes through', async () => {
+    const sidecar = await startSidecar({ routes: [{ name: 'r', upstream: `${upstreamUrl}/base`, tls: { caFile }, auth: auth() }] });
+    try {
+      const response = await fetch(`${sidecar.proxyUrl}/x`);
+      assert.equal(response.status, 200);
+      assert.deepEqual(await response.json(), { path: '/base/x' });
+      assert.match(upstreamSaw.at(-1) ?? '', /^Bearer /);
+    } finally {
+      await sidecar.close();
+    }
+  });
+
+  test('tls.rejectUnauthorized: false works only when written out, and logs a warning at start', async () => {
+    const sidecar = await startSidecar({ routes: [{ name: 'r', upstream: upstreamUrl, tls: { rejectUnauthorized: false }, auth: auth() }] });
+    try {
+      assert.equal((await fetch(`${sidecar.proxyUrl}/x`)).status, 200);
+      const warning = sidecar.logs.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.level === 'warn' && l.target === 'upstream');
+      assert.match(String(warning?.msg), /TLS certificate verification is OFF for the upstream of route "r"/);
+    } finally {
+      await sidecar.close();
+    }
+  });
+
+  test('a token endpoint certificate from an unknown CA: 503 token_unavailable; auth.tls.caFile fixes it', async () => {
+    const refused = await startSidecar({ routes: [{ name: 'r', upstream: upstreamUrl, tls: { caFile }, auth: auth({ tokenUrl: httpsTokenUrl }) }] });
+    try {
+      const response = await fetch(`${refused.proxyUrl}/x`);
+      assert.equal(response.status, 503);
+      assert.equal(((await response.json()) as { error: string }).error, 'token_unavailable');
+    } finally {
+      await refused.close();
+    }
+    const trusted = await startSidecar({ routes: [{ name: 'r', upstream: upstreamUrl, tls: { caFile }, auth: auth({ tokenUrl: httpsTokenUrl, tls: { caFile } }) }] });
+    try {
+      assert.equal((await fetch(`${trusted.proxyUrl}/x`)).status, 200);
+    } finally {
+      await trusted.close();
+    }
+  });
+
+  test('connect options: verification always explicit (reply-from would default it off), one secure context per CA', async () => {
+    const { tlsConnectOptions } = await import('../../src/tls.js');
+    const options = tlsConnectOptions({ ca: readFileSync(caFile, 'utf8'), caFile, rejectUnauthorized: true });
+    assert.equal(options.rejectUnauthorized, true);
+    assert.ok(options.secureContext);
+    assert.deepEqual(tlsConnectOptions({ ca: undefined, caFile: undefined, rejectUnauthorized: true }), { rejectUnauthorized: true });
+  });
+});
