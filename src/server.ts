@@ -4,16 +4,17 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { IncomingMessage } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { createAdminApp } from './admin.js';
 import { watchSecretFiles } from './config/secret-watch.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
+import { listenerUrl, listenProxy } from './listen.js';
 import { createLogger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { errorReply, upstreamErrorKind } from './proxy/errors.js';
 import { guardServerOptions, installGuard } from './proxy/guard.js';
 import { proxyRoute } from './proxy/routes.js';
+import { WebSocketProxy } from './proxy/websocket.js';
 import type { Clock } from './token/clock.js';
 import { exchangeClientCredentials, type Token } from './token/exchange.js';
 import { TokenSource } from './token/token-source.js';
@@ -106,7 +107,8 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
   // ('close' fires in both cases; fastify's onResponse misses the second).
   function finished(request: FastifyRequest, reply: FastifyReply): void {
     const route = request.routeOptions.config.sidecarRoute ?? 'none';
-    const complete = reply.raw.writableFinished;
+    // A WebSocket's answer is the 101 ws wrote on the socket; its line comes when the socket closes.
+    const complete = reply.raw.writableFinished || reply.statusCode === 101;
     const durationMs = Math.round(reply.elapsedTime * 100) / 100;
     metrics.requestFinished(route, request.method, complete ? reply.statusCode : undefined, durationMs);
     request.log.info(
@@ -123,8 +125,11 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
   installGuard(proxy, config.inbound);
 
   proxy.decorateRequest('bearerToken', '');
+  // Without a websocket route there is no 'upgrade' listener, and Node serves upgrades as plain requests.
+  const websockets = config.routes.some((route) => route.websocket) ? new WebSocketProxy(logger) : undefined;
+  websockets?.attach(proxy);
   for (const route of config.routes) {
-    await proxyRoute(proxy, { route, tokens: tokenSources.get(route.name) as TokenSource, sharedSecretHeader: config.inbound.sharedSecretHeader?.name });
+    await proxyRoute(proxy, { route, tokens: tokenSources.get(route.name) as TokenSource, sharedSecretHeader: config.inbound.sharedSecretHeader?.name, ...(websockets ? { websockets } : {}) });
   }
 
   const admin = createAdminApp([...tokenSources.values()], metrics, logger);
@@ -138,14 +143,14 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     async listen() {
       for (const source of tokenSources.values()) source.start();
       await admin.listen({ host: config.admin.host, port: config.admin.port, listenTextResolver: (address) => `admin listening at ${address}` });
-      await proxy.listen({ host: config.listen.host, port: config.listen.port, listenTextResolver: (address) => `proxy listening at ${address}` });
-      const proxyUrl = urlOf(proxy);
-      const adminUrl = urlOf(admin);
+      await listenProxy(proxy, config.listen);
+      const proxyUrl = listenerUrl(proxy);
+      const adminUrl = listenerUrl(admin);
       logger.info({ proxy: proxyUrl, admin: adminUrl, routes: config.routes.map((r) => ({ name: r.name, prefix: r.prefix, upstream: r.upstreamOrigin + r.upstreamBasePath })) }, 'listening');
       return { proxyUrl, adminUrl };
     },
     async close() {
-      await drain(proxy, config.drainTimeoutMs, logger);
+      await drain(proxy, config.drainTimeoutMs, logger, websockets);
       for (const watch of secretWatches) watch.close();
       for (const source of tokenSources.values()) source.close();
       await Promise.all([...dispatchers.values()].map((dispatcher) => dispatcher?.close()));
@@ -154,20 +159,26 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
   };
 }
 
-/** Stops accepting and waits for in-flight requests, at most `timeoutMs`; then cuts what is left. */
-async function drain(app: FastifyInstance, timeoutMs: number, logger: Logger): Promise<void> {
+/**
+ * Stops accepting and waits for in-flight requests and open WebSockets, at most `timeoutMs`; then
+ * closes the WebSockets with 1001 (going away) and cuts what is left.
+ */
+async function drain(app: FastifyInstance, timeoutMs: number, logger: Logger, websockets: WebSocketProxy | undefined): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const closed = app.close();
   const timedOut = await Promise.race([
-    closed.then(() => false),
+    Promise.all([closed, websockets?.idle()]).then(() => false),
     new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(true), timeoutMs);
     }),
   ]);
   clearTimeout(timer);
   if (timedOut) {
-    logger.warn({ drainTimeoutMs: timeoutMs }, 'drain time over; closing the remaining connections');
+    logger.warn({ drainTimeoutMs: timeoutMs, websockets: websockets?.size ?? 0 }, 'drain time over; closing the remaining connections');
+    // closeAllConnections() leaves upgraded sockets alone; they get a close handshake instead.
+    const goingAway = websockets?.closeAll(1001, 'the sidecar is shutting down');
     app.server.closeAllConnections();
+    await goingAway;
     await closed;
   }
 }
@@ -176,10 +187,4 @@ async function drain(app: FastifyInstance, timeoutMs: number, logger: Logger): P
 function requestId(req: IncomingMessage): string {
   const given = req.headers['x-request-id'];
   return typeof given === 'string' && given.length <= 128 && /^[\w.:@\/+=-]+$/.test(given) ? given : randomUUID();
-}
-
-function urlOf(app: FastifyInstance): string {
-  const address = app.server.address() as AddressInfo;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return `http://${host}:${address.port}`;
 }

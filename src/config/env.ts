@@ -28,6 +28,8 @@ export const envVariables: readonly EnvVariable[] = [
   { name: 'BEARER_SIDECAR_PREFIX', path: 'routes[0].prefix', description: 'local path prefix (default /)' },
   { name: 'BEARER_SIDECAR_HOST', path: 'listen.host', description: 'proxy listen address (default 127.0.0.1)' },
   { name: 'BEARER_SIDECAR_PORT', path: 'listen.port', description: 'proxy port (default 8080)', kind: 'number' },
+  { name: 'BEARER_SIDECAR_SOCKET', path: 'listen.socket', description: 'proxy on this Unix socket instead of host and port' },
+  { name: 'BEARER_SIDECAR_SOCKET_MODE', path: 'listen.mode', description: 'the socket file\'s mode (default 0660)' },
   { name: 'BEARER_SIDECAR_ADMIN_HOST', path: 'admin.host', description: 'admin listen address (default 127.0.0.1)' },
   { name: 'BEARER_SIDECAR_ADMIN_PORT', path: 'admin.port', description: 'admin port (default 9901)', kind: 'number' },
   { name: 'BEARER_SIDECAR_ALLOWED_CLIENTS', path: 'listen.allowedClients', description: 'client CIDRs allowed to call, comma-separated (default: any that reaches the socket)', kind: 'list' },

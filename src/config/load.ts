@@ -55,7 +55,7 @@ export function resolveConfig(input: unknown, options: LoadOptions = {}): Sideca
   const inbound = resolveInbound(raw.listen, problems);
   if (problems.length > 0) throw namedError(problems, options.fieldNames);
   return deepFreeze({
-    listen: { host: raw.listen.host, port: raw.listen.port },
+    listen: { host: raw.listen.host, port: raw.listen.port, ...(raw.listen.socket === undefined ? {} : { socket: raw.listen.socket, mode: raw.listen.mode }) },
     inbound,
     admin: raw.admin,
     logLevel: raw.logLevel,

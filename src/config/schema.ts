@@ -106,18 +106,68 @@ const routeSchema = z.strictObject({
   replayBodyLimitBytes: z.number().int().min(0).max(16 * 1024 * 1024).default(64 * 1024),
 });
 
-const listenSchema = z.strictObject({
-  host: host.default('127.0.0.1'),
-  port: port.default(8080),
-  /** Client addresses (CIDR or single IP) that may use the proxy; empty = anyone who reaches the socket. */
-  allowedClients: z.array(z.string().refine((value) => parseCidr(value) !== undefined, 'must be an IP address or a CIDR such as 10.0.0.0/8 or ::1/128')).default([]),
-  /** A header every caller must send with this value; removed before forwarding. */
-  sharedSecretHeader: sharedSecretHeaderSchema.optional(),
-  /** Largest request head (request line and headers) accepted; larger gets 431. */
-  maxHeaderBytes: z.number().int().min(1024).max(1_048_576).default(16_384),
-  /** Proxied requests handled at once; more get 503 overloaded. 0 = no limit. */
-  maxInFlight: z.number().int().min(0).default(1024),
+/**
+ * A file mode as chmod takes it: "0660", "660", or a number read as the same octal digits (YAML
+ * reads an unquoted 0660 as the number 660).
+ */
+const fileMode = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const digits = /^0?o?([0-7]{3})$/i.exec(String(value).trim())?.[1];
+  if (!digits) {
+    ctx.addIssue({ code: 'custom', message: 'must be an octal file mode such as "0660"' });
+    return z.NEVER;
+  }
+  const mode = Number.parseInt(digits, 8);
+  // The owner (the sidecar's user) must be able to connect: the stale-socket check at start does.
+  if ((mode & 0o600) !== 0o600) {
+    ctx.addIssue({ code: 'custom', message: `${digits} does not let the owner read and write; use e.g. "0660" (YAML reads an unquoted 0o660 as 432)` });
+    return z.NEVER;
+  }
+  return mode;
 });
+
+/** Linux keeps a Unix socket's path in 108 bytes, the last one a NUL. */
+const socketPathBytes = 107;
+
+const listenSchema = z
+  .strictObject({
+    // host and port default below, only when no socket is given.
+    host: host.optional(),
+    port: port.optional(),
+    /** A Unix domain socket instead of host/port: only processes that may open the file reach the proxy. */
+    socket: z
+      .string()
+      .min(1)
+      .refine((path) => Buffer.byteLength(path) <= socketPathBytes, `must be at most ${socketPathBytes} bytes (the limit of a Unix socket address)`)
+      .optional(),
+    /** The socket file's mode. */
+    mode: fileMode.optional(),
+    /** Client addresses (CIDR or single IP) that may use the proxy; empty = anyone who reaches the socket. */
+    allowedClients: z.array(z.string().refine((value) => parseCidr(value) !== undefined, 'must be an IP address or a CIDR such as 10.0.0.0/8 or ::1/128')).default([]),
+    /** A header every caller must send with this value; removed before forwarding. */
+    sharedSecretHeader: sharedSecretHeaderSchema.optional(),
+    /** Largest request head (request line and headers) accepted; larger gets 431. */
+    maxHeaderBytes: z.number().int().min(1024).max(1_048_576).default(16_384),
+    /** Proxied requests handled at once; more get 503 overloaded. 0 = no limit. */
+    maxInFlight: z.number().int().min(0).default(1024),
+  })
+  .superRefine((listen, ctx) => {
+    if (listen.socket !== undefined) {
+      for (const field of ['host', 'port'] as const) {
+        if (listen[field] !== undefined) ctx.addIssue({ code: 'custom', path: [field], message: 'set listen.socket or host and port, not both' });
+      }
+      if (listen.allowedClients.length > 0) {
+        ctx.addIssue({ code: 'custom', path: ['allowedClients'], message: "applies to host and port only: a Unix socket's callers have no address (its mode decides who connects)" });
+      }
+    } else if (listen.mode !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['mode'], message: 'applies only with listen.socket' });
+    }
+  })
+  .transform(({ host, port, socket, mode, ...rest }) => ({
+    host: host ?? '127.0.0.1',
+    port: port ?? 8080,
+    ...(socket === undefined ? {} : { socket, mode: mode ?? 0o660 }),
+    ...rest,
+  }));
 
 const adminSchema = z.strictObject({
   host: host.default('127.0.0.1'),

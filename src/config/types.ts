@@ -68,6 +68,13 @@ export interface ListenConfig {
   readonly port: number;
 }
 
+export interface ProxyListenConfig extends ListenConfig {
+  /** A Unix domain socket path; when set, host and port are not used. */
+  readonly socket?: string;
+  /** The socket file's mode (e.g. 0o660); set whenever `socket` is. */
+  readonly mode?: number;
+}
+
 export interface SharedSecretHeader {
   /** Lower case. */
   readonly name: string;
@@ -85,7 +92,7 @@ export interface InboundConfig {
 }
 
 export interface SidecarConfig {
-  readonly listen: ListenConfig;
+  readonly listen: ProxyListenConfig;
   readonly inbound: InboundConfig;
   readonly admin: ListenConfig;
   readonly logLevel: LogLevel;

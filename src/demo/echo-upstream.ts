@@ -1,12 +1,14 @@
 // An upstream API for the demo, the dev stack and the tests. It answers 401 unless the request
 // carries a valid bearer token from the demo token server, and otherwise echoes what it received:
 // method, path, query, headers and the body's size and SHA-256 (counted while streaming, so large
-// uploads cost no memory). GET /bytes/N streams N bytes back, for download tests.
+// uploads cost no memory). GET /bytes/N streams N bytes back, for download tests. A WebSocket
+// upgrade with a valid token becomes an echo: every message comes back as it was sent.
 
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { pathToFileURL } from 'node:url';
+import { WebSocketServer } from 'ws';
 import { verifyJwt } from './jwt-hs256.js';
 import { closeServer } from './token-server.js';
 
@@ -37,12 +39,28 @@ const chunk = Buffer.alloc(64 * 1024, 'x');
 export async function startEchoUpstream(options: EchoUpstreamOptions): Promise<EchoUpstream> {
   const received: EchoRecord[] = [];
   const server = createServer((req, res) => handle(req, res));
+  const websockets = new WebSocketServer({ noServer: true });
+  websockets.on('connection', (socket) => socket.on('message', (data, isBinary) => socket.send(data, { binary: isBinary })));
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    received.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+    if (!claimsOf(req)) {
+      const body = JSON.stringify({ error: 'invalid_token', message: req.headers.authorization ? 'bearer token rejected' : 'no bearer token' });
+      socket.end(`HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      return;
+    }
+    websockets.handleUpgrade(req, socket, head, (ws) => websockets.emit('connection', ws, req));
+  });
+
+  function claimsOf(req: IncomingMessage): Record<string, unknown> | undefined {
+    const auth = req.headers.authorization ?? '';
+    const token = auth.startsWith('Bearer ') ? auth.slice(7) : '';
+    return token && !options.isRevoked?.(token) ? verifyJwt(token, options.signingKey) : undefined;
+  }
 
   function handle(req: IncomingMessage, res: ServerResponse): void {
     received.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
     const auth = req.headers.authorization ?? '';
-    const token = auth.startsWith('Bearer ') ? auth.slice(7) : '';
-    const claims = token && !options.isRevoked?.(token) ? verifyJwt(token, options.signingKey) : undefined;
+    const claims = claimsOf(req);
     if (!claims) {
       req.resume();
       res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer error="invalid_token"' });
@@ -76,7 +94,11 @@ export async function startEchoUpstream(options: EchoUpstreamOptions): Promise<E
 
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve));
   const address = server.address() as AddressInfo;
-  return { url: `http://${options.host ?? '127.0.0.1'}:${address.port}`, server, received, close: () => closeServer(server) };
+  const close = async () => {
+    for (const socket of websockets.clients) socket.terminate();
+    await closeServer(server);
+  };
+  return { url: `http://${options.host ?? '127.0.0.1'}:${address.port}`, server, received, close };
 }
 
 function streamBytes(res: ServerResponse, total: number): void {

@@ -1,7 +1,9 @@
 // `npm run demo`: a local token endpoint, an echo upstream that only accepts tokens from it, and
 // the sidecar in front; then one request through the sidecar to show the injected header.
 // With --once it exits after that request (used by the tests); otherwise it runs until Ctrl-C.
+// BEARER_SIDECAR_SOCKET=/path puts the sidecar on that Unix socket instead of 127.0.0.1:8080.
 
+import { Agent, fetch as undiciFetch } from 'undici';
 import { resolveConfig } from '../config/load.js';
 import { createLogger } from '../logger.js';
 import { createSidecar } from '../server.js';
@@ -11,13 +13,14 @@ import { startTokenServer } from './token-server.js';
 const once = process.argv.includes('--once');
 const port = Number(process.env.BEARER_SIDECAR_PORT ?? 8080);
 const adminPort = Number(process.env.BEARER_SIDECAR_ADMIN_PORT ?? 9901);
+const socket = process.env.BEARER_SIDECAR_SOCKET || undefined;
 const signingKey = 'demo-signing-key';
 
 const tokenServer = await startTokenServer({ clients: [{ id: 'demo-client', secret: 'demo-secret' }], signingKey, expiresInSeconds: 300 });
 const upstream = await startEchoUpstream({ signingKey });
 
 const config = resolveConfig({
-  listen: { host: '127.0.0.1', port },
+  listen: socket ? { socket } : { host: '127.0.0.1', port },
   admin: { host: '127.0.0.1', port: adminPort },
   logLevel: 'warn',
   drainTimeoutMs: 1000,
@@ -26,6 +29,7 @@ const config = resolveConfig({
       name: 'demo',
       prefix: '/',
       upstream: `${upstream.url}/api`,
+      websocket: true,
       auth: { tokenUrl: tokenServer.url, method: 'client_secret_basic', clientId: 'demo-client', clientSecret: 'demo-secret' },
     },
   ],
@@ -36,7 +40,8 @@ let adminUrl: string;
 try {
   ({ proxyUrl, adminUrl } = await sidecar.listen());
 } catch (err) {
-  console.error(`cannot listen on 127.0.0.1:${port} or ${adminPort} (${(err as NodeJS.ErrnoException).code}); set BEARER_SIDECAR_PORT and BEARER_SIDECAR_ADMIN_PORT to free ports`);
+  const where = socket ?? `127.0.0.1:${port}`;
+  console.error(`cannot listen on ${where} or ${adminPort} (${(err as NodeJS.ErrnoException).code}: ${(err as Error).message}); set BEARER_SIDECAR_PORT and BEARER_SIDECAR_ADMIN_PORT to free ports`);
   await shutdown(1);
 }
 
@@ -47,16 +52,21 @@ console.log(`bearer-sidecar  ${proxyUrl!}   (admin: ${adminUrl!}/readyz)\n`);
 const direct = await fetch(`${upstream.url}/api/hello`);
 console.log(`without the sidecar:  GET ${upstream.url}/api/hello -> ${direct.status} ${JSON.stringify(await direct.json())}`);
 
-const response = await fetch(`${proxyUrl!}/hello?from=demo`, { headers: { authorization: 'Basic caller-credentials-are-replaced' } });
+// On a Unix socket the URL's host is only a name; the connection goes to the socket file.
+const base = socket ? 'http://localhost' : proxyUrl!;
+const dispatcher = socket ? new Agent({ connect: { socketPath: socket } }) : undefined;
+const response = await undiciFetch(`${base}/hello?from=demo`, { headers: { authorization: 'Basic caller-credentials-are-replaced' }, ...(dispatcher ? { dispatcher } : {}) });
 const echo = (await response.json()) as { method: string; path: string; query: string; headers: Record<string, string>; tokenSubject: string };
+await dispatcher?.close();
 const injected = echo.headers.authorization ?? '';
-console.log(`through the sidecar:  GET ${proxyUrl!}/hello?from=demo -> ${response.status}`);
+console.log(`through the sidecar:  GET ${base}/hello?from=demo -> ${response.status}${socket ? ` (via ${socket})` : ''}`);
 console.log(`  the upstream saw:   ${echo.method} ${echo.path}${echo.query}`);
 console.log(`                      authorization: ${injected.slice(0, 20)}… (a ${injected.length - 7}-character token for "${echo.tokenSubject}", fetched by the sidecar)`);
 console.log(`                      host: ${echo.headers.host}`);
 
 if (once) await shutdown(response.status === 200 && injected.startsWith('Bearer ') ? 0 : 1);
-console.log(`\nTry it:\n  curl -s ${proxyUrl!}/hello\n  curl -s ${adminUrl!}/readyz\nPress Ctrl-C to stop.`);
+const curl = socket ? `curl -s --unix-socket ${socket} http://localhost` : `curl -s ${proxyUrl!}`;
+console.log(`\nTry it:\n  ${curl}/hello\n  curl -s ${adminUrl!}/readyz\nA WebSocket to /echo gets every message back. Press Ctrl-C to stop.`);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void shutdown(0));
 
 async function shutdown(code: number): Promise<never> {

@@ -2,6 +2,7 @@
 // valid one is cached); the header rewrite sets Authorization; failures go to the app's error
 // handler, which maps them to JSON in one place (errors.ts). A 401 is replayed once with a new
 // token (replay.ts); a caller that goes away aborts its upstream request (caller-abort.ts).
+// WebSocket upgrades leave in the preHandler, once the token is there (websocket.ts).
 
 import httpProxy from '@fastify/http-proxy';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -15,6 +16,7 @@ import { requestHeaderPolicy, responseHeaderPolicy } from './headers.js';
 import { bodyLimit } from './limits.js';
 import { upstreamPath } from './paths.js';
 import { ReplayOn401 } from './replay.js';
+import { isUpgradeFor, type WebSocketProxy } from './websocket.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -41,6 +43,8 @@ export interface ProxyRouteOptions {
   readonly connections?: number;
   /** The listener's shared-secret header, never forwarded. */
   readonly sharedSecretHeader?: string | undefined;
+  /** Carries the route's WebSocket upgrades (routes with `websocket: true`). */
+  readonly websockets?: WebSocketProxy;
 }
 
 function rawQueryString(_search: string, requestUrl: string): string {
@@ -48,13 +52,15 @@ function rawQueryString(_search: string, requestUrl: string): string {
   return index >= 0 ? requestUrl.slice(index + 1) : '';
 }
 
-export async function proxyRoute(app: FastifyInstance, { route, tokens, connections = 128, sharedSecretHeader }: ProxyRouteOptions): Promise<void> {
+export async function proxyRoute(app: FastifyInstance, { route, tokens, connections = 128, sharedSecretHeader, websockets }: ProxyRouteOptions): Promise<void> {
   const applyHeaderPolicy = requestHeaderPolicy({ route, sharedSecretHeader });
   const applyResponsePolicy = responseHeaderPolicy(route);
   const mapping = { prefix: route.prefix, basePath: route.upstreamBasePath };
 
-  async function attachToken(request: FastifyRequest): Promise<void> {
+  async function attachToken(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const upgrade = isUpgradeFor(request.raw, route);
     request.bearerToken = tokens.peek() ?? (await tokens.getToken());
+    if (upgrade) await websockets?.forward(request, reply, { route, tokens, rewriteRequestHeaders, rewriteResponseHeaders });
   }
 
   function rewriteRequestHeaders(request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
@@ -85,6 +91,7 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
     // @fastify/http-proxy joins "/" + base path "/api" + "hello" into "/apihello"; a trailing
     // slash on the rewrite prefix of the root route gives "/api/hello".
     rewritePrefix: route.prefix === '/' ? `${route.upstreamBasePath}/` : route.upstreamBasePath || '/',
+    // Upgrades are ours (websocket.ts): its 101 comes only once the upstream has accepted.
     websocket: false,
     disableRequestLogging: true,
     config: { sidecarRoute: route.name },

@@ -1,0 +1,70 @@
+// Where the proxy listens: host and port, or a Unix domain socket whose file mode decides who may
+// use the token (in a pod, only containers sharing the socket's volume, and only users the mode
+// lets in). A socket file left by a process that died is replaced; a live one, or a file that is no
+// socket, stops the start. The socket file is removed when the server closes (libuv unlinks it).
+
+import type { FastifyInstance } from 'fastify';
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { connect, type AddressInfo } from 'node:net';
+import type { ProxyListenConfig } from './config/types.js';
+import { SidecarError } from './errors.js';
+
+export async function listenProxy(app: FastifyInstance, listen: ProxyListenConfig): Promise<void> {
+  const listenTextResolver = (address: string) => `proxy listening at ${address}`;
+  if (listen.socket === undefined) {
+    await app.listen({ host: listen.host, port: listen.port, listenTextResolver });
+    return;
+  }
+  await removeStaleSocket(listen.socket);
+  await app.ready();
+  // Created owner-only, then opened up to `mode`: never more open than asked, not even briefly.
+  const umask = process.umask(0o177);
+  try {
+    await app.listen({ path: listen.socket, listenTextResolver });
+  } finally {
+    process.umask(umask);
+  }
+  chmodSync(listen.socket, listen.mode ?? 0o660);
+}
+
+/** Removes a socket file nobody answers on; refuses a live socket and anything that is no socket. */
+export async function removeStaleSocket(path: string): Promise<void> {
+  let isSocket: boolean;
+  try {
+    isSocket = lstatSync(path).isSocket();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (!isSocket) throw new SidecarError('BSC_SOCKET_PATH_OCCUPIED', `listen.socket: ${path} exists and is not a socket; remove it or choose another path`);
+  if (await answers(path)) throw new SidecarError('BSC_SOCKET_IN_USE', `listen.socket: another process is listening on ${path} (is a sidecar already running?)`);
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
+/** True when a process accepts connections on the socket; false when none listens (ECONNREFUSED). */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const probe = connect({ path });
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', (err: NodeJS.ErrnoException) => {
+      probe.destroy();
+      if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') resolve(false);
+      else reject(new SidecarError('BSC_SOCKET_IN_USE', `listen.socket: cannot tell whether ${path} is in use (${err.code ?? err.message})`, { cause: err }));
+    });
+  });
+}
+
+/** http://host:port for TCP listeners, unix:/path for socket ones (as curl's --unix-socket takes it). */
+export function listenerUrl(app: FastifyInstance): string {
+  const address = app.server.address() as AddressInfo | string;
+  if (typeof address === 'string') return `unix:${address}`;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}`;
+}
