@@ -1,0 +1,36 @@
+// The README documents every environment variable and every config field the schema accepts, so
+// the docs cannot fall behind the code.
+
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { envVariables } from '../../src/config/env.js';
+import { configSchema } from '../../src/config/schema.js';
+
+const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+
+test('README names every BEARER_SIDECAR_* variable that --help lists', () => {
+  const missing = envVariables.map((v) => v.name).filter((name) => !readme.includes(name));
+  assert.deepEqual(missing, []);
+  assert.ok(readme.includes('BEARER_SIDECAR_CONFIG'));
+});
+
+test('README names every config field of the schema', () => {
+  const fields = new Set<string>();
+  const walk = (schema: unknown): void => {
+    const def = (schema as { _zod?: { def?: Record<string, unknown> } })._zod?.def;
+    if (!def) return;
+    if (def.type === 'object') {
+      for (const [key, value] of Object.entries(def.shape as Record<string, unknown>)) {
+        fields.add(key);
+        walk(value);
+      }
+    }
+    for (const key of ['innerType', 'in', 'out', 'element', 'schema']) if (def[key]) walk(def[key]);
+    if (Array.isArray(def.options)) for (const option of def.options) walk(option);
+  };
+  walk(configSchema);
+  assert.ok(fields.size > 30, `walked ${fields.size} fields`);
+  const missing = [...fields].filter((field) => !readme.includes(field));
+  assert.deepEqual(missing, []);
+});
