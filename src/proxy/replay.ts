@@ -93,7 +93,7 @@ export class ReplayOn401 {
     // at most tokenWaitMs, and returns the same token when the report was ignored (cooldown).
     void tokens.invalidate(rejected);
     const fresh = await tokens.getToken().catch(() => undefined);
-    if (callerGone(reply).aborted) {
+    if (callerGone(request.raw.socket)) {
       discard(res.stream);
       return;
     }

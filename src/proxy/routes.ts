@@ -11,7 +11,7 @@ import type { RouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import { tlsConnectOptions } from '../tls.js';
 import type { TokenSource } from '../token/token-source.js';
-import { callerAwarePool, whileCallerConnected } from './caller-abort.js';
+import { callerAwarePool, tagWithCaller } from './caller-abort.js';
 import { requestHeaderPolicy, responseHeaderPolicy } from './headers.js';
 import { bodyLimit } from './limits.js';
 import { upstreamPath } from './paths.js';
@@ -69,6 +69,7 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
     // Whatever the caller sent as Authorization is replaced, never forwarded.
     headers.authorization = `Bearer ${request.bearerToken}`;
     headers['x-request-id'] = request.id;
+    tagWithCaller(headers, request.raw.socket);
     return headers;
   }
 
@@ -82,7 +83,7 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
     route: route.name,
     tokens,
     bodyLimitBytes: route.replayBodyLimitBytes,
-    forward: (request, reply, dest, options) => whileCallerConnected(reply, () => reply.from(dest, options)),
+    forward: (_request, reply, dest, options) => reply.from(dest, options),
   });
 
   await app.register(httpProxy, {
