@@ -20,13 +20,14 @@
 //   --only=a,b              targets to run: direct,sidecar,node-http,undici,nginx
 //   --no-nginx              skip nginx even when installed
 //   --load-only             only the load cases: no streaming, no extra cold starts (for A/B runs)
+//   --json=FILE             also write every run's raw figures as JSON
 //   --noise-budget=S        seconds in all to wait for a quiet machine before a case and to re-run
-//                           a case that something else disturbed (BENCH_NOISE_BUDGET, default 120)
+//                           a case that something else disturbed (BENCH_NOISE_BUDGET, default 60)
 //   --out=FILE              where to write (default BENCHMARKS.md; --no-write to write nothing)
 //   --profile               instead of the benchmark: CPU-profile the sidecar and the undici
 //                           baseline under wrk at 10 connections (--profile-seconds=10) and write
 //                           the summary between the bench:profile markers of the output file
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, createReadStream, chmodSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -58,6 +59,7 @@ const { values: flags } = parseArgs({
     'profile-seconds': { type: 'string' },
     'noise-budget': { type: 'string' },
     'load-only': { type: 'boolean', default: false },
+    json: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
@@ -79,7 +81,7 @@ const opt = {
   out: flags['no-write'] ? undefined : flags.out ?? env.BENCH_OUT ?? (quick ? join(os.tmpdir(), 'bearer-sidecar-bench-quick.md') : join(root, 'BENCHMARKS.md')),
   profileSeconds: Number(flags['profile-seconds'] ?? 10),
   // Seconds the run may spend in all waiting for a quiet machine and re-running disturbed cases.
-  noiseBudget: Number(flags['noise-budget'] ?? env.BENCH_NOISE_BUDGET ?? (quick ? 10 : 120)),
+  noiseBudget: Number(flags['noise-budget'] ?? env.BENCH_NOISE_BUDGET ?? (quick ? 10 : 60)),
 };
 const ports = { upstream: 18000, token: 18001, sidecar: 18080, admin: 19901, nodeHttp: 18081, undici: 18082, nginx: 18083, sidecar2: 18090, admin2: 19902, cold: 18095, coldAdmin: 19905 };
 
@@ -149,14 +151,15 @@ async function machineBusyPct(ms = 500) {
   return (100 * Math.max(0, machineBusySeconds() - m0 - (b.user + b.system) / 1e6)) / (ms / 1000);
 }
 let noiseSpent = 0;
-/** Waits (within the noise budget) until the machine is nearly idle; returns the busy % seen last. */
-async function waitQuiet() {
+/** Waits until the machine is nearly idle, at most maxSeconds and within the run's noise budget;
+ * returns the busy % seen last. */
+async function waitQuiet(maxSeconds = 15) {
+  const end = performance.now() + maxSeconds * 1000;
   for (;;) {
     const t0 = performance.now();
     const busy = await machineBusyPct(500);
-    noiseSpent += (performance.now() - t0) / 1000 - 0.5;
-    if (busy < 10 || noiseSpent >= opt.noiseBudget) return busy;
-    noiseSpent += 0.5;
+    if (busy < 10 || noiseSpent >= opt.noiseBudget || performance.now() >= end) return busy;
+    noiseSpent += (performance.now() - t0) / 1000;
   }
 }
 function childrenOf(pid) {
@@ -220,10 +223,16 @@ async function stop(child, { signal = 'SIGTERM', timeoutMs = 15_000 } = {}) {
   await exited;
   clearTimeout(t);
 }
+const extraPids = new Set(); // grandchildren to end too (nginx's worker)
 function killAll() {
   for (const c of children) {
     try {
-      c.kill('SIGKILL');
+      c.kill(c.benchName === 'nginx' ? 'SIGTERM' : 'SIGKILL'); // nginx's master then ends its worker
+    } catch {}
+  }
+  for (const pid of extraPids) {
+    try {
+      process.kill(pid, 'SIGKILL');
     } catch {}
   }
 }
@@ -367,20 +376,19 @@ async function load(url, conns, seconds) {
 // ---------------------------------------------------------------- machine
 function machine() {
   const cpu = (/^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8')) ?? [])[1] ?? 'unknown';
+  // wrk --version exits 1, nginx -v prints to stderr: take the first line of either stream.
   const ver = (cmd, args) => {
-    try {
-      const r = execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-      return r.trim().split('\n')[0];
-    } catch (e) {
-      return String(e.stderr ?? '').trim().split('\n')[0] || 'n/a';
-    }
+    const r = spawnSync(cmd, args, { encoding: 'utf8' });
+    return `${r.stdout ?? ''}\n${r.stderr ?? ''}`.trim().split('\n')[0] || 'n/a';
   };
   let commit = 'unknown';
   try {
-    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: root, encoding: 'utf8' }).trim();
+    const git = (args) => execFileSync('git', args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    commit = git(['rev-parse', '--short', 'HEAD']);
+    const dirty = git(['status', '--porcelain', '--', 'src']);
     if (dirty) commit += ' (src/ has uncommitted changes)';
   } catch {}
+  if (env.BENCH_SIDECAR_LABEL) commit = env.BENCH_SIDECAR_LABEL;
   return {
     nproc: os.availableParallelism?.() ?? os.cpus().length,
     cpu,
@@ -492,6 +500,7 @@ async function runProfile() {
   const profileOne = async (name, startIt, url) => {
     const child = await startIt();
     await load(url, 10, 3); // warm-up, excluded from the summary below
+    await waitQuiet();
     const from = Number(process.hrtime.bigint() / 1000n);
     const c0 = cpuSeconds(child.pid);
     const r = await load(url, 10, secs);
@@ -663,6 +672,7 @@ if (nginxPath && want('nginx')) {
   nginx = start(nginxPath, ['-p', prefix, '-c', conf], { name: 'nginx' });
   await waitFor(`http://127.0.0.1:${ports.nginx}/`);
   const worker = childrenOf(nginx.pid)[0];
+  extraPids.add(worker);
   targets.push({ name: 'nginx', label: 'nginx (1 worker)', base: `http://127.0.0.1:${ports.nginx}`, pid: worker, idleRssKb: procStatus(worker).rssKb });
 }
 
@@ -837,8 +847,8 @@ const ratioRows = [];
 if (has('sidecar')) {
   w('#### Ratios (sidecar ÷ other, medians)');
   w();
-  w('| body | conns | req/s ÷ direct | req/s ÷ node:http | req/s ÷ undici | req/s ÷ nginx | p50 ÷ faster Node proxy | p99 ÷ faster Node proxy | faster Node proxy |');
-  w('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
+  w('| body | conns | req/s ÷ direct | req/s ÷ node:http | req/s ÷ undici | req/s ÷ nginx | p50 ÷ faster Node proxy | p99 ÷ faster Node proxy | faster Node proxy | its CPU µs/req ÷ sidecar\'s |');
+  w('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |');
   for (const [body, cs] of [['small', opt.conns], ['1MiB', opt.bigConns]]) {
     for (const c of cs) {
       const s = (k) => med('sidecar', body, c, k);
@@ -853,12 +863,15 @@ if (has('sidecar')) {
         faster: f ? ratio(s('rps'), med(f, body, c, 'rps')) : NaN,
         p50: f ? ratio(s('p50'), med(f, body, c, 'p50')) : NaN,
         p99: f ? ratio(s('p99'), med(f, body, c, 'p99')) : NaN,
+        cpuEff: f ? ratio(med(f, body, c, 'cpuUsPerReq'), s('cpuUsPerReq')) : NaN,
         f,
       };
       ratioRows.push(row);
-      w(`| ${body} | ${c} | ${fmt(row.direct, 2)} | ${fmt(row.nodeHttp, 2)} | ${fmt(row.undici, 2)} | ${fmt(row.nginx, 2)} | ${fmt(row.p50, 2)} | ${fmt(row.p99, 2)} | ${f ?? '—'} |`);
+      w(`| ${body} | ${c} | ${fmt(row.direct, 2)} | ${fmt(row.nodeHttp, 2)} | ${fmt(row.undici, 2)} | ${fmt(row.nginx, 2)} | ${fmt(row.p50, 2)} | ${fmt(row.p99, 2)} | ${f ?? '—'} | ${fmt(row.cpuEff, 2)} |`);
     }
   }
+  w();
+  w('The last column is the throughput ratio to expect when both are CPU-bound, from CPU time per request alone; it is much less sensitive than req/s to other load on the machine.');
   w();
 }
 
@@ -899,7 +912,7 @@ const verdict = (name, ok, detail) => verdicts.push({ name, ok, detail });
 if (has('sidecar')) {
   for (const c of [10, 100]) {
     const r = ratioRows.find((x) => x.body === 'small' && x.c === c);
-    if (r && r.f) verdict(`Throughput at ${c} connections ≥ 0.90 × the faster minimal Node proxy`, r.faster >= 0.9, `${fmt(r.faster, 2)} of ${r.f}`);
+    if (r && r.f) verdict(`Throughput at ${c} connections ≥ 0.90 × the faster minimal Node proxy`, r.faster >= 0.9, `${fmt(r.faster, 2)} of ${r.f} (from CPU µs/request: ${fmt(r.cpuEff, 2)})`);
   }
   const r10 = ratioRows.find((x) => x.body === 'small' && x.c === 10);
   if (r10 && r10.f) {
@@ -936,6 +949,7 @@ w();
 w(`Total bench time ${fmt((Date.now() - t00) / 1000)} s, of which ${fmt(noiseSpent)} s waiting for a quiet machine or re-running ${retried} disturbed case run(s) (budget ${opt.noiseBudget} s); ${runs.filter((r) => r.otherPct > 15).length} of ${runs.length} recorded runs still had other CPU above 15 %.`);
 
 const report = lines.join('\n');
+if (flags.json) writeFileSync(flags.json, `${JSON.stringify({ machine: m, options: opt, runs, streaming, coldStarts, coldIdleKb, tokenRttMs, loadTokenRequests, logCheck }, null, 1)}\n`);
 log(`\n${report}\n`);
 log('Targets:');
 for (const v of verdicts) log(`  ${v.ok ? 'met    ' : 'NOT MET'}  ${v.name}: ${v.detail}`);
