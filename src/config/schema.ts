@@ -86,7 +86,9 @@ const routeSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must be letters, digits, ".", "_" or "-"'),
   prefix: z
     .string()
-    .regex(/^\/([A-Za-z0-9._~-]+\/?)*$/, 'must be a path such as / or /megaport (letters, digits, . _ ~ -)')
+    // Segments are separated by a required '/': no nested quantifier, so no catastrophic
+    // backtracking on a long invalid value (the previous pattern took seconds at ~27 characters).
+    .regex(/^\/(?:[A-Za-z0-9._~-]+(?:\/[A-Za-z0-9._~-]+)*\/?)?$/, 'must be a path such as / or /megaport (letters, digits, . _ ~ -)')
     .default('/'),
   upstream: httpUrl.optional(),
   websocket: z.boolean().default(false),

@@ -138,6 +138,15 @@ describe('bad config: one line per problem, led by the field path, never a secre
     });
   }
 
+  test('a long invalid prefix is refused at once (no catastrophic backtracking)', () => {
+    const started = Date.now();
+    const lines = problems(() => resolveConfig(minimal({ preset: 'megaport' }, { prefix: `/${'a'.repeat(5000)}!` })));
+    assert.ok(Date.now() - started < 1000, `took ${Date.now() - started} ms`);
+    assert.ok(lines.some((line) => line.startsWith('routes[0].prefix: must be a path')));
+    for (const ok of ['/', '/api', '/api/', '/a/b', '/a.b~c-d_e/']) resolveConfig(minimal({ preset: 'megaport' }, { prefix: ok }));
+    for (const bad of ['', '//', '/a//b', 'api', '/a b']) assert.ok(problems(() => resolveConfig(minimal({ preset: 'megaport' }, { prefix: bad }))).length > 0, bad);
+  });
+
   test('two routes with one prefix, and duplicate names, are both reported', () => {
     const route = (name: string, prefix: string) => ({ name, prefix, auth: { preset: 'megaport', clientId: 'a', clientSecret: 'b' } });
     const lines = problems(() => resolveConfig({ routes: [route('a', '/x'), route('a', '/x/')] }));
