@@ -90,6 +90,8 @@ function resolveAuth(auth: RawAuth, at: string, problems: string[]): AuthConfig 
   const preset = auth.preset ? presets[auth.preset as keyof typeof presets] : undefined;
   const tokenUrl = (auth.tokenUrl ?? preset?.tokenUrl) as string;
   const url = new URL(tokenUrl);
+  // Credentials in the URL would be printed by `check` and logged; they belong in clientId/clientSecret.
+  if (url.username || url.password) problems.push(`${at}.tokenUrl: must not carry credentials (use clientId and clientSecret)`);
   if (url.protocol === 'http:' && !isLoopback(url.hostname) && !auth.allowInsecureTokenUrl) {
     problems.push(`${at}.tokenUrl: http:// would send the client secret in clear text; use https:// or set allowInsecureTokenUrl: true`);
   }

@@ -128,6 +128,7 @@ describe('bad config: one line per problem, led by the field path, never a secre
     ['http token URL off loopback', minimal({ tokenUrl: 'http://auth.example.com/token' }, { upstream: 'https://x.example.com' }), /^routes\[0\]\.auth\.tokenUrl: http:\/\/ would send the client secret in clear text/],
     ['bad port', { listen: { port: 70000 }, ...minimal({ preset: 'megaport' }) }, /^listen\.port: /],
     ['bad prefix', minimal({ preset: 'megaport' }, { prefix: 'api' }), /^routes\[0\]\.prefix: must be a path/],
+    ['token URL with credentials', minimal({ tokenUrl: 'https://user:a-very-secret-value@auth.example.com/token' }, { upstream: 'https://x.example.com' }), /^routes\[0\]\.auth\.tokenUrl: must not carry credentials/],
     ['upstream with query', minimal({ preset: 'megaport' }, { upstream: 'https://x.example.com/?a=1' }), /^routes\[0\]\.upstream: must not carry a query string/],
   ];
   for (const [name, input, expected] of cases) {

@@ -13,7 +13,7 @@ test('every example in config/ is a valid config once its variables are set', ()
   writeFileSync(secretFile, 'example-secret\n');
   // Any ${VAR} an example reads gets a value; *_FILE variables point at a readable file.
   const env = new Proxy({} as NodeJS.ProcessEnv, {
-    get: (_target, name) => (typeof name === 'string' ? (name.endsWith('_FILE') ? secretFile : name.endsWith('_URL') ? 'http://127.0.0.1:9000/token' : 'value') : undefined),
+    get: (_target, name) => (typeof name === 'string' ? (name.endsWith('_FILE') ? secretFile : name.endsWith('_URL') ? 'http://127.0.0.1:9000/token' : 'a-value-of-sixteen-plus-characters') : undefined),
   });
   // compose.*.yaml files are docker-compose overrides, not sidecar configs.
   const files = readdirSync(configDir).filter((f) => /\.ya?ml$|\.json$/.test(f) && !f.startsWith('compose.'));
