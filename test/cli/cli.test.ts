@@ -153,6 +153,21 @@ routes:
     }
   });
 
+  test('serve: SIGINT (Ctrl-C) drains and exits 0 like SIGTERM', async () => {
+    const path = join(dir, 'sigint.yaml');
+    writeFileSync(path, readFileSync(configFile('sigint-base.yaml'), 'utf8'));
+    const sidecar = run(['--config', path]);
+    try {
+      await sidecar.waitFor(/"msg":"token refreshed"/);
+      sidecar.child.kill('SIGINT');
+      assert.equal(await sidecar.exited, 0);
+      assert.match(sidecar.output(), /"signal":"SIGINT","msg":"shutting down/);
+      assert.match(sidecar.output(), /"msg":"stopped"/);
+    } finally {
+      sidecar.child.kill('SIGKILL');
+    }
+  });
+
   test('serve: a port in use fails at start-up with exit 1 and a clear line', async () => {
     const busy = createServer();
     await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));

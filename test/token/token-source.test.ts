@@ -50,6 +50,29 @@ describe('single flight', () => {
     tokens.close();
   });
 
+  test('at expiry too: 100 concurrent requests after the token ran out cause one token request', async () => {
+    const clock = new ManualClock();
+    let release!: () => void;
+    const fetcher = scripted(ok(300), async (n) => {
+      await new Promise<void>((resolve) => (release = resolve));
+      return token(n, 300);
+    });
+    // refreshAheadMinSeconds 0 and ratio ~1: the refresh falls due just as the token stops being
+    // usable, so the 100 requests meet no valid token (as after a suspended machine) and must
+    // join the one fetch under way rather than start their own.
+    const tokens = source(fetcher.fetchToken, clock, { refreshAheadRatio: 0.99, refreshAheadMinSeconds: 0, safetyMarginSeconds: 30 });
+    assert.equal(await tokens.getToken(), 'token-1');
+    clock.advance(271_000);
+    assert.equal(tokens.peek(), undefined);
+    const waiting = Array.from({ length: 100 }, () => tokens.getToken());
+    await new Promise((resolve) => setImmediate(resolve));
+    release();
+    const results = await Promise.all(waiting);
+    assert.equal(fetcher.calls(), 2, 'one fetch for the 100 requests');
+    assert.ok(results.every((t) => t === 'token-2'));
+    tokens.close();
+  });
+
   test('100 reports of the same rejected token cause one refresh', async () => {
     const fetcher = scripted(ok(3600));
     const tokens = source(fetcher.fetchToken, new ManualClock());
@@ -175,6 +198,17 @@ describe('failures', () => {
     await tokens.refresh();
     assert.match(tokens.peek() ?? '', /^token-\d+$/);
     assert.equal(tokens.status().state, 'ready');
+    tokens.close();
+  });
+
+  test('one fetch gives up within retry.maxTimeMs however many retries are left', async () => {
+    const fetcher = scripted(fail(true));
+    const tokens = source(fetcher.fetchToken, new ManualClock(), { tokenWaitMs: 10_000, retry: { retries: 100, minDelayMs: 50, maxDelayMs: 50, maxTimeMs: 400 } });
+    const started = Date.now();
+    await assert.rejects(tokens.refresh());
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed < 2000, `gave up after ${elapsed} ms`);
+    assert.ok(fetcher.calls() > 1 && fetcher.calls() < 100, `${fetcher.calls()} attempts`);
     tokens.close();
   });
 
