@@ -1,7 +1,7 @@
 // Every fault again, with every in-process sidecar logging at trace level (the fault files run at
 // debug by default): each file ends by checking that no client secret or issued token appears in
 // any log line, error body or /readyz. The real process is checked at trace in cli/shutdown.test.ts.
-// Metrics do not exist yet; when they do, their output belongs in the same audit.
+// Every in-process sidecar also adds its final /metrics text to the audit when it closes.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';

@@ -29,7 +29,12 @@ export async function startSidecar(raw: Record<string, unknown>, options: Omit<S
   });
   const sidecar = await createSidecar(config, { ...options, logger: createLogger({ level: config.logLevel, destination }) });
   const { proxyUrl, adminUrl } = await sidecar.listen();
-  return { sidecar, proxyUrl, adminUrl, logs, close: () => sidecar.close() };
+  // What /metrics shows at the end belongs in the secret audit too (same text as the endpoint).
+  const close = async () => {
+    audit.addOutput([await sidecar.metrics.registry.metrics()]);
+    await sidecar.close();
+  };
+  return { sidecar, proxyUrl, adminUrl, logs, close };
 }
 
 /** A route whose credentials the demo/scripted token server accepts. */
