@@ -64,6 +64,9 @@ export function tokenSchedule(
   };
 }
 
+/** The longest Retry-After honoured; a longer one is read as this. */
+const maxRetryAfterMs = 3_600_000;
+
 export class TokenSource {
   readonly name: string;
   readonly #options: TokenSourceOptions;
@@ -221,10 +224,12 @@ export class TokenSource {
               { route: this.name, attempt: attemptNumber, retriesLeft: retryable ? retriesLeft : 0, code: (error as TokenError).code, reason: error.message },
               'token request failed',
             );
-            // Honour Retry-After (bounded by the longest backoff) before p-retry's own delay.
+            // Honour Retry-After before p-retry's own delay. One longer than the longest backoff
+            // ends this fetch: the wait between fetch cycles (#reject) then lasts the whole of it.
             const retryAfterMs = error instanceof TokenError ? error.retryAfterMs : undefined;
             if (retryable && retriesLeft > 0 && retryAfterMs) {
-              await sleep(Math.min(retryAfterMs, retry.maxDelayMs), undefined, { signal }).catch(() => {});
+              if (retryAfterMs > retry.maxDelayMs) throw error;
+              await sleep(retryAfterMs, undefined, { signal }).catch(() => {});
             }
           },
         },
@@ -264,9 +269,9 @@ export class TokenSource {
     this.#consecutiveFailures += 1;
     const { minDelayMs, maxDelayMs } = this.#options.retry;
     // Back off between whole fetch cycles too, growing with each failed cycle, and at least as
-    // long as the endpoint's Retry-After asked (bounded like every other delay).
+    // long as the endpoint's Retry-After asked (up to an hour, against absurd values).
     const grown = Math.min(maxDelayMs, Math.max(minDelayMs, 1000) * 2 ** Math.min(this.#consecutiveFailures - 1, 16));
-    const backoff = Math.max(grown, Math.min(error.retryAfterMs ?? 0, maxDelayMs));
+    const backoff = Math.max(grown, Math.min(error.retryAfterMs ?? 0, maxRetryAfterMs));
     const now = this.#clock.now();
     // Credentials that changed while this fetch used the old ones deserve an attempt at once.
     this.#retryNotBefore = credentialsChanged ? now : now + backoff;

@@ -119,6 +119,30 @@ describe('token endpoint faults, through the proxy', () => {
     }
   });
 
+  test('Retry-After: 120, longer than retry.maxDelayMs: the fetch stops, and no attempt comes before 120 s', async () => {
+    const clock = new ManualClock();
+    const tokens = await startScriptedTokenServer(() => ({ status: 429, body: { error: 'slow_down' }, headers: { 'retry-after': '120' } }));
+    const upstream = await startEchoUpstream({ signingKey });
+    const sidecar = await startSidecar({ routes: [route(tokens.url, upstream.url, {}, { tokenWaitMs: 1000, retry: { retries: 5, minDelayMs: 10, maxDelayMs: 30_000, maxTimeMs: 60_000 } })] }, { clock });
+    try {
+      const started = Date.now();
+      const refused = await call(`${sidecar.proxyUrl}/x`);
+      assert.equal(refused.status, 503);
+      assert.ok(Date.now() - started < 5000, 'the fetch did not sleep 30 s inside');
+      assert.equal(refused.headers.get('retry-after'), '120');
+      assert.equal(tokens.requests.length, 1, 'no retry inside the fetch');
+      clock.advance(119_000);
+      assert.equal(tokens.requests.length, 1, 'no attempt before Retry-After, though maxDelayMs is 30 s');
+      tokens.script = () => ({ status: 200, body: issue(600) });
+      clock.advance(1_000);
+      await eventually(() => sidecar.sidecar.tokenSources.get('api')!.peek() !== undefined);
+      assert.equal(tokens.requests.length, 2);
+    } finally {
+      await sidecar.close();
+      await Promise.all([tokens.close(), upstream.close()]);
+    }
+  });
+
   test('expires_in huge (1e12): accepted, but cut to maxLifetimeSeconds and refreshed on that schedule', async () => {
     const clock = new ManualClock();
     const tokens = await startScriptedTokenServer(() => ({ status: 200, body: { ...issue(600), expires_in: 1e12 } }));
