@@ -96,52 +96,40 @@ describe('token endpoint faults, through the proxy', () => {
     });
   }
 
-  test('429 with Retry-After: 20 and no token: callers are told to come back in 20 s, and the next attempt waits for it', async () => {
-    const clock = new ManualClock();
-    const tokens = await startScriptedTokenServer(() => ({ status: 429, body: { error: 'slow_down' }, headers: { 'retry-after': '20' } }));
-    const upstream = await startEchoUpstream({ signingKey });
-    const sidecar = await startSidecar({ routes: [route(tokens.url, upstream.url, {}, { tokenWaitMs: 1000, retry: { retries: 0, minDelayMs: 10, maxDelayMs: 60_000, maxTimeMs: 1000 } })] }, { clock });
-    try {
-      const refused = await call(`${sidecar.proxyUrl}/x`);
-      assert.equal(refused.status, 503);
-      assert.equal(refused.headers.get('retry-after'), '20');
-      assert.equal(tokens.requests.length, 1);
-      clock.advance(19_000);
-      assert.equal((await call(`${sidecar.proxyUrl}/x`)).status, 503);
-      assert.equal(tokens.requests.length, 1, 'no attempt before Retry-After');
-      tokens.script = () => ({ status: 200, body: issue(600) });
-      clock.advance(1_000);
-      await eventually(() => sidecar.sidecar.tokenSources.get('api')!.peek() !== undefined);
-      assert.equal((await call(`${sidecar.proxyUrl}/x`)).status, 200);
-    } finally {
-      await sidecar.close();
-      await Promise.all([tokens.close(), upstream.close()]);
-    }
-  });
-
-  test('Retry-After: 120, longer than retry.maxDelayMs: the fetch stops, and no attempt comes before 120 s', async () => {
-    const clock = new ManualClock();
-    const tokens = await startScriptedTokenServer(() => ({ status: 429, body: { error: 'slow_down' }, headers: { 'retry-after': '120' } }));
-    const upstream = await startEchoUpstream({ signingKey });
-    const sidecar = await startSidecar({ routes: [route(tokens.url, upstream.url, {}, { tokenWaitMs: 1000, retry: { retries: 5, minDelayMs: 10, maxDelayMs: 30_000, maxTimeMs: 60_000 } })] }, { clock });
-    try {
-      const started = Date.now();
-      const refused = await call(`${sidecar.proxyUrl}/x`);
-      assert.equal(refused.status, 503);
-      assert.ok(Date.now() - started < 5000, 'the fetch did not sleep 30 s inside');
-      assert.equal(refused.headers.get('retry-after'), '120');
-      assert.equal(tokens.requests.length, 1, 'no retry inside the fetch');
-      clock.advance(119_000);
-      assert.equal(tokens.requests.length, 1, 'no attempt before Retry-After, though maxDelayMs is 30 s');
-      tokens.script = () => ({ status: 200, body: issue(600) });
-      clock.advance(1_000);
-      await eventually(() => sidecar.sidecar.tokenSources.get('api')!.peek() !== undefined);
-      assert.equal(tokens.requests.length, 2);
-    } finally {
-      await sidecar.close();
-      await Promise.all([tokens.close(), upstream.close()]);
-    }
-  });
+  // Retry-After within retry.maxDelayMs (20 s of 60 s), and longer than it (120 s of 30 s): either
+  // way callers are told to come back then, and no token request comes sooner. The longer one
+  // also ends the fetch at once instead of sleeping maxDelayMs inside it.
+  const retryAfterCases = [
+    { seconds: 20, retry: { retries: 0, minDelayMs: 10, maxDelayMs: 60_000, maxTimeMs: 1000 } },
+    { seconds: 120, retry: { retries: 5, minDelayMs: 10, maxDelayMs: 30_000, maxTimeMs: 60_000 } },
+  ];
+  for (const { seconds, retry } of retryAfterCases) {
+    test(`429 with Retry-After: ${seconds} (maxDelayMs ${retry.maxDelayMs / 1000} s) and no token: callers are told to come back in ${seconds} s, and the next attempt waits for it`, async () => {
+      const clock = new ManualClock();
+      const tokens = await startScriptedTokenServer(() => ({ status: 429, body: { error: 'slow_down' }, headers: { 'retry-after': String(seconds) } }));
+      const upstream = await startEchoUpstream({ signingKey });
+      const sidecar = await startSidecar({ routes: [route(tokens.url, upstream.url, {}, { tokenWaitMs: 1000, retry })] }, { clock });
+      try {
+        const started = Date.now();
+        const refused = await call(`${sidecar.proxyUrl}/x`);
+        assert.equal(refused.status, 503);
+        assert.ok(Date.now() - started < 5000, 'the fetch did not sleep inside');
+        assert.equal(refused.headers.get('retry-after'), String(seconds));
+        assert.equal(tokens.requests.length, 1, 'no retry inside the fetch');
+        clock.advance(seconds * 1000 - 1000);
+        assert.equal((await call(`${sidecar.proxyUrl}/x`)).status, 503);
+        assert.equal(tokens.requests.length, 1, 'no attempt before Retry-After');
+        tokens.script = () => ({ status: 200, body: issue(600) });
+        clock.advance(1_000);
+        await eventually(() => sidecar.sidecar.tokenSources.get('api')!.peek() !== undefined);
+        assert.equal(tokens.requests.length, 2);
+        assert.equal((await call(`${sidecar.proxyUrl}/x`)).status, 200);
+      } finally {
+        await sidecar.close();
+        await Promise.all([tokens.close(), upstream.close()]);
+      }
+    });
+  }
 
   test('expires_in huge (1e12): accepted, but cut to maxLifetimeSeconds and refreshed on that schedule', async () => {
     const clock = new ManualClock();
