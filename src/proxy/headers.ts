@@ -8,6 +8,14 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { RouteConfig } from '../config/types.js';
 import { callerLocation } from './paths.js';
 
+/**
+ * Headers that belong to one connection (RFC 9110 §7.6.1) or to the caller's proxy credentials,
+ * and Expect: Node's server already answered the caller's 100-continue, and undici refuses to
+ * send a request that carries it (the caller got a 502). reply-from has already removed
+ * Connection and the headers it names.
+ */
+const hopByHopRequestHeaders = ['proxy-authorization', 'proxy-connection', 'keep-alive', 'te', 'trailer', 'upgrade', 'expect'];
+
 /** Headers through which a caller could claim to be someone or somewhere else to the upstream. */
 const forwardedHeaderNames = ['forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-prefix', 'x-real-ip'];
 
@@ -20,6 +28,7 @@ export interface HeaderPolicyOptions {
 /** Returns the per-request rewrite of the headers sent upstream (in place). */
 export function requestHeaderPolicy({ route, sharedSecretHeader }: HeaderPolicyOptions): (request: FastifyRequest, headers: IncomingHttpHeaders) => void {
   const drop = [
+    ...hopByHopRequestHeaders,
     ...(sharedSecretHeader ? [sharedSecretHeader] : []),
     ...(route.forwardedHeaders === 'pass' ? [] : forwardedHeaderNames.filter((name) => route.forwardedHeaders === 'strip' || name !== 'x-forwarded-for')),
     ...(route.forwardCookies ? [] : ['cookie']),

@@ -29,13 +29,6 @@ declare module 'fastify' {
   }
 }
 
-/**
- * Headers that belong to one connection (RFC 9110 §7.6.1) or to the caller's proxy credentials,
- * and Expect: Node's server already answered the caller's 100-continue, and undici refuses to
- * send a request that carries it (the caller got a 502).
- */
-const hopByHopHeaders = ['proxy-authorization', 'proxy-connection', 'keep-alive', 'te', 'trailer', 'upgrade', 'expect'];
-
 export interface ProxyRouteOptions {
   readonly route: RouteConfig;
   readonly tokens: TokenSource;
@@ -64,7 +57,6 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
   }
 
   function rewriteRequestHeaders(request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
-    for (const name of hopByHopHeaders) delete headers[name];
     applyHeaderPolicy(request, headers);
     // Whatever the caller sent as Authorization is replaced, never forwarded.
     headers.authorization = `Bearer ${request.bearerToken}`;
@@ -83,7 +75,6 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
     route: route.name,
     tokens,
     bodyLimitBytes: route.replayBodyLimitBytes,
-    forward: (_request, reply, dest, options) => reply.from(dest, options),
   });
 
   await app.register(httpProxy, {
