@@ -19,9 +19,6 @@ export interface UpstreamResponse {
   readonly stream: Readable;
 }
 
-/** Sends the request upstream (again): http-proxy's handler signature. */
-export type Forward = (request: FastifyRequest, reply: FastifyReply, dest: string, options: object) => void;
-
 interface Attempt {
   dest: string;
   options: object;
@@ -35,7 +32,6 @@ export interface ReplayOptions {
   readonly route: string;
   readonly tokens: TokenSource;
   readonly bodyLimitBytes: number;
-  readonly forward: Forward;
 }
 
 export class ReplayOn401 {
@@ -61,7 +57,7 @@ export class ReplayOn401 {
       }
     }
     this.#attempts.set(request, attempt);
-    this.#options.forward(request, reply, dest, options);
+    reply.from(dest, options);
     // Like reply.from's own return value: fastify waits for the reply instead of sending one.
     return reply;
   };
@@ -108,7 +104,7 @@ export class ReplayOn401 {
     request.bearerToken = fresh;
     if (attempt.keptBody) request.body = Readable.from(attempt.keptBody);
     request.log.debug({ route: this.#options.route }, 'upstream answered 401; replaying the request with a new token');
-    this.#options.forward(request, reply, attempt.dest, attempt.options);
+    reply.from(attempt.dest, attempt.options);
   }
 }
 
