@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { Agent } from 'undici';
 import type { RouteConfig, TlsConfig } from './config/types.js';
 
-/** Options for undici's `connect` (and tls.connect). Always explicit: @fastify/reply-from's own default is rejectUnauthorized: false. */
+/** Options for undici's `connect` (and tls.connect). Always explicit (@fastify/reply-from, used before forward.ts, defaulted to rejectUnauthorized: false). */
 export function tlsConnectOptions(tls: TlsConfig): ConnectionOptions {
   return {
     rejectUnauthorized: tls.rejectUnauthorized,

@@ -1,20 +1,23 @@
-// What a route does to headers beyond Authorization: X-Forwarded-* and Forwarded (strip, append
-// or pass), cookies (both ways, or neither), the listener's shared-secret header (never forwarded),
-// and Location (mapped back under the route's prefix). Lists are built once per route; per request
-// this is a few deletes.
+// What a route does to headers: the request headers sent upstream are built in one pass from the
+// caller's (hop-by-hop, Host, forwarded headers, cookies and the listener's shared-secret header
+// left out; Authorization and X-Request-Id set by us), and the upstream's response headers are
+// copied back the same way (hop-by-hop out, Location mapped back under the route's prefix, cookies
+// only when the route forwards them). The name sets are built once per route; per request this
+// is one loop over the headers there are, into a fresh object (no deletes of absent names).
 
-import type { FastifyRequest } from 'fastify';
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { RouteConfig } from '../config/types.js';
 import { callerLocation } from './paths.js';
+
+export type OutgoingHeaders = Record<string, string | string[]>;
 
 /**
  * Headers that belong to one connection (RFC 9110 §7.6.1) or to the caller's proxy credentials,
  * and Expect: Node's server already answered the caller's 100-continue, and undici refuses to
- * send a request that carries it (the caller got a 502). reply-from has already removed
- * Connection and the headers it names.
+ * send a request that carries it. Host is the upstream's (undici sets it from the origin);
+ * Transfer-Encoding is undici's to choose for the body it sends.
  */
-const hopByHopRequestHeaders = ['proxy-authorization', 'proxy-connection', 'keep-alive', 'te', 'trailer', 'upgrade', 'expect'];
+const hopByHopRequestHeaders = ['connection', 'proxy-authorization', 'proxy-connection', 'keep-alive', 'te', 'trailer', 'upgrade', 'expect', 'host', 'transfer-encoding'];
 
 /** Headers through which a caller could claim to be someone or somewhere else to the upstream. */
 const forwardedHeaderNames = ['forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-prefix', 'x-real-ip'];
@@ -25,47 +28,70 @@ export interface HeaderPolicyOptions {
   readonly sharedSecretHeader?: string | undefined;
 }
 
-/** Returns the per-request rewrite of the headers sent upstream (in place). */
-export function requestHeaderPolicy({ route, sharedSecretHeader }: HeaderPolicyOptions): (request: FastifyRequest, headers: IncomingHttpHeaders) => void {
-  const drop = [
+/** Builds the headers of an upstream request: the caller's, filtered, plus Authorization and X-Request-Id. */
+export type RequestHeaderBuilder = (raw: IncomingMessage, authorization: string, requestId: string) => OutgoingHeaders;
+
+export function requestHeaderPolicy({ route, sharedSecretHeader }: HeaderPolicyOptions): RequestHeaderBuilder {
+  const drop = new Set([
     ...hopByHopRequestHeaders,
-    ...(sharedSecretHeader ? [sharedSecretHeader] : []),
+    // Whatever the caller sent as Authorization or X-Request-Id is replaced, never forwarded.
+    'authorization',
+    'x-request-id',
+    ...(sharedSecretHeader ? [sharedSecretHeader.toLowerCase()] : []),
     ...(route.forwardedHeaders === 'pass' ? [] : forwardedHeaderNames.filter((name) => route.forwardedHeaders === 'strip' || name !== 'x-forwarded-for')),
     ...(route.forwardCookies ? [] : ['cookie']),
-  ];
+  ]);
   const append = route.forwardedHeaders === 'append';
-  return (request, headers) => {
-    for (const name of drop) delete headers[name];
-    if (append) {
-      const previous = headers['x-forwarded-for'];
-      const client = request.socket.remoteAddress ?? 'unknown';
-      headers['x-forwarded-for'] = previous ? `${String(previous)}, ${client}` : client;
-      headers['x-forwarded-proto'] = 'http';
-      if (request.headers.host) headers['x-forwarded-host'] = request.headers.host;
+  return (raw, authorization, requestId) => {
+    const source = raw.headers;
+    const headers: OutgoingHeaders = {};
+    for (const name in source) {
+      if (!drop.has(name)) headers[name] = source[name] as string | string[];
     }
+    // Headers the caller named in Connection are hop-by-hop too (keep-alive and close name none).
+    const connection = source.connection;
+    if (connection !== undefined && connection !== 'keep-alive' && connection !== 'close') {
+      for (const name of connection.split(',')) delete headers[name.trim().toLowerCase()];
+    }
+    if (append) {
+      const previous = source['x-forwarded-for'];
+      const client = raw.socket.remoteAddress ?? 'unknown';
+      headers['x-forwarded-for'] = previous ? `${previous}, ${client}` : client;
+      headers['x-forwarded-proto'] = 'http';
+      if (source.host) headers['x-forwarded-host'] = source.host;
+    }
+    headers.authorization = authorization;
+    headers['x-request-id'] = requestId;
+    return headers;
   };
 }
 
 /**
  * Response headers that describe the sidecar's connection to the upstream, not the caller's to
  * the sidecar: forwarded, `connection: keep-alive` would override a caller's `Connection: close`.
+ * Transfer-Encoding: undici has decoded the body; Node frames it afresh for the caller.
  */
-const hopByHopResponseHeaders = ['connection', 'keep-alive', 'proxy-connection', 'upgrade', 'proxy-authenticate'];
+const hopByHopResponseHeaders = ['connection', 'keep-alive', 'proxy-connection', 'upgrade', 'proxy-authenticate', 'transfer-encoding', 'trailer'];
 
-/** Returns the rewrite of the upstream's response headers (in place) before they reach the caller. */
-export function responseHeaderPolicy(route: RouteConfig): (headers: IncomingHttpHeaders) => void {
+/** Copies the upstream's response headers for the caller, with the response policy applied. */
+export type ResponseHeaderBuilder = (upstream: IncomingHttpHeaders | Record<string, string | string[] | undefined>, requestId: string) => OutgoingHeaders;
+
+export function responseHeaderPolicy(route: RouteConfig): ResponseHeaderBuilder {
   const mapping = { prefix: route.prefix, basePath: route.upstreamBasePath };
-  const dropCookies = !route.forwardCookies;
-  return (headers) => {
-    const connection = headers.connection;
-    if (typeof connection === 'string' && connection.includes(',')) {
-      for (const name of connection.split(',')) delete headers[name.trim().toLowerCase()];
-    } else if (typeof connection === 'string' && connection !== 'keep-alive' && connection !== 'close') {
-      delete headers[connection.trim().toLowerCase()];
+  const drop = new Set([...hopByHopResponseHeaders, 'x-request-id', ...(route.forwardCookies ? [] : ['set-cookie'])]);
+  return (upstream, requestId) => {
+    const headers: OutgoingHeaders = {};
+    for (const name in upstream) {
+      const value = upstream[name];
+      if (value !== undefined && !drop.has(name)) headers[name] = value;
     }
-    for (const name of hopByHopResponseHeaders) delete headers[name];
+    const connection = upstream.connection;
+    if (typeof connection === 'string' && connection !== 'keep-alive' && connection !== 'close') {
+      for (const name of connection.split(',')) delete headers[name.trim().toLowerCase()];
+    }
     const location = headers.location;
     if (typeof location === 'string') headers.location = callerLocation(location, mapping);
-    if (dropCookies) delete headers['set-cookie'];
+    headers['x-request-id'] = requestId;
+    return headers;
   };
 }

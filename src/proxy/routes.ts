@@ -1,26 +1,24 @@
-// One @fastify/http-proxy per route. A preHandler gets the route's token (without awaiting when a
-// valid one is cached); the header rewrite sets Authorization; failures go to the app's error
-// handler, which maps them to JSON in one place (errors.ts). A 401 is replayed once with a new
-// token (replay.ts); a caller that goes away aborts its upstream request (caller-abort.ts).
-// WebSocket upgrades leave in the preHandler, once the token is there (websocket.ts).
+// Mounts one route: its prefix on the proxy app, a keep-alive undici Pool to its upstream origin,
+// and a handler that maps the path (paths.ts), takes the route's token (without awaiting when a
+// valid one is cached) and forwards (forward.ts). Failures go to the app's error handler, which
+// maps them to JSON in one place (errors.ts). WebSocket upgrades leave here for websocket.ts,
+// once the token is there.
 
-import httpProxy from '@fastify/http-proxy';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { IncomingHttpHeaders } from 'node:http';
+import { Pool } from 'undici';
 import type { RouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import { tlsConnectOptions } from '../tls.js';
 import type { TokenSource } from '../token/token-source.js';
-import { callerAwarePool, tagWithCaller } from './caller-abort.js';
+import { Forwarder } from './forward.js';
 import { requestHeaderPolicy, responseHeaderPolicy } from './headers.js';
 import { bodyLimit } from './limits.js';
 import { upstreamPath } from './paths.js';
-import { ReplayOn401 } from './replay.js';
 import { isUpgradeFor, type WebSocketProxy } from './websocket.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** The bearer token this request is forwarded with. */
+    /** The bearer token a WebSocket upgrade is dialled with. */
     bearerToken: string;
   }
   interface FastifyContextConfig {
@@ -28,6 +26,9 @@ declare module 'fastify' {
     sidecarRoute?: string;
   }
 }
+
+/** The methods a route carries; anything else gets the app's 404, as a path no route serves. */
+export const proxiedMethods = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'];
 
 export interface ProxyRouteOptions {
   readonly route: RouteConfig;
@@ -40,89 +41,63 @@ export interface ProxyRouteOptions {
   readonly websockets?: WebSocketProxy;
 }
 
-function rawQueryString(_search: string, requestUrl: string): string {
-  const index = requestUrl.indexOf('?');
-  return index >= 0 ? requestUrl.slice(index + 1) : '';
-}
-
 export async function proxyRoute(app: FastifyInstance, { route, tokens, connections = 128, sharedSecretHeader, websockets }: ProxyRouteOptions): Promise<void> {
-  const applyHeaderPolicy = requestHeaderPolicy({ route, sharedSecretHeader });
-  const applyResponsePolicy = responseHeaderPolicy(route);
+  const requestHeaders = requestHeaderPolicy({ route, sharedSecretHeader });
+  const responseHeaders = responseHeaderPolicy(route);
   const mapping = { prefix: route.prefix, basePath: route.upstreamBasePath };
-
-  async function attachToken(request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const upgrade = isUpgradeFor(request.raw, route);
-    request.bearerToken = tokens.peek() ?? (await tokens.getToken());
-    if (upgrade) await websockets?.forward(request, reply, { route, tokens, rewriteRequestHeaders, rewriteResponseHeaders });
-  }
-
-  function rewriteRequestHeaders(request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
-    applyHeaderPolicy(request, headers);
-    // Whatever the caller sent as Authorization is replaced, never forwarded.
-    headers.authorization = `Bearer ${request.bearerToken}`;
-    headers['x-request-id'] = request.id;
-    tagWithCaller(headers, request.raw.socket);
-    return headers;
-  }
-
-  function rewriteResponseHeaders(headers: IncomingHttpHeaders, request: FastifyRequest): IncomingHttpHeaders {
-    applyResponsePolicy(headers);
-    headers['x-request-id'] = request.id;
-    return headers;
-  }
-
-  const replay = new ReplayOn401({
-    route: route.name,
-    tokens,
-    bodyLimitBytes: route.replayBodyLimitBytes,
+  const pool = new Pool(route.upstreamOrigin, {
+    connections,
+    pipelining: 1,
+    keepAliveTimeout: 30_000,
+    connectTimeout: route.connectTimeoutMs,
+    headersTimeout: route.responseTimeoutMs,
+    bodyTimeout: route.responseTimeoutMs,
+    connect: tlsConnectOptions(route.tls),
   });
+  const forwarder = new Forwarder({ route: route.name, tokens, pool, requestHeaders, responseHeaders, replayBodyLimitBytes: route.replayBodyLimitBytes });
+  const upgrades = websockets && {
+    route,
+    tokens,
+    rewriteRequestHeaders: (request: FastifyRequest) => requestHeaders(request.raw, `Bearer ${request.bearerToken}`, request.id),
+    rewriteResponseHeaders: responseHeaders,
+  };
 
-  await app.register(httpProxy, {
-    upstream: route.upstreamOrigin + route.upstreamBasePath,
-    prefix: route.prefix,
-    // @fastify/http-proxy joins "/" + base path "/api" + "hello" into "/apihello"; a trailing
-    // slash on the rewrite prefix of the root route gives "/api/hello".
-    rewritePrefix: route.prefix === '/' ? `${route.upstreamBasePath}/` : route.upstreamBasePath || '/',
-    // Upgrades are ours (websocket.ts): its 101 comes only once the upstream has accepted.
-    websocket: false,
-    disableRequestLogging: true,
-    config: { sidecarRoute: route.name },
+  function handler(request: FastifyRequest, reply: FastifyReply): void {
+    const url = request.raw.url as string;
+    const query = url.indexOf('?');
+    const path = upstreamPath(query < 0 ? url : url.slice(0, query), mapping);
+    // Never reached when the router matched the prefix.
+    if (path === undefined) return void reply.send(new SidecarError('BSC_NOT_FOUND', 'no route serves this path'));
+    // The query string goes on byte for byte, as the caller wrote it.
+    const target = query < 0 ? path : path + url.slice(query);
+    if (isUpgradeFor(request.raw, route)) return void upgrade(request, reply);
+    const token = tokens.peek();
+    if (token !== undefined) return forwarder.forward(request, reply, target, token);
+    tokens.getToken().then(
+      (fresh) => forwarder.forward(request, reply, target, fresh),
+      (err: unknown) => reply.send(err),
+    );
+  }
+
+  async function upgrade(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    try {
+      request.bearerToken = tokens.peek() ?? (await tokens.getToken());
+      await websockets?.forward(request, reply, upgrades as NonNullable<typeof upgrades>);
+    } catch (err) {
+      if (!reply.sent) reply.send(err);
+    }
+  }
+
+  await app.register(async (scope) => {
+    // Bodies are not parsed: whatever the content type, the request stream is forwarded as it comes.
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+    scope.addHook('onClose', () => pool.close());
     // Body size is checked before a token is awaited: a refused upload costs nothing upstream.
-    preHandler: route.maxBodyBytes > 0 ? [bodyLimit(route.maxBodyBytes), attachToken] : attachToken,
-    // The upstream path comes from paths.ts, the one mapping the guard and its property test
-    // cover; the request then goes out through the 401 replay (replay.ts).
-    handler(request: FastifyRequest, reply: FastifyReply, _dest: string, options: object) {
-      const url = request.raw.url as string;
-      const query = url.indexOf('?');
-      const path = upstreamPath(query < 0 ? url : url.slice(0, query), mapping);
-      // Never reached when the router matched the prefix; without a path reply.from would fall back to the raw URL.
-      if (path === undefined) return reply.send(new SidecarError('BSC_NOT_FOUND', 'no route serves this path'));
-      return replay.handler(request, reply, path, options);
-    },
-    // Location is mapped back by paths.ts (callerLocation), not by http-proxy's substring replace.
-    internalRewriteLocationHeader: false,
-    undici: {
-      factory: callerAwarePool,
-      connections,
-      pipelining: 1,
-      keepAliveTimeout: 30_000,
-      connectTimeout: route.connectTimeoutMs,
-      headersTimeout: route.responseTimeoutMs,
-      bodyTimeout: route.responseTimeoutMs,
-      connect: tlsConnectOptions(route.tls),
-    },
-    replyOptions: {
-      rewriteRequestHeaders,
-      rewriteHeaders: rewriteResponseHeaders,
-      // Forward the query string byte for byte; the default re-serialises it (a+b -> a%20b).
-      queryString: rawQueryString,
-      // reply-from would retry a GET answered 503 up to ten times; the caller decides, not us.
-      retryDelay: () => null,
-      // reply-from's types call `res` a server response; it is { statusCode, headers, stream }.
-      onResponse: replay.onResponse as never,
-      onError(reply: FastifyReply, { error }: { error: Error }) {
-        reply.send(error);
-      },
-    },
-  } as Parameters<typeof httpProxy>[1]);
+    const preHandler = route.maxBodyBytes > 0 ? bodyLimit(route.maxBodyBytes) : undefined;
+    const base = route.prefix === '/' ? '' : route.prefix;
+    for (const url of [base || '/', `${base}/*`]) {
+      scope.route({ method: proxiedMethods, url, config: { sidecarRoute: route.name }, ...(preHandler ? { preHandler } : {}), handler });
+    }
+  });
 }

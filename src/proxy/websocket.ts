@@ -19,6 +19,7 @@ import type { RouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import { tlsConnectOptions } from '../tls.js';
 import type { TokenSource } from '../token/token-source.js';
+import type { OutgoingHeaders, ResponseHeaderBuilder } from './headers.js';
 import { upstreamPath } from './paths.js';
 import { joinWebSockets, type LinkClose, type WebSocketLink } from './websocket-link.js';
 
@@ -29,10 +30,10 @@ const handshakeHeaders = ['host', 'connection', 'sec-websocket-key', 'sec-websoc
 export interface UpgradeRoute {
   readonly route: RouteConfig;
   readonly tokens: TokenSource;
-  /** Hop-by-hop headers out, the header policy, Authorization and X-Request-Id in (routes.ts). */
-  readonly rewriteRequestHeaders: (request: FastifyRequest, headers: IncomingHttpHeaders) => IncomingHttpHeaders;
+  /** The headers a plain request of this route would carry upstream (headers.ts), token and request id included. */
+  readonly rewriteRequestHeaders: (request: FastifyRequest) => OutgoingHeaders;
   /** The response header policy, for an upstream refusal relayed to the caller. */
-  readonly rewriteResponseHeaders: (headers: IncomingHttpHeaders, request: FastifyRequest) => IncomingHttpHeaders;
+  readonly rewriteResponseHeaders: ResponseHeaderBuilder;
 }
 
 type Dialled = { readonly open: WebSocket } | { readonly refused: IncomingMessage; readonly upstream: WebSocket } | { readonly callerGone: true };
@@ -123,7 +124,7 @@ export class WebSocketProxy {
 
   /**
    * Dials the upstream for an upgrade request that holds its token, then answers the caller. A
-   * 401 is retried once with a new token, as plain requests are (replay.ts). Throws (for the app's
+   * 401 is retried once with a new token, as plain requests are (forward.ts). Throws (for the app's
    * error handler) while no answer has been sent.
    */
   async forward(request: FastifyRequest, reply: FastifyReply, target: UpgradeRoute): Promise<void> {
@@ -151,8 +152,7 @@ export class WebSocketProxy {
     if ('refused' in dialled) {
       // The upstream's refusal (401, 403, 404...) reaches the caller unchanged, as for any request.
       const { refused, upstream } = dialled;
-      const headers = target.rewriteResponseHeaders({ ...refused.headers }, request);
-      delete headers['transfer-encoding'];
+      const headers = target.rewriteResponseHeaders(refused.headers, request.id);
       reply.raw.writeHead(refused.statusCode ?? 502, headers);
       refused.once('close', () => upstream.terminate());
       refused.pipe(reply.raw);
@@ -182,10 +182,9 @@ export class WebSocketProxy {
   #dial(request: FastifyRequest, { route, rewriteRequestHeaders }: UpgradeRoute, url: URL): Promise<Dialled> {
     const raw = request.raw;
     const caller = raw.socket;
-    const headers = { ...raw.headers };
+    // The handshake's own headers are made afresh by ws for the upstream.
+    const headers = rewriteRequestHeaders(request);
     for (const name of handshakeHeaders) delete headers[name];
-    for (const name of connectionListed(raw.headers)) delete headers[name];
-    rewriteRequestHeaders(request, headers);
     return new Promise((resolve, reject) => {
       let settled = false;
       const settle = (outcome: () => void) => {
@@ -264,9 +263,4 @@ export function upstreamUrl(route: RouteConfig, requestUrl: string): URL {
 function offeredProtocols(headers: IncomingHttpHeaders): string[] {
   const header = headers['sec-websocket-protocol'];
   return header ? header.split(',').map((p) => p.trim()).filter(Boolean) : [];
-}
-
-/** Header names the caller's Connection header marks as hop-by-hop. */
-function connectionListed(headers: IncomingHttpHeaders): string[] {
-  return (headers.connection ?? '').split(',').map((name) => name.trim().toLowerCase()).filter((name) => name !== '' && name !== 'upgrade');
 }
