@@ -1,12 +1,24 @@
 // Prometheus metrics for the admin listener. Label values are bounded: route names come from the
 // config, methods and statuses are folded into classes, and no path, token or secret is ever a
-// label. Children are cached so the per-request cost is a Map lookup and two increments.
+// label.
+//
+// The per-request work is plain arithmetic: requestStarted/requestFinished bump numbers in
+// objects made once per route (and once per route, method and status), and prom-client only sees
+// them at scrape time. prom-client's own inc()/observe() re-hash the label object on every call,
+// which cost microseconds a request.
 
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import type { UpstreamErrorKind } from './proxy/errors.js';
 import type { TokenStatus } from './token/token-source.js';
 
-const knownMethods = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+const methodClasses = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'OTHER'] as const;
+const methodIndex = new Map<string, number>(methodClasses.slice(0, -1).map((method, i) => [method, i]));
+const otherMethod = methodClasses.length - 1;
+
+const durationName = 'bearer_sidecar_request_duration_seconds';
+const durationHelp = 'Time from request received to response sent, by route.';
+/** Upper bounds in seconds; `+Inf` is implicit. */
+const durationBuckets: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 export interface Metrics {
   readonly registry: Registry;
@@ -17,24 +29,81 @@ export interface Metrics {
   tokenFetch(route: string, outcome: 'success' | 'failure'): void;
 }
 
+/** One series of bearer_sidecar_requests_total. */
+interface RequestSeries {
+  readonly labels: { readonly route: string; readonly method: string; readonly status_class: string };
+  count: number;
+}
+
+/** The counts of one route: its duration histogram, and its request series by method and status. */
+interface RouteSeries {
+  readonly route: string;
+  /** Observations per bucket, not cumulative: [i] counts those in (bound[i-1], bound[i]]; the last, those above every bound. */
+  readonly buckets: Float64Array;
+  sum: number;
+  count: number;
+  /** Keyed by status * 8 + method class index (status 0 when aborted); statuses of one class share a series. */
+  readonly requests: Map<number, RequestSeries>;
+}
+
 export function createMetrics(tokenStatuses: () => readonly TokenStatus[]): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'bearer_sidecar_' });
 
-  const requests = new Counter({
+  // The plain counts. Both maps keep first-seen order, which is the order of the series in /metrics.
+  let inFlightCount = 0;
+  const routes = new Map<string, RouteSeries>();
+  const requestSeries = new Map<string, RequestSeries>();
+
+  new Counter({
     name: 'bearer_sidecar_requests_total',
     help: 'Proxied requests by route, method class and status class.',
     labelNames: ['route', 'method', 'status_class'] as const,
     registers: [registry],
+    collect() {
+      this.reset();
+      for (const series of requestSeries.values()) this.inc(series.labels, series.count);
+    },
   });
-  const duration = new Histogram({
-    name: 'bearer_sidecar_request_duration_seconds',
-    help: 'Time from request received to response sent, by route.',
-    labelNames: ['route'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  // prom-client's Histogram has no way to set its counts, so the histogram is a metric object of
+  // our own that returns what Histogram.get() returns: cumulative buckets with `le` (+Inf last), then
+  // _sum and _count, per route. The registry only calls get() (and reset() from resetMetrics()).
+  const duration = {
+    name: durationName,
+    help: durationHelp,
+    type: 'histogram',
+    aggregator: 'sum',
+    async get() {
+      const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+      for (const { route, buckets, sum, count } of routes.values()) {
+        let cumulative = 0;
+        for (let i = 0; i < durationBuckets.length; i++) {
+          cumulative += buckets[i] as number;
+          values.push({ labels: { le: durationBuckets[i] as number, route }, value: cumulative, metricName: `${durationName}_bucket` });
+        }
+        values.push(
+          { labels: { le: '+Inf', route }, value: count, metricName: `${durationName}_bucket` },
+          { labels: { route }, value: sum, metricName: `${durationName}_sum` },
+          { labels: { route }, value: count, metricName: `${durationName}_count` },
+        );
+      }
+      return { name: durationName, help: durationHelp, type: 'histogram', values, aggregator: 'sum' };
+    },
+    // Registry.resetMetrics() calls this: it clears every plain count, the request counter's too.
+    reset() {
+      routes.clear();
+      requestSeries.clear();
+    },
+  };
+  registry.registerMetric(duration as unknown as Metric);
+  new Gauge({
+    name: 'bearer_sidecar_requests_in_flight',
+    help: 'Requests being proxied now.',
     registers: [registry],
+    collect() {
+      this.set(inFlightCount);
+    },
   });
-  const inFlight = new Gauge({ name: 'bearer_sidecar_requests_in_flight', help: 'Requests being proxied now.', registers: [registry] });
   const upstreamErrors = new Counter({
     name: 'bearer_sidecar_upstream_errors_total',
     help: 'Upstream failures by route and kind (connect, timeout, reset).',
@@ -59,30 +128,46 @@ export function createMetrics(tokenStatuses: () => readonly TokenStatus[]): Metr
     },
   });
 
-  const requestChildren = new Map<string, Counter.Internal>();
-  const durationChildren = new Map<string, Histogram.Internal<'route'>>();
+  function newRoute(route: string): RouteSeries {
+    const series: RouteSeries = { route, buckets: new Float64Array(durationBuckets.length + 1), sum: 0, count: 0, requests: new Map() };
+    routes.set(route, series);
+    return series;
+  }
+
+  function newRequestSeries(routeSeries: RouteSeries, key: number, method: number, status: number | undefined): RequestSeries {
+    const labels = { route: routeSeries.route, method: methodClasses[method] as string, status_class: status === undefined ? 'aborted' : `${Math.floor(status / 100)}xx` };
+    const labelKey = `${labels.route}\0${labels.method}\0${labels.status_class}`;
+    let series = requestSeries.get(labelKey);
+    if (!series) {
+      series = { labels, count: 0 };
+      requestSeries.set(labelKey, series);
+    }
+    routeSeries.requests.set(key, series);
+    return series;
+  }
 
   return {
     registry,
     requestStarted() {
-      inFlight.inc();
+      inFlightCount++;
     },
     requestFinished(route, method, status, durationMs) {
-      inFlight.dec();
-      const methodClass = knownMethods.has(method) ? method : 'OTHER';
-      const key = `${route}\0${methodClass}\0${status}`;
-      let child = requestChildren.get(key);
-      if (!child) {
-        child = requests.labels({ route, method: methodClass, status_class: status === undefined ? 'aborted' : `${Math.floor(status / 100)}xx` });
-        requestChildren.set(key, child);
+      inFlightCount--;
+      const routeSeries = routes.get(route) ?? newRoute(route);
+      const methodClass = methodIndex.get(method) ?? otherMethod;
+      const key = (status ?? 0) * methodClasses.length + methodClass;
+      (routeSeries.requests.get(key) ?? newRequestSeries(routeSeries, key, methodClass, status)).count++;
+
+      const seconds = durationMs / 1000;
+      if (!Number.isFinite(seconds)) return; // prom-client's observe() would throw; keep the sum a number
+      routeSeries.sum += seconds;
+      routeSeries.count++;
+      let bucket = 0;
+      for (const bound of durationBuckets) {
+        if (seconds <= bound) break;
+        bucket++;
       }
-      child.inc();
-      let histogram = durationChildren.get(route);
-      if (!histogram) {
-        histogram = duration.labels({ route });
-        durationChildren.set(route, histogram);
-      }
-      histogram.observe(durationMs / 1000);
+      routeSeries.buckets[bucket] = (routeSeries.buckets[bucket] as number) + 1;
     },
     upstreamError(route, kind) {
       upstreamErrors.inc({ route, kind });

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
+import { Counter, Histogram, Registry } from 'prom-client';
 import { startEchoUpstream, type EchoUpstream } from '../../src/demo/echo-upstream.js';
 import { startTokenServer, type TokenServer } from '../../src/demo/token-server.js';
+import { createMetrics } from '../../src/metrics.js';
 import { freePort, signingKey } from '../helpers/servers.js';
 import { eventually, startSidecar, type TestSidecar } from '../helpers/sidecar.js';
 
@@ -115,6 +117,69 @@ describe('metrics, request ids and the log level', () => {
     const bad = await fetch(`${sidecar.adminUrl}/loglevel`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ level: 'loud' }) });
     assert.equal(bad.status, 400);
     await fetch(`${sidecar.adminUrl}/loglevel`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ level: 'info' }) });
+  });
+});
+
+describe('request counts and durations, kept as plain numbers and exposed at scrape time', () => {
+  const buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+  /** The blocks (HELP, TYPE and series) of the given metrics in a /metrics text. */
+  function blocks(text: string, ...names: string[]): string {
+    return text.trimEnd().split('\n\n').filter((block) => names.some((name) => block.startsWith(`# HELP ${name} `))).join('\n\n');
+  }
+
+  test('buckets are cumulative, a duration on a bound counts in that bucket, +Inf and _count are all, _sum is in seconds', async () => {
+    const metrics = createMetrics(() => []);
+    const durationsMs = [0.5, 1, 3, 30_000, 31_000, 120];
+    for (const ms of durationsMs) {
+      metrics.requestStarted();
+      metrics.requestFinished('r', 'GET', 200, ms);
+    }
+    metrics.requestStarted();
+    const text = await metrics.registry.metrics();
+    const bucket = (le: string) => value(text, `bearer_sidecar_request_duration_seconds_bucket{le="${le}",route="r"}`);
+    assert.deepEqual(
+      buckets.map((le) => bucket(String(le))),
+      [2, 2, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 5],
+    );
+    assert.equal(bucket('+Inf'), 6);
+    assert.equal(value(text, 'bearer_sidecar_request_duration_seconds_count{route="r"}'), 6);
+    assert.equal(value(text, 'bearer_sidecar_request_duration_seconds_sum{route="r"}'), durationsMs.reduce((sum, ms) => sum + ms / 1000, 0));
+    assert.equal(value(text, 'bearer_sidecar_requests_in_flight'), 1);
+  });
+
+  test("the /metrics text is byte for byte what prom-client's own Counter and Histogram print for the same requests", async () => {
+    const metrics = createMetrics(() => []);
+    const reference = new Registry();
+    const requests = new Counter({ name: 'bearer_sidecar_requests_total', help: 'Proxied requests by route, method class and status class.', labelNames: ['route', 'method', 'status_class'], registers: [reference] });
+    const duration = new Histogram({ name: 'bearer_sidecar_request_duration_seconds', help: 'Time from request received to response sent, by route.', labelNames: ['route'], buckets, registers: [reference] });
+    const calls: [string, string, number | undefined, number][] = [
+      ['echo', 'GET', 200, 0.37],
+      ['dead', 'POST', 502, 2.5],
+      ['echo', 'GET', 204, 1000],
+      ['echo', 'PROPFIND', 404, 7.25],
+      ['none', 'MKCOL', undefined, 45_000],
+      ['echo', 'GET', undefined, 12.5],
+      ['dead', 'DELETE', 101, 0],
+      ['echo', 'HEAD', 304, 250.01],
+      ['dead', 'POST', 503, 30_000],
+    ];
+    for (const [route, method, status, ms] of [...calls, ...calls.slice(2)]) {
+      metrics.requestStarted();
+      metrics.requestFinished(route, method, status, ms);
+      const methodClass = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'].includes(method) ? method : 'OTHER';
+      requests.inc({ route, method: methodClass, status_class: status === undefined ? 'aborted' : `${Math.floor(status / 100)}xx` });
+      duration.observe({ route }, ms / 1000);
+    }
+    const names = ['bearer_sidecar_requests_total', 'bearer_sidecar_request_duration_seconds'];
+    const expected = blocks(await reference.metrics(), ...names);
+    assert.equal(blocks(await metrics.registry.metrics(), ...names), expected);
+    assert.match(expected, /status_class="aborted"/);
+    assert.match(expected, /method="OTHER"/);
+    // And a second scrape, after more requests, still agrees.
+    metrics.requestFinished('echo', 'GET', 200, 4);
+    requests.inc({ route: 'echo', method: 'GET', status_class: '2xx' });
+    duration.observe({ route: 'echo' }, 0.004);
+    assert.equal(blocks(await metrics.registry.metrics(), ...names), blocks(await reference.metrics(), ...names));
   });
 });
 
