@@ -40,8 +40,19 @@ export interface LoggerOptions {
   readonly destination?: NodeJS.WritableStream | pino.DestinationStream;
 }
 
+/**
+ * Stdout, asynchronously and in batches: one write() per line cost ~20 µs of each request's CPU
+ * (the profile's sonic-boom share). Lines are written once 4 KiB are waiting, and at the latest
+ * every `flushIntervalMs`; pino flushes what is left when the process exits, and the CLI before
+ * it does on a signal.
+ */
+export const flushIntervalMs = 100;
+export function stdoutDestination(): pino.DestinationStream {
+  return pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: flushIntervalMs });
+}
+
 export function createLogger(options: LoggerOptions): Logger {
-  const destination = options.destination ?? pino.destination({ dest: 1, sync: false });
+  const destination = options.destination ?? stdoutDestination();
   return pino(
     {
       level: options.level,

@@ -147,6 +147,8 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       const proxyUrl = listenerUrl(proxy);
       const adminUrl = listenerUrl(admin);
       logger.info({ proxy: proxyUrl, admin: adminUrl, routes: config.routes.map((r) => ({ name: r.name, prefix: r.prefix, upstream: r.upstreamOrigin + r.upstreamBasePath })) }, 'listening');
+      // Out now, not with the next batch: whatever waits for this line (a supervisor, a test) sees it at once.
+      logger.flush();
       return { proxyUrl, adminUrl };
     },
     async close() {
