@@ -2,18 +2,17 @@
 // The command line: serve (default), check and token. Each verb composes the pieces; none adds
 // behaviour of its own.
 
-import closeWithGrace from 'close-with-grace';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { envVariables } from './config/env.js';
-import { loadConfig } from './config/index.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { ConfigError } from './errors.js';
-import { setLogLevel } from './admin.js';
-import { createLogger } from './logger.js';
-import { createSidecar } from './server.js';
-import { exchangeClientCredentials, type Token } from './token/exchange.js';
-import { tokenDispatcher } from './tls.js';
+import type { Token } from './token/exchange.js';
+
+// What only some verbs need is imported when it is needed: --help and --version load neither the
+// config schema (zod, yaml) nor the server; `check` and `token` do not load the server's
+// dependencies (fastify, prom-client, pino, close-with-grace). In the bundle (dist/cli.js) these
+// modules are still parsed, but their top-level code is not run.
 
 const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -64,6 +63,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     return 2;
   }
 
+  const { loadConfig } = await import('./config/index.js');
   let config: SidecarConfig;
   try {
     config = loadConfig(values.config, env);
@@ -81,6 +81,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
 }
 
 async function serve(config: SidecarConfig): Promise<number> {
+  const [{ default: closeWithGrace }, { setLogLevel }, { createLogger }, { createSidecar }] = await Promise.all([
+    import('close-with-grace'),
+    import('./admin.js'),
+    import('./logger.js'),
+    import('./server.js'),
+  ]);
   const logger = createLogger({ level: config.logLevel });
   const sidecar = await createSidecar(config, { logger });
   try {
@@ -151,6 +157,7 @@ async function token(config: SidecarConfig, routeName: string | undefined): Prom
 }
 
 async function exchangeWithRouteTls(route: RouteConfig): Promise<Token> {
+  const [{ exchangeClientCredentials }, { tokenDispatcher }] = await Promise.all([import('./token/exchange.js'), import('./tls.js')]);
   const dispatcher = tokenDispatcher(route.auth.tls);
   try {
     return await exchangeClientCredentials(route.auth, dispatcher ? { dispatcher } : {});
