@@ -20,6 +20,7 @@ COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# npm run build: tsc, then dist/main.js becomes a single-file bundle of the CLI (see src/cli.ts).
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 # ---- run: Node runtime + dist/ + production node_modules + package.json, as a non-root user ----
@@ -29,6 +30,7 @@ RUN rm -rf /usr/local/lib/node_modules /usr/local/bin/npm /usr/local/bin/npx /us
 ENV NODE_ENV=production
 WORKDIR /app
 # package.json sits next to dist/: it makes dist/*.js ES modules ("type": "module") and gives --version.
+# dist/main.js, the CLI, is self-contained (one bundle); node_modules serves the rest of dist/.
 # Files stay owned by root, so the process cannot modify its own code.
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
