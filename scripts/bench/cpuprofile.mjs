@@ -1,9 +1,26 @@
 // Aggregates a V8 .cpuprofile (node --cpu-prof) by function (name + url + line) and by package.
 // Usage as a CLI: node scripts/bench/cpuprofile.mjs FILE.cpuprofile [top=25]
-import { readFileSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
+import { existsSync, readFileSync } from 'node:fs';
+import { SourceMap } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const SPECIAL = new Set(['(idle)', '(program)', '(garbage collector)', '(root)']);
+
+const sourceMaps = new Map();
+
+/** A frame in a bundle (dist/main.js, whose .map sits beside it) as the frame of the file it came
+ * from, so that bundled code is still charged to its package; other frames as they are. */
+export function originalFrame(frame) {
+  const { url, lineNumber, columnNumber } = frame;
+  if (!url.startsWith('file:') || lineNumber < 0) return frame;
+  if (!sourceMaps.has(url)) {
+    const mapFile = `${fileURLToPath(url)}.map`;
+    sourceMaps.set(url, existsSync(mapFile) ? new SourceMap(JSON.parse(readFileSync(mapFile, 'utf8'))) : undefined);
+  }
+  const entry = sourceMaps.get(url)?.findEntry(lineNumber, columnNumber);
+  if (!entry?.originalSource) return frame;
+  return { ...frame, url: new URL(entry.originalSource, url).href, lineNumber: entry.originalLine, columnNumber: entry.originalColumn };
+}
 
 /** Which package a frame belongs to: node_modules/<pkg>, node:internal, the app (dist/), or native. */
 export function packageOf(frame) {
@@ -19,7 +36,7 @@ export function packageOf(frame) {
     const m = /^node:(?:internal\/)?([^/]+)/.exec(url);
     return `node:${m ? m[1] : url}`;
   }
-  if (url.includes('/dist/')) return 'bearer-sidecar (dist)';
+  if (url.includes('/dist/') || url.includes('/src/')) return 'bearer-sidecar (dist)';
   if (url.includes('/scripts/bench/')) return 'bench script';
   return url;
 }
@@ -30,6 +47,8 @@ function shortUrl(url) {
   if (nm >= 0) return url.slice(nm + 'node_modules/'.length);
   const d = url.indexOf('/dist/');
   if (d >= 0) return url.slice(d + 1);
+  const src = url.indexOf('/src/');
+  if (src >= 0) return url.slice(src + 1);
   const b = url.indexOf('/scripts/');
   if (b >= 0) return url.slice(b + 1);
   return url;
@@ -53,6 +72,7 @@ export function aggregate(profile, { from = -Infinity, to = Infinity } = {}) {
   const byId = new Map();
   const parent = new Map();
   for (const node of profile.nodes) {
+    node.callFrame = originalFrame(node.callFrame);
     byId.set(node.id, node);
     for (const child of node.children ?? []) parent.set(child, node.id);
   }

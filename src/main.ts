@@ -1,0 +1,177 @@
+// The command line: serve (default), check and token. Each verb composes the pieces; none adds
+// behaviour of its own. Started by cli.ts; in dist/ this file is the bundle of the CLI (see cli.ts).
+
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { envVariables } from './config/env.js';
+import type { RouteConfig, SidecarConfig } from './config/types.js';
+import { ConfigError } from './errors.js';
+import type { Token } from './token/exchange.js';
+
+// What only some verbs need is imported when it is needed: --help and --version load neither the
+// config schema (zod, yaml) nor the server; `check` and `token` do not load the server's
+// dependencies (fastify, prom-client, pino, close-with-grace). In the bundle (dist/main.js) these
+// modules are still parsed, but their top-level code is not run.
+
+const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+const usage = `bearer-sidecar ${version}
+A localhost proxy that adds OAuth2 client-credentials bearer tokens to every request it forwards.
+
+Usage:
+  bearer-sidecar [serve] [--config FILE]     run the proxy (the default)
+  bearer-sidecar check   [--config FILE]     fetch one token per route; print ok or the reason; exit 1 on failure
+  bearer-sidecar token   [--config FILE] [--route NAME]
+                                             print a fresh access token to stdout, for scripts
+Options:
+  -c, --config FILE   YAML or JSON config file (default: $BEARER_SIDECAR_CONFIG, else the variables below)
+      --route NAME    with "token": which route (needed when there are several)
+  -h, --help          show this help
+  -v, --version       print the version
+
+Without a config file, one route is read from the environment:
+${envVariables.map((v) => `  ${v.name.padEnd(40)} ${v.description}`).join('\n')}
+
+Config values may use \${VAR} and \${VAR:-default}. Presets: megaport, megaport-staging, cyxtera.
+Exit codes: 0 ok, 1 failure, 2 bad usage or configuration.`;
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  let values: { config?: string | undefined; route?: string | undefined; help?: boolean | undefined; version?: boolean | undefined };
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c' },
+        route: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+      allowPositionals: true,
+      strict: true,
+    }));
+  } catch (err) {
+    process.stderr.write(`bearer-sidecar: ${(err as Error).message}\nRun bearer-sidecar --help for usage.\n`);
+    return 2;
+  }
+  if (values.help) return print(usage, 0);
+  if (values.version) return print(version, 0);
+  const verb = positionals[0] ?? 'serve';
+  if (positionals.length > 1 || !['serve', 'check', 'token'].includes(verb)) {
+    process.stderr.write(`bearer-sidecar: unknown command "${positionals.join(' ')}"\nRun bearer-sidecar --help for usage.\n`);
+    return 2;
+  }
+
+  const { loadConfig } = await import('./config/index.js');
+  let config: SidecarConfig;
+  try {
+    config = loadConfig(values.config, env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`bearer-sidecar: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+
+  if (verb === 'check') return check(config);
+  if (verb === 'token') return token(config, values.route);
+  return serve(config);
+}
+
+async function serve(config: SidecarConfig): Promise<number> {
+  const [{ default: closeWithGrace }, { setLogLevel }, { createLogger }, { createSidecar }] = await Promise.all([
+    import('close-with-grace'),
+    import('./admin.js'),
+    import('./logger.js'),
+    import('./server.js'),
+  ]);
+  const logger = createLogger({ level: config.logLevel });
+  const sidecar = await createSidecar(config, { logger });
+  try {
+    await sidecar.listen();
+  } catch (err) {
+    logger.fatal({ code: (err as NodeJS.ErrnoException).code, reason: (err as Error).message }, 'cannot start');
+    logger.flush();
+    await sidecar.close().catch(() => {});
+    return 1;
+  }
+  // SIGUSR2 cycles info → debug → trace → info, for a look at a live problem without a restart.
+  const cycle = ['info', 'debug', 'trace'];
+  process.on('SIGUSR2', () => setLogLevel(logger, cycle[(cycle.indexOf(logger.level) + 1) % cycle.length] as string));
+  closeWithGrace(
+    {
+      // Our own drain bound comes first; this one only catches a close that hangs.
+      delay: config.drainTimeoutMs + 5_000,
+      // close-with-grace would treat SIGUSR2 (nodemon's restart signal) as a shutdown.
+      skip: ['SIGUSR2'],
+      logger: { error: (message: unknown) => logger.error(typeof message === 'string' ? message : { err: message }, 'shutdown') },
+      onSecondSignal: (signal: string) => {
+        logger.warn({ signal }, 'second signal; exiting now');
+        logger.flush();
+      },
+    },
+    async ({ signal, err }: { signal?: string; err?: Error }) => {
+      if (err) logger.error({ err }, 'unexpected error; shutting down');
+      else logger.info({ signal }, 'shutting down; draining in-flight requests');
+      await sidecar.close();
+      logger.info('stopped');
+      await new Promise<void>((resolve) => logger.flush(() => resolve()));
+    },
+  );
+  return -1; // keeps running
+}
+
+async function check(config: SidecarConfig): Promise<number> {
+  let failed = 0;
+  for (const route of config.routes) {
+    try {
+      const t = await exchangeWithRouteTls(route);
+      process.stdout.write(`ok      ${route.name}: token valid for ${Math.round(t.lifetimeSeconds)} s (from ${t.lifetimeFrom}) from ${route.auth.tokenUrl}\n`);
+    } catch (err) {
+      failed += 1;
+      process.stdout.write(`FAILED  ${route.name}: ${(err as Error).message}\n`);
+    }
+  }
+  return failed === 0 ? 0 : 1;
+}
+
+async function token(config: SidecarConfig, routeName: string | undefined): Promise<number> {
+  let route: RouteConfig | undefined;
+  if (routeName) route = config.routes.find((r) => r.name === routeName);
+  else if (config.routes.length === 1) route = config.routes[0];
+  if (!route) {
+    const names = config.routes.map((r) => r.name).join(', ');
+    process.stderr.write(`bearer-sidecar: ${routeName ? `no route named "${routeName}"` : 'several routes; pick one with --route'} (routes: ${names})\n`);
+    return 2;
+  }
+  try {
+    const t = await exchangeWithRouteTls(route);
+    process.stdout.write(`${t.accessToken}\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`bearer-sidecar: ${route.name}: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+async function exchangeWithRouteTls(route: RouteConfig): Promise<Token> {
+  const [{ exchangeClientCredentials }, { tokenDispatcher }] = await Promise.all([import('./token/exchange.js'), import('./tls.js')]);
+  const dispatcher = tokenDispatcher(route.auth.tls);
+  try {
+    return await exchangeClientCredentials(route.auth, dispatcher ? { dispatcher } : {});
+  } finally {
+    await dispatcher?.close();
+  }
+}
+
+function print(text: string, code: number): number {
+  process.stdout.write(`${text}\n`);
+  return code;
+}
+
+const code = await main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`bearer-sidecar: ${(err as Error).stack ?? String(err)}\n`);
+  return 1;
+});
+if (code >= 0) process.exitCode = code;
