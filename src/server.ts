@@ -129,7 +129,17 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
   const websockets = config.routes.some((route) => route.websocket) ? new WebSocketProxy(logger) : undefined;
   websockets?.attach(proxy);
   for (const route of config.routes) {
-    await proxyRoute(proxy, { route, tokens: tokenSources.get(route.name) as TokenSource, sharedSecretHeader: config.inbound.sharedSecretHeader?.name, ...(websockets ? { websockets } : {}) });
+    await proxyRoute(proxy, {
+      route,
+      tokens: tokenSources.get(route.name) as TokenSource,
+      sharedSecretHeader: config.inbound.sharedSecretHeader?.name,
+      ...(websockets ? { websockets } : {}),
+      onBrokenResponse(request, error) {
+        const kind = upstreamErrorKind(error);
+        if (kind) metrics.upstreamError(route.name, kind);
+        request.log.warn({ route: route.name, code: (error as { code?: string }).code, reason: error.message }, 'upstream failed mid-response; response cut');
+      },
+    });
   }
 
   const admin = createAdminApp([...tokenSources.values()], metrics, logger);

@@ -34,6 +34,11 @@ export interface ForwarderOptions {
   readonly responseHeaders: ResponseHeaderBuilder;
   /** Largest body kept in memory so that a request answered 401 can be sent again. */
   readonly replayBodyLimitBytes: number;
+  /**
+   * An upstream failure after the caller's response had begun (a reset or a stall mid-body): the
+   * response is cut, and this reports it. Failures before that go to the app's error handler.
+   */
+  readonly onBrokenResponse?: (request: FastifyRequest, err: Error) => void;
 }
 
 type Body = Buffer | Readable | undefined;
@@ -60,14 +65,23 @@ export class Forwarder {
       new Exchange(this.options, request, reply, path, token, body, false).start();
       return;
     }
-    readBody(body, length).then(
-      (kept) => new Exchange(this.options, request, reply, path, token, kept, true).start(),
-      (err: unknown) => reply.send(err),
-    );
+    readBody(body, length)
+      .then((kept) => new Exchange(this.options, request, reply, path, token, kept, true).start())
+      .catch((err: unknown) => failed(reply, err));
   }
 }
 
 const callerClosed = () => new errors.RequestAbortedError('the caller closed the connection');
+
+/** Hands a failure to the app's error handler, unless an answer is already on its way. */
+export function failed(reply: FastifyReply, err: unknown): void {
+  if (!reply.sent && !reply.raw.headersSent) reply.send(err);
+}
+
+/** True once the caller's connection is gone (or its response closed): nothing can reach it. */
+function callerGone(res: ServerResponse): boolean {
+  return res.destroyed || res.socket === null || res.socket.destroyed;
+}
 
 /** One request's trip upstream and back: undici's dispatch handler for it, replays included. */
 class Exchange implements Dispatcher.DispatchHandler {
@@ -88,6 +102,10 @@ class Exchange implements Dispatcher.DispatchHandler {
   #discarding = false;
   /** Nothing more to do: the response ended or failed, or the caller left. */
   #done = false;
+  /** A 401 is held while the TokenSource is asked for another token. */
+  #deciding = false;
+  /** The held 401 ended (HEAD and empty 401s end at once: undici cannot pause them). */
+  #endedWhileDeciding = false;
   #watchingDrain = false;
 
   constructor(options: ForwarderOptions, request: FastifyRequest, reply: FastifyReply, path: string, token: string, body: Body, replayable: boolean) {
@@ -102,6 +120,11 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   start(): void {
+    // The caller may have left while the token or a small body was awaited: then nothing goes upstream.
+    if (callerGone(this.#res)) {
+      this.#done = true;
+      return;
+    }
     this.#res.once('close', this.#onCallerClose);
     this.#dispatch();
   }
@@ -151,6 +174,12 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.#discarding || this.#done) return;
+    if (this.#res.destroyed) {
+      // A drain would never come: let the upstream connection go instead of holding it paused.
+      this.#done = true;
+      controller.abort(callerClosed());
+      return;
+    }
     if (!this.#res.write(chunk)) {
       controller.pause();
       if (!this.#watchingDrain) {
@@ -161,6 +190,10 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    if (this.#deciding) {
+      this.#endedWhileDeciding = true;
+      return;
+    }
     if (this.#discarding) {
       this.#discarding = false;
       this.#dispatch();
@@ -174,24 +207,33 @@ class Exchange implements Dispatcher.DispatchHandler {
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     if (this.#done) return;
     this.#done = true;
+    if (!this.#relaying) return failed(this.#reply, err);
     // The response has begun: cut it, so the caller sees a truncated answer, not a complete one.
-    if (this.#relaying) this.#res.destroy(err);
-    else this.#reply.send(err);
+    this.#options.onBrokenResponse?.(this.#request, err);
+    this.#res.destroy(err);
   }
 
-  #relayHead(controller: Dispatcher.DispatchController, statusCode: number, upstreamHeaders: Record<string, string | string[] | undefined>): void {
+  /** Writes the caller's status line and headers; false when the response cannot go on. */
+  #relayHead(controller: Dispatcher.DispatchController, statusCode: number, upstreamHeaders: Record<string, string | string[] | undefined>): boolean {
+    if (callerGone(this.#res)) {
+      this.#done = true;
+      controller.abort(callerClosed());
+      return false;
+    }
     const headers = this.#options.responseHeaders(upstreamHeaders, this.#request.id);
     try {
       this.#res.writeHead(statusCode, headers);
     } catch {
       // Node refuses a header value the upstream could send (a control character, say): nothing is written yet.
       this.#done = true;
-      controller.abort(new SidecarError('BSC_BAD_UPSTREAM_RESPONSE', 'the upstream sent a header that cannot be relayed'));
-      this.#reply.send(new SidecarError('BSC_BAD_UPSTREAM_RESPONSE', 'the upstream sent a header that cannot be relayed'));
-      return;
+      const err = new SidecarError('BSC_BAD_UPSTREAM_RESPONSE', 'the upstream sent a header that cannot be relayed');
+      controller.abort(err);
+      failed(this.#reply, err);
+      return false;
     }
     this.#relaying = true;
     this.#reply.hijack();
+    return true;
   }
 
   /**
@@ -203,6 +245,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   #replayOrRelay(controller: Dispatcher.DispatchController, headers: Record<string, string | string[] | undefined>): void {
     const { tokens, route } = this.#options;
     const rejected = this.#token;
+    this.#deciding = true;
     // Not awaited: a failing token endpoint may keep the refresh busy for long; getToken waits
     // at most tokenWaitMs, and returns the same token when the report was ignored (cooldown).
     void tokens.invalidate(rejected);
@@ -210,27 +253,44 @@ class Exchange implements Dispatcher.DispatchHandler {
       .getToken()
       .catch(() => undefined)
       .then((fresh) => {
+        this.#deciding = false;
         if (this.#done) return;
+        const ended = this.#endedWhileDeciding;
         if (!fresh || fresh === rejected) {
           this.#request.log.debug({ route }, 'upstream answered 401 and no other token is available; passing the 401 on');
-          this.#relayHead(controller, 401, headers);
-        } else {
-          this.#request.log.debug({ route }, 'upstream answered 401; replaying the request with a new token');
-          this.#token = fresh;
-          this.#discarding = true;
+          if (!this.#relayHead(controller, 401, headers)) return;
+          if (ended) this.onResponseEnd();
+          else controller.resume();
+          return;
         }
+        this.#request.log.debug({ route }, 'upstream answered 401; replaying the request with a new token');
+        this.#token = fresh;
+        if (ended) return this.#dispatch();
+        this.#discarding = true;
         controller.resume();
+      })
+      .catch((err: unknown) => {
+        // Not expected; but a request must not hang on it, nor the process fall over.
+        if (this.#done) return;
+        this.#done = true;
+        controller.abort(err as Error);
+        if (this.#relaying) this.#res.destroy();
+        else failed(this.#reply, err);
       });
   }
 }
 
-/** The request's body stream, when it has one. Fastify does not parse GET and HEAD bodies; they are forwarded as they come. */
+/**
+ * The request's body stream, when it has one: only a Transfer-Encoding or a non-zero
+ * Content-Length says so (RFC 9112 §6.3), whatever the content type. It is the stream the body
+ * limit counts when there is one (limits.ts), else the request itself: fastify does not parse
+ * GET and HEAD bodies.
+ */
 function requestBody(request: FastifyRequest): Readable | undefined {
-  if (request.body !== undefined && request.body !== null) return request.body as Readable;
   const headers = request.headers;
   const length = headers['content-length'];
-  if (headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) return request.raw;
-  return undefined;
+  if (headers['transfer-encoding'] === undefined && (length === undefined || length === '0')) return undefined;
+  return (request.body as Readable | undefined) ?? request.raw;
 }
 
 /** The body's length when it is known and small enough to keep; else undefined. */

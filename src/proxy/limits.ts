@@ -50,7 +50,8 @@ export function bodyLimit(maxBytes: number) {
       }
       return done();
     }
-    const body = request.body;
+    // Fastify does not parse GET and HEAD bodies: a chunked one is still the request stream itself.
+    const body = request.body ?? (request.headers['transfer-encoding'] !== undefined ? request.raw : undefined);
     if (body && typeof (body as NodeJS.ReadableStream).pipe === 'function') {
       const source = body as NodeJS.ReadableStream & { complete?: boolean; once(event: 'close', listener: () => void): unknown };
       const counter = new ByteCounter(maxBytes, () => reply.header('connection', 'close'));

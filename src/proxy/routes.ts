@@ -10,7 +10,7 @@ import type { RouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import { tlsConnectOptions } from '../tls.js';
 import type { TokenSource } from '../token/token-source.js';
-import { Forwarder } from './forward.js';
+import { failed, Forwarder, type ForwarderOptions } from './forward.js';
 import { requestHeaderPolicy, responseHeaderPolicy } from './headers.js';
 import { bodyLimit } from './limits.js';
 import { upstreamPath } from './paths.js';
@@ -39,9 +39,11 @@ export interface ProxyRouteOptions {
   readonly sharedSecretHeader?: string | undefined;
   /** Carries the route's WebSocket upgrades (routes with `websocket: true`). */
   readonly websockets?: WebSocketProxy;
+  /** Told of upstream failures after a response had begun (forward.ts). */
+  readonly onBrokenResponse?: ForwarderOptions['onBrokenResponse'];
 }
 
-export async function proxyRoute(app: FastifyInstance, { route, tokens, connections = 128, sharedSecretHeader, websockets }: ProxyRouteOptions): Promise<void> {
+export async function proxyRoute(app: FastifyInstance, { route, tokens, connections = 128, sharedSecretHeader, websockets, onBrokenResponse }: ProxyRouteOptions): Promise<void> {
   const requestHeaders = requestHeaderPolicy({ route, sharedSecretHeader });
   const responseHeaders = responseHeaderPolicy(route);
   const mapping = { prefix: route.prefix, basePath: route.upstreamBasePath };
@@ -54,7 +56,7 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
     bodyTimeout: route.responseTimeoutMs,
     connect: tlsConnectOptions(route.tls),
   });
-  const forwarder = new Forwarder({ route: route.name, tokens, pool, requestHeaders, responseHeaders, replayBodyLimitBytes: route.replayBodyLimitBytes });
+  const forwarder = new Forwarder({ route: route.name, tokens, pool, requestHeaders, responseHeaders, replayBodyLimitBytes: route.replayBodyLimitBytes, ...(onBrokenResponse ? { onBrokenResponse } : {}) });
   const upgrades = websockets && {
     route,
     tokens,
@@ -73,10 +75,10 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
     if (isUpgradeFor(request.raw, route)) return void upgrade(request, reply);
     const token = tokens.peek();
     if (token !== undefined) return forwarder.forward(request, reply, target, token);
-    tokens.getToken().then(
-      (fresh) => forwarder.forward(request, reply, target, fresh),
-      (err: unknown) => reply.send(err),
-    );
+    tokens
+      .getToken()
+      .then((fresh) => forwarder.forward(request, reply, target, fresh))
+      .catch((err: unknown) => failed(reply, err));
   }
 
   async function upgrade(request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -84,7 +86,7 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
       request.bearerToken = tokens.peek() ?? (await tokens.getToken());
       await websockets?.forward(request, reply, upgrades as NonNullable<typeof upgrades>);
     } catch (err) {
-      if (!reply.sent) reply.send(err);
+      failed(reply, err);
     }
   }
 

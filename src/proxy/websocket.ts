@@ -1,5 +1,5 @@
 // WebSocket upgrades for routes with `websocket: true`. An upgrade request goes through the proxy
-// app's router like any request, so its route's preHandler gets the token (503 JSON when there is
+// app's router like any request, so its route's handler gets the token (503 JSON when there is
 // none) before anything else happens. Then the upstream is dialled with the token, and only once it
 // has accepted is the caller's upgrade answered with the subprotocol the upstream chose; an upstream
 // that refuses or cannot be reached gives the caller an HTTP answer (its own, or 502/504 JSON)

@@ -106,6 +106,24 @@ describe('401 from the upstream: one refresh, one replay, never a loop', () => {
       assert.equal(s.upstream.received.length, 3);
     }));
 
+  test('a HEAD answered 401 is replayed too: the caller gets the 200 of the new token, not an empty answer', () =>
+    afterRevocation({}, async (s) => {
+      const response = await send(`${s.sidecar.proxyUrl}/head`, { method: 'HEAD' });
+      assert.equal(response.status, 200);
+      assert.equal(s.tokens.requests.length, 2, 'one new token');
+      assert.deepEqual(s.seen().slice(-2), [s.tokens.issued[0], s.tokens.issued[1]], 'sent with the revoked token, then once with the new one');
+    }));
+
+  test('a HEAD answered 401 by an upstream that rejects every token: the caller gets the 401 after one replay', async () => {
+    const s = await setup({ revokeAll: true });
+    try {
+      assert.equal((await send(`${s.sidecar.proxyUrl}/head`, { method: 'HEAD' })).status, 401);
+      assert.equal(s.seen().length, 2);
+    } finally {
+      await s.close();
+    }
+  });
+
   test('a binary body without a content type is replayed byte for byte; no content type is added', () =>
     afterRevocation({}, async (s) => {
       const binary = Buffer.from([0, 1, 2, 255, 254, 10, 13, 0]);

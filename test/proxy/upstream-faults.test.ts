@@ -10,7 +10,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { closeServer } from '../../src/demo/token-server.js';
 import { audit, call } from '../helpers/audit.js';
-import { freePort, startScriptedTokenServer, type ScriptedTokenServer } from '../helpers/servers.js';
+import { freePort, issue as issueToken, startScriptedTokenServer, type ScriptedTokenServer } from '../helpers/servers.js';
 import { eventually, route, startSidecar, type TestSidecar } from '../helpers/sidecar.js';
 
 /** How the upstream saw one request end: whole, or cut before its end. */
@@ -155,10 +155,17 @@ describe('upstream faults and callers that leave', () => {
     assert.ok(Date.now() - started < 3000);
   });
 
-  test('reset in the middle of the body: headers are out, so the caller sees the response aborted; the sidecar stays healthy', async () => {
+  test('reset in the middle of the body: headers are out, so the caller sees the response aborted; it is counted and logged; the sidecar stays healthy', async () => {
+    const resets = async () => {
+      const text = await sidecar.sidecar.metrics.registry.metrics();
+      return Number(/bearer_sidecar_upstream_errors_total\{route="api",kind="reset"\} (\d+)/.exec(text)?.[1] ?? 0);
+    };
+    const before = await resets();
     const response = await fetch(`${sidecar.proxyUrl}/reset-mid-body`);
     assert.equal(response.status, 200);
     await assert.rejects(response.arrayBuffer(), 'the body does not end normally');
+    await eventually(async () => (await resets()) === before + 1, 3000);
+    assert.ok(sidecar.logs.some((line) => line.includes('upstream failed mid-response')), 'a warn line says why the response was cut');
     await healthy();
   });
 
@@ -184,6 +191,26 @@ describe('upstream faults and callers that leave', () => {
     await new Promise((resolve) => setTimeout(resolve, 200));
     assert.equal(upstream.seen.length, before);
     await healthy();
+  });
+
+  test('the caller leaves while the first token is awaited: nothing reaches the upstream, and shutdown is not held up', async () => {
+    let release: () => void = () => {};
+    const slowTokens = await startScriptedTokenServer(() => new Promise((resolve) => (release = () => resolve({ status: 200, body: issueToken(3600) }))));
+    const cold = await startSidecar({ routes: [route(slowTokens.url, upstream.url, { responseTimeoutMs: 30_000 })] });
+    try {
+      const before = upstream.seen.length;
+      await leaveEarly(`${cold.proxyUrl}/download?cold`, { afterMs: 100 });
+      await eventually(() => slowTokens.requests.length === 1, 3000);
+      release();
+      await eventually(async () => (await call(`${cold.adminUrl}/readyz`)).status === 200, 3000);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(upstream.seen.length, before, 'the request of a caller who left was not sent');
+    } finally {
+      const started = Date.now();
+      await cold.close();
+      await slowTokens.close();
+      assert.ok(Date.now() - started < 1500, `closed in ${Date.now() - started} ms`);
+    }
   });
 
   test('the caller leaves mid-download: the upstream response is aborted before its end', async () => {

@@ -108,6 +108,16 @@ describe('routes[].maxBodyBytes', () => {
     });
   });
 
+  test('a chunked body on a GET (which fastify does not parse) is counted too: 413 at the limit', async () => {
+    await withSidecar({ route: { maxBodyBytes: 100_000 } }, async (sidecar, upstream) => {
+      const chunk = 'g'.repeat(30_000);
+      const request = `GET /search HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${`${chunk.length.toString(16)}\r\n${chunk}\r\n`.repeat(4)}0\r\n\r\n`;
+      const over = await rawRequest(portOf(sidecar), request, { idleMs: 500 });
+      assert.equal(over.status, 413, over.text.slice(0, 300));
+      assert.ok(upstream.bodies.every((size) => size === 'aborted' || size <= 100_000), `no complete oversized body upstream: ${upstream.bodies.join(',')}`);
+    });
+  });
+
   test('no limit by default, and Fastify bodyLimit does not apply: 3 MB with and without Content-Length', async () => {
     await withSidecar({}, async (sidecar, upstream) => {
       const big = Buffer.alloc(3 * 1024 * 1024, 7);
