@@ -20,6 +20,7 @@ COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+COPY scripts/bundle.mjs scripts/undici-slim.cjs ./scripts/
 # npm run build: tsc, then dist/main.js becomes a single-file bundle of the CLI (see src/cli.ts).
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 # Node's compile cache for the bundle, so that a container's first start skips most of its

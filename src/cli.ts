@@ -3,8 +3,8 @@
 // in main.ts.
 //
 // Start-up time is mostly module loading (issue 7), so `npm run build` replaces tsc's dist/main.js
-// with a single-file bundle of main.ts and all its dependencies (esbuild; see package.json
-// "bundle"): one file to read and compile instead of several hundred to resolve, read and
+// with a single-file bundle of main.ts and all its dependencies (esbuild; see
+// scripts/bundle.mjs): one file to read and compile instead of several hundred to resolve, read and
 // compile. The rest of dist/ stays tsc's per-module output (the library, dist/index.js, and the
 // demo).
 //
