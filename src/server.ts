@@ -14,7 +14,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { errorReply, upstreamErrorKind } from './proxy/errors.js';
 import { guardServerOptions, installGuard } from './proxy/guard.js';
 import { proxyRoute } from './proxy/routes.js';
-import { WebSocketProxy } from './proxy/websocket.js';
+import type { WebSocketProxy } from './proxy/websocket.js';
 import type { Clock } from './token/clock.js';
 import { exchangeClientCredentials, type Token } from './token/exchange.js';
 import { TokenSource } from './token/token-source.js';
@@ -126,7 +126,8 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
 
   proxy.decorateRequest('bearerToken', '');
   // Without a websocket route there is no 'upgrade' listener, and Node serves upgrades as plain requests.
-  const websockets = config.routes.some((route) => route.websocket) ? new WebSocketProxy(logger) : undefined;
+  // ws is loaded only then (start-up time and memory).
+  const websockets = config.routes.some((route) => route.websocket) ? new (await import('./proxy/websocket.js')).WebSocketProxy(logger) : undefined;
   websockets?.attach(proxy);
   for (const route of config.routes) {
     await proxyRoute(proxy, {

@@ -14,7 +14,8 @@ import { failed, Forwarder, type ForwarderOptions } from './forward.js';
 import { requestHeaderPolicy, responseHeaderPolicy } from './headers.js';
 import { bodyLimit } from './limits.js';
 import { upstreamPath } from './paths.js';
-import { isUpgradeFor, type WebSocketProxy } from './websocket.js';
+import { isUpgradeFor } from './upgrade.js';
+import type { WebSocketProxy } from './websocket.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

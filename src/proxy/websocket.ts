@@ -21,6 +21,7 @@ import { tlsConnectOptions } from '../tls.js';
 import type { TokenSource } from '../token/token-source.js';
 import type { OutgoingHeaders, ResponseHeaderBuilder } from './headers.js';
 import { upstreamPath } from './paths.js';
+import { isWebSocketUpgrade } from './upgrade.js';
 import { joinWebSockets, type LinkClose, type WebSocketLink } from './websocket-link.js';
 
 /** Headers of the caller's handshake that the upstream handshake makes afresh. */
@@ -37,24 +38,6 @@ export interface UpgradeRoute {
 }
 
 type Dialled = { readonly open: WebSocket } | { readonly refused: IncomingMessage; readonly upstream: WebSocket } | { readonly callerGone: true };
-
-/** True for a request that asks to become a WebSocket (Upgrade: websocket). */
-export function isWebSocketUpgrade(headers: IncomingHttpHeaders): boolean {
-  const upgrade = headers.upgrade;
-  // Plain requests (the hot path) stop here.
-  if (upgrade === undefined) return false;
-  return upgrade.split(',').some((protocol) => protocol.trim().toLowerCase() === 'websocket');
-}
-
-/**
- * Whether a request is a WebSocket upgrade for `route` to carry; throws (400) for a WebSocket
- * upgrade on a route without `websocket: true`. Other upgrades (h2c) are served as plain requests.
- */
-export function isUpgradeFor(raw: IncomingMessage, route: RouteConfig): boolean {
-  if (!isWebSocketUpgrade(raw.headers)) return false;
-  if (!route.websocket) throw new SidecarError('BSC_BAD_REQUEST', `route "${route.name}" does not carry WebSocket upgrades (set websocket: true on the route)`);
-  return true;
-}
 
 export class WebSocketProxy {
   readonly #logger: Logger;
