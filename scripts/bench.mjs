@@ -36,10 +36,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { aggregate, inclusiveOf, loadProfile, toMarkdown } from './bench/cpuprofile.mjs';
+import { median, sleep } from './bench/util.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const benchDir = join(root, 'scripts', 'bench');
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => process.stdout.write(`${a.join(' ')}\n`);
 
 // ---------------------------------------------------------------- options
@@ -92,11 +92,6 @@ const which = (cmd) => {
   } catch {
     return undefined;
   }
-};
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  return n === 0 ? NaN : n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 };
 const fmt = (x, d = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : '—');
 const ms = (us) => us / 1000;

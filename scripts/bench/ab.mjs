@@ -13,11 +13,11 @@
 // Example: node scripts/bench/ab.mjs now=dist/cli.js tuned=/tmp/tuned/dist/cli.js
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { cpuSeconds, getStatus, median, sleep } from './util.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -28,26 +28,8 @@ const { values: o, positionals } = parseArgs({
 const conns = Number(o.conns);
 const seconds = Number(o.seconds);
 const rounds = Number(o.rounds);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-};
-const CLK = 100;
-const cpu = (pid) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) / CLK;
-};
-const get = (url) =>
-  new Promise((res) => {
-    const q = http.get(url, { agent: false, timeout: 1000 }, (r) => {
-      r.resume();
-      r.on('end', () => res(r.statusCode));
-    });
-    q.on('error', () => res(0));
-    q.on('timeout', () => q.destroy());
-  });
+const cpu = cpuSeconds;
+const get = getStatus;
 async function until(url, ok = (s) => s > 0) {
   for (let i = 0; i < 1000; i++) {
     if (ok(await get(url))) return;

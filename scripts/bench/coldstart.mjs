@@ -13,11 +13,11 @@
 // --idle-ms with no traffic. Prints medians and ranges.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { cpuSeconds, getStatus, median, sleep } from './util.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -27,26 +27,9 @@ const { values: o, positionals } = parseArgs({
 });
 const rounds = Number(o.rounds);
 const idleMs = Number(o['idle-ms']);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-};
-const get = (url) =>
-  new Promise((res) => {
-    const q = http.get(url, { agent: false, timeout: 1000 }, (r) => {
-      r.resume();
-      r.on('end', () => res(r.statusCode));
-    });
-    q.on('error', () => res(0));
-    q.on('timeout', () => q.destroy());
-  });
-// user+system CPU of a process in ms (clock ticks of 10 ms): less moved by a busy machine than wall time.
-const cpuMs = (pid) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10;
-};
+// user+system CPU of a process in ms: less moved by a busy machine than wall time.
+const cpuMs = (pid) => cpuSeconds(pid) * 1000;
+const get = getStatus;
 const rssKb = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 
 const targets = positionals.map((p) => {
