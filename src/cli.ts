@@ -16,17 +16,7 @@
 
 import module from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
 
 (module as { enableCompileCache?: (directory?: string) => unknown }).enableCompileCache?.(fileURLToPath(new URL('.compile-cache', import.meta.url)));
-
-// undici parses HTTP with llhttp, compiled to WebAssembly. V8 re-compiles it with its optimising
-// compiler in the background once it has parsed a response or two, and that burst leaves ~10 MB
-// of malloc arena resident in about half the starts (idle RSS 70 or 80 MB at random; BENCHMARKS.md).
-// llhttp stays on V8's baseline WebAssembly code instead: 70 MB every start; CPU per request the
-// same within noise in an A/B (the parser is ~3 % of it). Regular V8 flags (not testing ones),
-// read when a module is compiled, so set before anything loads undici.
-setFlagsFromString('--no-wasm-dynamic-tiering');
-setFlagsFromString('--no-wasm-tier-up');
 
 await import('./main.js');
