@@ -87,13 +87,18 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     ...guardServerOptions(config.inbound),
   });
 
-  proxy.setErrorHandler((error: Error, request, reply) => {
+  // A request that failed, before its response (the error handler) or during it (forward.ts):
+  // upstream errors counted by kind, one log line with the code and reason.
+  function reportFailure(request: FastifyRequest, error: Error, level: 'info' | 'warn', message: string): void {
     const route = request.routeOptions.config.sidecarRoute;
-    const { statusCode, body, retryAfterSeconds } = errorReply(error, route);
     const kind = upstreamErrorKind(error);
     if (kind && route) metrics.upstreamError(route, kind);
-    const level = statusCode >= 500 ? 'warn' : 'info';
-    request.log[level]({ route, code: (error as { code?: string }).code, reason: error.message }, 'request failed');
+    request.log[level]({ route, code: (error as { code?: string }).code, reason: error.message }, message);
+  }
+
+  proxy.setErrorHandler((error: Error, request, reply) => {
+    const { statusCode, body, retryAfterSeconds } = errorReply(error, request.routeOptions.config.sidecarRoute);
+    reportFailure(request, error, statusCode >= 500 ? 'warn' : 'info', 'request failed');
     if (retryAfterSeconds !== undefined) reply.header('retry-after', String(retryAfterSeconds));
     reply.header('x-request-id', request.id);
     reply.code(statusCode).type('application/json').send({ ...body, requestId: request.id });
@@ -135,11 +140,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       tokens: tokenSources.get(route.name) as TokenSource,
       sharedSecretHeader: config.inbound.sharedSecretHeader?.name,
       ...(websockets ? { websockets } : {}),
-      onBrokenResponse(request, error) {
-        const kind = upstreamErrorKind(error);
-        if (kind) metrics.upstreamError(route.name, kind);
-        request.log.warn({ route: route.name, code: (error as { code?: string }).code, reason: error.message }, 'upstream failed mid-response; response cut');
-      },
+      onBrokenResponse: (request, error) => reportFailure(request, error, 'warn', 'upstream failed mid-response; response cut'),
     });
   }
 
