@@ -286,7 +286,7 @@ class Exchange implements Dispatcher.DispatchHandler {
  * limit counts when there is one (limits.ts), else the request itself: fastify does not parse
  * GET and HEAD bodies.
  */
-function requestBody(request: FastifyRequest): Readable | undefined {
+export function requestBody(request: FastifyRequest): Readable | undefined {
   const headers = request.headers;
   const length = headers['content-length'];
   if (headers['transfer-encoding'] === undefined && (length === undefined || length === '0')) return undefined;

@@ -6,6 +6,7 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { Transform, type TransformCallback } from 'node:stream';
 import { SidecarError } from '../errors.js';
+import { requestBody } from './forward.js';
 
 /** Counts requests in flight. A slot is taken in onRequest and given back when the response closes, whatever ended it. */
 export class InFlight {
@@ -50,9 +51,9 @@ export function bodyLimit(maxBytes: number) {
       }
       return done();
     }
-    // Fastify does not parse GET and HEAD bodies: a chunked one is still the request stream itself.
-    const body = request.body ?? (request.headers['transfer-encoding'] !== undefined ? request.raw : undefined);
-    if (body && typeof (body as NodeJS.ReadableStream).pipe === 'function') {
+    // The stream forward.ts will send: also a chunked GET's, which fastify does not parse.
+    const body = requestBody(request);
+    if (body) {
       const source = body as NodeJS.ReadableStream & { complete?: boolean; once(event: 'close', listener: () => void): unknown };
       const counter = new ByteCounter(maxBytes, () => reply.header('connection', 'close'));
       // pipe(), not pipeline(): cutting the upload must not destroy the caller's socket before it gets its 413.
