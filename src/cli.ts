@@ -13,9 +13,17 @@
 // turned on before the bundle is compiled, so here, in a file of its own. The image build fills
 // it (Dockerfile); elsewhere the first run does, when dist/ is writable, and it is simply off when
 // it is not.
+//
+// It also sets the sidecar's V8 flags (v8-flags.ts), which have to be set before undici compiles
+// its parser.
 
 import module from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { sidecarV8Flags } from './v8-flags.js';
+
+// Before any WebAssembly is compiled (see v8-flags.ts).
+for (const flag of sidecarV8Flags(process.execArgv, process.env.NODE_OPTIONS)) setFlagsFromString(flag);
 
 (module as { enableCompileCache?: (directory?: string) => unknown }).enableCompileCache?.(fileURLToPath(new URL('.compile-cache', import.meta.url)));
 
