@@ -1,7 +1,7 @@
 // The configuration file's shape, validated once at start-up. Field names are a contract with
 // users and other tools: add fields freely, never rename. Defaults live here and only here.
 
-import { z } from 'zod';
+import * as z from 'zod';
 
 // The config is validated once, at start: zod's JIT (parsers generated with new Function) costs
 // more than it saves for one parse (~10 ms of start-up and ~0.4 MB of idle RSS, issue 7).
