@@ -23,5 +23,8 @@ await build({
   logLevel: 'warning',
   // CommonJS dependencies call require(); an ES module bundle has none of its own.
   banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+  // Never loaded by the CLI: fastify's schema compilers (src/no-schemas.ts) and its inject()
+  // helper (tests only). Left to node_modules, should anything ever ask for them.
+  external: ['@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request'],
   plugins: [{ name: 'undici-slim', setup: (b) => b.onResolve({ filter: /^undici$/ }, () => ({ path: slimUndici })) }],
 });

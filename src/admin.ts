@@ -5,12 +5,13 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Metrics } from './metrics.js';
+import { schemaController } from './no-schemas.js';
 import type { TokenSource } from './token/token-source.js';
 
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export function createAdminApp(sources: readonly TokenSource[], metrics: Metrics, logger: Logger): FastifyInstance {
-  const app = Fastify({ loggerInstance: logger as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
+  const app = Fastify({ loggerInstance: logger as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }), schemaController });
 
   app.get('/livez', async () => ({ status: 'ok' }));
 

@@ -11,6 +11,7 @@ import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { listenerUrl, listenProxy } from './listen.js';
 import { createLogger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { schemaController } from './no-schemas.js';
 import { errorReply, upstreamErrorKind } from './proxy/errors.js';
 import { guardServerOptions, installGuard } from './proxy/guard.js';
 import { proxyRoute } from './proxy/routes.js';
@@ -84,6 +85,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     // Paths are forwarded as they came; the router must not rewrite or reject them on our behalf.
     routerOptions: { ignoreDuplicateSlashes: false, ignoreTrailingSlash: false, maxParamLength: 2048 },
     return503OnClosing: true,
+    schemaController,
     ...guardServerOptions(config.inbound),
   });
 
