@@ -369,6 +369,26 @@ async function load(url, conns, seconds) {
 }
 
 // ---------------------------------------------------------------- machine
+/** When the environment sets NODE_EXTRA_CA_CERTS, what it costs every Node process here at start
+ * (Node reads and parses that CA bundle before any JavaScript runs): `node -e 0` with and without
+ * it, 7 starts each, interleaved; medians of wall ms and max RSS MB. The benchmark itself keeps the
+ * environment as it is, so cold start and idle RSS include this cost. */
+function extraCaCost() {
+  const file = env.NODE_EXTRA_CA_CERTS;
+  if (!file) return undefined;
+  const start = (withCa) => {
+    const t0 = performance.now();
+    const r = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, '-e', '0'], { encoding: 'utf8', env: withCa ? env : { ...env, NODE_EXTRA_CA_CERTS: '' } });
+    return { ms: performance.now() - t0, mb: Number(r.stderr.trim().split('\n').pop()) / 1024 };
+  };
+  if (!existsSync('/usr/bin/time')) return undefined;
+  const a = [];
+  const b = [];
+  for (let i = 0; i < 7; i++) a.push(start(true)), b.push(start(false));
+  const med = (xs, k) => median(xs.map((x) => x[k]));
+  return { file, ms: med(a, 'ms') - med(b, 'ms'), mb: med(a, 'mb') - med(b, 'mb') };
+}
+
 function machine() {
   const cpu = (/^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8')) ?? [])[1] ?? 'unknown';
   // wrk --version exits 1, nginx -v prints to stderr: take the first line of either stream.
@@ -395,6 +415,7 @@ function machine() {
     nginx: which('nginx') ? ver('nginx', ['-v']).replace(/^nginx version: /, '') : 'not installed',
     curl: ver('curl', ['--version']).split(' ').slice(0, 2).join(' '),
     commit,
+    extraCa: extraCaCost(),
   };
 }
 
@@ -807,6 +828,10 @@ w(`### Results of ${m.date}`);
 w();
 w(`Machine: ${m.nproc} CPUs (\`nproc\`), ${m.cpu}, ${fmt(m.ramGiB, 1)} GiB RAM, Linux ${m.kernel}. Node ${m.node}. Load: ${loadTool === 'wrk' ? m.wrk.replace(/ Copyright.*$/, '') : 'autocannon'} (1 thread, keep-alive). nginx: ${m.nginx}. ${m.curl}. Sidecar commit ${m.commit}.`);
 w();
+if (m.extraCa) {
+  w(`This machine's environment sets NODE_EXTRA_CA_CERTS (${m.extraCa.file}), and Node reads that bundle at the start of every process, before any JavaScript: \`node -e 0\` takes ${fmt(m.extraCa.ms)} ms and ${fmt(m.extraCa.mb, 1)} MB more with it than without (medians of 7 starts each). Every process here, the sidecar's cold starts and idle RSS included, runs with it, as CI does; a deployment without the variable (the image sets none) starts that much leaner.`);
+  w();
+}
 w(`Load average (1 min) before the run: ${fmt(loadAvgStart, 2)}${loadAvgStart > 0.5 ? ' — something else was using the CPU; figures are noisier than usual' : ''}.`);
 w();
 w(`Method: every process on the same ${m.nproc} cores; each case ${opt.duration} s; ${opt.rounds} round(s), the cases interleaved and the target order rotated each case; a ${opt.warmup} s warm-up per target first. Figures are the median across rounds with min–max in brackets. The sidecar runs at log level info, one JSON line per request written to a file (pino, asynchronous). The baselines add a static \`Authorization\` header and log nothing; nginx: 1 worker, upstream keep-alive 128, \`access_log off\`, \`proxy_buffering off\`. CPU % is the proxy process's user+system time over the run's wall time (100 = one core); µs/req is that CPU time per request, the figure least disturbed by noise. Other CPU % (the worst round) is what the rest of the machine used meanwhile — other sessions' builds and tests, VM steal — beyond the upstream, the proxy, wrk and this script; above ~10 the round was disturbed. Peak RSS: the proxy process's VmHWM during the case (reset before each run; nginx: the worker).`);
