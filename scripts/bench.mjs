@@ -21,6 +21,8 @@
 //   --no-nginx              skip nginx even when installed
 //   --load-only             only the load cases: no streaming, no extra cold starts (for A/B runs)
 //   --json=FILE             also write every run's raw figures as JSON
+//   --rewarm=S              seconds of unrecorded load before each recorded run (BENCH_REWARM,
+//                           default 1; 0 in --quick)
 //   --noise-budget=S        seconds in all to wait for a quiet machine before a case and to re-run
 //                           a case that something else disturbed (BENCH_NOISE_BUDGET, default 60)
 //   --out=FILE              where to write (default BENCHMARKS.md; --no-write to write nothing)
@@ -58,6 +60,7 @@ const { values: flags } = parseArgs({
     profile: { type: 'boolean', default: false },
     'profile-seconds': { type: 'string' },
     'noise-budget': { type: 'string' },
+    rewarm: { type: 'string' },
     'load-only': { type: 'boolean', default: false },
     json: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
@@ -78,6 +81,11 @@ const opt = {
   bigConns: list(flags['big-conns'] ?? env.BENCH_BIG_CONNS ?? '10'),
   streamBytes: Number(flags['stream-bytes'] ?? env.BENCH_STREAM_BYTES ?? (quick ? 128 * 2 ** 20 : 2 ** 30)),
   warmup: quick ? 1 : 3,
+  // Seconds of unrecorded load just before each recorded run, same URL and connections: a target
+  // sits idle for a minute or more between its cases, and this machine's kernel pages out file
+  // pages idle that long (DAMON 'pageout', min age 60 s), so without it the first requests of a
+  // run wait for the node binary's code to be read back (major page faults) and p99 shows it.
+  rewarm: Number(flags.rewarm ?? env.BENCH_REWARM ?? (quick ? 0 : 1)),
   out: flags['no-write'] ? undefined : flags.out ?? env.BENCH_OUT ?? (quick ? join(os.tmpdir(), 'bearer-sidecar-bench-quick.md') : join(root, 'BENCHMARKS.md')),
   profileSeconds: Number(flags['profile-seconds'] ?? 10),
   // Seconds the run may spend in all waiting for a quiet machine and re-running disturbed cases.
@@ -104,6 +112,15 @@ function procStatus(pid) {
     return { rssKb: get('VmRSS'), hwmKb: get('VmHWM') };
   } catch {
     return { rssKb: NaN, hwmKb: NaN };
+  }
+}
+/** Major page faults of a process so far (field 12 of /proc/PID/stat). */
+function majorFaults(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[9]);
+  } catch {
+    return NaN;
   }
 }
 /** Resets VmHWM to the current RSS (Linux >= 4.0). */
@@ -714,7 +731,9 @@ for (let round = 0; round < opt.rounds; round++) {
     for (const t of order) {
       for (let attempt = 0; ; attempt++) {
         await waitQuiet();
+        if (opt.rewarm > 0) await load(`${t.base}${c.path}`, c.conns, opt.rewarm);
         if (t.pid) resetPeak(t.pid);
+        const f0 = t.pid ? majorFaults(t.pid) : NaN;
         const c0 = t.pid ? cpuSeconds(t.pid) : NaN;
         const u0 = cpuSeconds(upstream.pid);
         const m0 = machineBusySeconds();
@@ -726,11 +745,12 @@ for (let round = 0; round < opt.rounds; round++) {
         const cpu = t.pid ? cpuSeconds(t.pid) - c0 : NaN;
         const upCpu = cpuSeconds(upstream.pid) - u0;
         const peakKb = t.pid ? procStatus(t.pid).hwmKb : NaN;
+        const majflt = t.pid ? majorFaults(t.pid) - f0 : NaN;
         // CPU used by anything else on the machine meanwhile (other people's builds and tests, steal).
         const bu = process.cpuUsage(b0);
         const ours = (Number.isFinite(cpu) ? cpu : 0) + upCpu + (Number.isFinite(r.loadCpu) ? r.loadCpu : 0) + (bu.user + bu.system) / 1e6 + (t.name === 'nginx' && nginx ? cpuSeconds(nginx.pid) - n0 : 0);
         const otherPct = (100 * Math.max(0, machineBusySeconds() - m0 - ours)) / wall;
-        const run = { round, body: c.body, conns: c.conns, target: t.name, ...r, cpuPct: (100 * cpu) / wall, cpuUsPerReq: (cpu * 1e6) / r.requests, upCpuPct: (100 * upCpu) / wall, peakKb, otherPct, attempt };
+        const run = { round, body: c.body, conns: c.conns, target: t.name, ...r, cpuPct: (100 * cpu) / wall, cpuUsPerReq: (cpu * 1e6) / r.requests, upCpuPct: (100 * upCpu) / wall, peakKb, majflt, otherPct, attempt };
         if (otherPct > 15 && attempt === 0 && noiseSpent + opt.duration <= opt.noiseBudget) {
           noiseSpent += opt.duration;
           log(`        r${round + 1} ${c.body} c=${c.conns} ${t.name}: disturbed (other CPU ${fmt(otherPct)}%), running it again`);
@@ -741,7 +761,7 @@ for (let round = 0; round < opt.rounds; round++) {
         runs.push(run);
         done++;
         log(
-          `[${String(done).padStart(3)}/${totalRuns}] r${round + 1} ${c.body.padEnd(5)} c=${String(c.conns).padEnd(3)} ${t.name.padEnd(9)} ${fmt(r.rps).padStart(7)} req/s  p50 ${fmt(ms(r.p50), 2).padStart(6)} ms  p99 ${fmt(ms(r.p99), 2).padStart(7)} ms  max ${fmt(ms(r.max), 1).padStart(7)} ms  cpu ${fmt(cpu * 100 / wall).padStart(3)}%  other ${fmt(otherPct).padStart(3)}%${r.errors ? `  ERRORS ${r.errors}` : ''}`,
+          `[${String(done).padStart(3)}/${totalRuns}] r${round + 1} ${c.body.padEnd(5)} c=${String(c.conns).padEnd(3)} ${t.name.padEnd(9)} ${fmt(r.rps).padStart(7)} req/s  p50 ${fmt(ms(r.p50), 2).padStart(6)} ms  p99 ${fmt(ms(r.p99), 2).padStart(7)} ms  max ${fmt(ms(r.max), 1).padStart(7)} ms  cpu ${fmt(cpu * 100 / wall).padStart(3)}%  other ${fmt(otherPct).padStart(3)}%${majflt > 0 ? `  major faults ${majflt}` : ''}${r.errors ? `  ERRORS ${r.errors}` : ''}`,
         );
         await sleep(250);
         break;
@@ -834,7 +854,7 @@ if (m.extraCa) {
 }
 w(`Load average (1 min) before the run: ${fmt(loadAvgStart, 2)}${loadAvgStart > 0.5 ? ' — something else was using the CPU; figures are noisier than usual' : ''}.`);
 w();
-w(`Method: every process on the same ${m.nproc} cores; each case ${opt.duration} s; ${opt.rounds} round(s), the cases interleaved and the target order rotated each case; a ${opt.warmup} s warm-up per target first. Figures are the median across rounds with min–max in brackets. The sidecar runs at log level info, one JSON line per request written to a file (pino, asynchronous). The baselines add a static \`Authorization\` header and log nothing; nginx: 1 worker, upstream keep-alive 128, \`access_log off\`, \`proxy_buffering off\`. CPU % is the proxy process's user+system time over the run's wall time (100 = one core); µs/req is that CPU time per request, the figure least disturbed by noise. Other CPU % (the worst round) is what the rest of the machine used meanwhile — other sessions' builds and tests, VM steal — beyond the upstream, the proxy, wrk and this script; above ~10 the round was disturbed. Peak RSS: the proxy process's VmHWM during the case (reset before each run; nginx: the worker).`);
+w(`Method: every process on the same ${m.nproc} cores; each case ${opt.duration} s; ${opt.rounds} round(s), the cases interleaved and the target order rotated each case; a ${opt.warmup} s warm-up per target first${opt.rewarm > 0 ? `, and ${opt.rewarm} s of unrecorded load with the same URL and connections just before each recorded run (a target idles a minute or more between its cases, and this machine's kernel pages out file pages idle for 60 s: without it the first requests wait for the node binary's code to be read back)` : ''}. Figures are the median across rounds with min–max in brackets. The sidecar runs at log level info, one JSON line per request written to a file (pino, asynchronous). The baselines add a static \`Authorization\` header and log nothing; nginx: 1 worker, upstream keep-alive 128, \`access_log off\`, \`proxy_buffering off\`. CPU % is the proxy process's user+system time over the run's wall time (100 = one core); µs/req is that CPU time per request, the figure least disturbed by noise. Other CPU % (the worst round) is what the rest of the machine used meanwhile — other sessions' builds and tests, VM steal — beyond the upstream, the proxy, wrk and this script; above ~10 the round was disturbed. Peak RSS: the proxy process's VmHWM during the case (reset before each run; nginx: the worker).`);
 w();
 for (const body of ['small', '1MiB']) {
   const cs = body === 'small' ? opt.conns : opt.bigConns;
@@ -923,6 +943,12 @@ if (coldStarts.length) {
     w(`- Token requests made by the load-test sidecar over the whole run: ${loadTokenRequests} (must be 1)${streaming ? `; by the streaming sidecar: ${streaming.tokenRequests}` : ''}.`);
     if (logCheck) w(`- Sidecar log: ${fmt(logCheck.requestLines)} "request" lines for ${fmt(logCheck.sidecarRequests)} requests completed by wrk (plus warm-up and readiness checks) — one line per request, at info.`);
   }
+  w();
+}
+
+{
+  const faults = targets.filter((t) => t.pid).map((t) => `${t.label} ${fmt(runs.filter((r) => r.target === t.name).reduce((a, r) => a + (Number.isFinite(r.majflt) ? r.majflt : 0), 0))}`);
+  w(`Major page faults of each proxy process during its recorded runs, all cases: ${faults.join(', ')}.`);
   w();
 }
 
