@@ -42,13 +42,16 @@ export interface LoggerOptions {
 
 /**
  * Stdout, asynchronously and in batches: one write() per line cost ~20 µs of each request's CPU
- * (the profile's sonic-boom share). Lines are written once 4 KiB are waiting, and at the latest
- * every `flushIntervalMs`; pino flushes what is left when the process exits, and the CLI before
- * it does on a signal.
+ * (the profile's sonic-boom share). Lines are written once `batchBytes` are waiting, and at the
+ * latest every `flushIntervalMs`; pino flushes what is left when the process exits, and the CLI
+ * before it does on a signal. 16 KB batches (SonicBoom's largest, it writes at most 16 KiB at once)
+ * gave 0.99 of the undici baseline's req/s at 100 connections against 0.90 with 4 KiB, in the same
+ * A/B rounds (BENCHMARKS.md).
  */
 export const flushIntervalMs = 100;
+export const batchBytes = 16_000;
 export function stdoutDestination(): pino.DestinationStream {
-  return pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: flushIntervalMs });
+  return pino.destination({ dest: 1, sync: false, minLength: batchBytes, periodicFlush: flushIntervalMs });
 }
 
 export function createLogger(options: LoggerOptions): Logger {
