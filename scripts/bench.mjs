@@ -13,7 +13,7 @@
 // Options (flags, or the env variable in brackets):
 //   --quick                 smoke run: 2 s per case, 1 round, 128 MiB streamed; writes to /tmp unless --out
 //   --duration=S            seconds per case (BENCH_DURATION, default 7)
-//   --rounds=N              interleaved rounds (BENCH_ROUNDS, default 3)
+//   --rounds=N              interleaved rounds (BENCH_ROUNDS, default 5)
 //   --conns=1,10,100        connection counts, small body (BENCH_CONNS)
 //   --big-conns=10          connection counts, 1 MiB body (BENCH_BIG_CONNS; "" to skip)
 //   --stream-bytes=N        bytes streamed each way (BENCH_STREAM_BYTES, default 1 GiB)
@@ -76,7 +76,7 @@ const quick = flags.quick;
 const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean).map(Number);
 const opt = {
   duration: Number(flags.duration ?? env.BENCH_DURATION ?? (quick ? 2 : 7)),
-  rounds: Number(flags.rounds ?? env.BENCH_ROUNDS ?? (quick ? 1 : 3)),
+  rounds: Number(flags.rounds ?? env.BENCH_ROUNDS ?? (quick ? 1 : 5)),
   conns: list(flags.conns ?? env.BENCH_CONNS ?? '1,10,100'),
   bigConns: list(flags['big-conns'] ?? env.BENCH_BIG_CONNS ?? '10'),
   streamBytes: Number(flags['stream-bytes'] ?? env.BENCH_STREAM_BYTES ?? (quick ? 128 * 2 ** 20 : 2 ** 30)),
