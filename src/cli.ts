@@ -23,7 +23,7 @@ import { setFlagsFromString } from 'node:v8';
 import { sidecarV8Flags } from './v8-flags.js';
 
 // Before any WebAssembly is compiled (see v8-flags.ts).
-for (const flag of sidecarV8Flags(process.execArgv, process.env.NODE_OPTIONS)) setFlagsFromString(flag);
+for (const flag of sidecarV8Flags(process.execArgv)) setFlagsFromString(flag);
 
 (module as { enableCompileCache?: (directory?: string) => unknown }).enableCompileCache?.(fileURLToPath(new URL('.compile-cache', import.meta.url)));
 

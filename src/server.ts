@@ -29,6 +29,8 @@ export interface SidecarOptions {
 }
 
 export interface Sidecar {
+  /** The proxy listener. Like `admin`, it has no JSON schema compilers (src/no-schemas.ts): set
+   * them (setValidatorCompiler, setSerializerCompiler) before adding a route with a schema. */
   readonly proxy: FastifyInstance;
   readonly admin: FastifyInstance;
   readonly tokenSources: ReadonlyMap<string, TokenSource>;

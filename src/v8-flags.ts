@@ -13,10 +13,10 @@
 export const wasmTieringBudget = 1_000_000_000;
 
 /**
- * The flags to set for this process: none that the user set already, on the command line
- * (`node --wasm-tiering-budget=N dist/cli.js`) or in NODE_OPTIONS.
+ * The flags to set for this process: none that the user set already on node's command line
+ * (`node --wasm-tiering-budget=N dist/cli.js`; Node refuses this flag in NODE_OPTIONS).
  */
-export function sidecarV8Flags(execArgv: readonly string[], nodeOptions = ''): string[] {
-  const given = [...execArgv, ...nodeOptions.split(/\s+/)].map((a) => a.replace(/^--(no-)?/, '').split('=')[0]!.replaceAll('_', '-'));
+export function sidecarV8Flags(execArgv: readonly string[]): string[] {
+  const given = execArgv.map((a) => a.replace(/^--(no-)?/, '').split('=')[0]!.replaceAll('_', '-'));
   return given.includes('wasm-tiering-budget') ? [] : [`--wasm-tiering-budget=${wasmTieringBudget}`];
 }
