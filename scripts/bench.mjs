@@ -38,7 +38,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { aggregate, inclusiveOf, loadProfile, toMarkdown } from './bench/cpuprofile.mjs';
-import { median, sleep } from './bench/util.mjs';
+import { median, sidecarYaml, sleep } from './bench/util.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const benchDir = join(root, 'scripts', 'bench');
@@ -261,18 +261,7 @@ function sidecarConfig(port, adminPort, name) {
   const file = join(tmp, `${name}.yaml`);
   writeFileSync(
     file,
-    `listen: { host: 127.0.0.1, port: ${port} }
-admin: { host: 127.0.0.1, port: ${adminPort} }
-logLevel: info
-routes:
-  - name: bench
-    prefix: /
-    upstream: http://127.0.0.1:${ports.upstream}
-    auth:
-      tokenUrl: http://127.0.0.1:${ports.token}/oauth2/token
-      clientId: bench-client
-      clientSecret: bench-secret
-`,
+    sidecarYaml({ port, adminPort, route: 'bench', upstream: `http://127.0.0.1:${ports.upstream}`, tokenUrl: `http://127.0.0.1:${ports.token}/oauth2/token`, clientId: 'bench-client', clientSecret: 'bench-secret' }),
   );
   return file;
 }

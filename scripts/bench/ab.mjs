@@ -17,7 +17,7 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { cpuSeconds, getStatus, median, sleep } from './util.mjs';
+import { cpuSeconds, getStatus, median, sidecarYaml, sleep } from './util.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -72,10 +72,7 @@ for (const [k, s] of specs.entries()) {
   let child;
   if (s.path.endsWith('cli.js')) {
     const cfg = join(tmp, `${k}.yaml`);
-    writeFileSync(
-      cfg,
-      `listen: { host: 127.0.0.1, port: ${port} }\nadmin: { host: 127.0.0.1, port: ${port + 100} }\nlogLevel: info\nroutes:\n  - name: bench\n    prefix: /\n    upstream: http://127.0.0.1:${UP}\n    auth:\n      tokenUrl: ${tokens.url}\n      clientId: bench-client\n      clientSecret: bench-secret\n`,
-    );
+    writeFileSync(cfg, sidecarYaml({ port, adminPort: port + 100, route: 'bench', upstream: `http://127.0.0.1:${UP}`, tokenUrl: tokens.url, clientId: 'bench-client', clientSecret: 'bench-secret' }));
     child = start([s.path, '--config', cfg], fd);
     await until(`http://127.0.0.1:${port + 100}/readyz`, (st) => st === 200);
   } else {

@@ -17,7 +17,7 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { cpuSeconds, getStatus, median, sleep } from './util.mjs';
+import { cpuSeconds, getStatus, median, sidecarYaml, sleep } from './util.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -52,21 +52,8 @@ const tmp = mkdtempSync(join(os.tmpdir(), 'bearer-sidecar-cold-'));
 const config = join(tmp, 'sidecar.yaml');
 const port = 18195;
 const adminPort = 19995;
-writeFileSync(
-  config,
-  `listen: { host: 127.0.0.1, port: ${port} }
-admin: { host: 127.0.0.1, port: ${adminPort} }
-logLevel: info
-routes:
-  - name: cold
-    prefix: /
-    upstream: http://127.0.0.1:1
-    auth:
-      tokenUrl: ${tokens.url}
-      clientId: c
-      clientSecret: s
-`,
-);
+// The upstream is never called: port 1, nothing listens there.
+writeFileSync(config, sidecarYaml({ port, adminPort, route: 'cold', upstream: 'http://127.0.0.1:1', tokenUrl: tokens.url, clientId: 'c', clientSecret: 's' }));
 
 async function once(t) {
   const t0 = performance.now();

@@ -26,3 +26,17 @@ export const getStatus = (url) =>
     q.on('error', () => res(0));
     q.on('timeout', () => q.destroy());
   });
+
+/** The config the bench tools start the sidecar with: one route, log level info (one line per request). */
+export const sidecarYaml = ({ port, adminPort, route, upstream, tokenUrl, clientId, clientSecret }) => `listen: { host: 127.0.0.1, port: ${port} }
+admin: { host: 127.0.0.1, port: ${adminPort} }
+logLevel: info
+routes:
+  - name: ${route}
+    prefix: /
+    upstream: ${upstream}
+    auth:
+      tokenUrl: ${tokenUrl}
+      clientId: ${clientId}
+      clientSecret: ${clientSecret}
+`;
