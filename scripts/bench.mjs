@@ -38,7 +38,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { aggregate, inclusiveOf, loadProfile, toMarkdown } from './bench/cpuprofile.mjs';
-import { median, sidecarYaml, sleep } from './bench/util.mjs';
+import { CLK_TCK, cpuSeconds, majorFaults, median, sidecarYaml, sleep } from './bench/util.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const benchDir = join(root, 'scripts', 'bench');
@@ -114,15 +114,6 @@ function procStatus(pid) {
     return { rssKb: NaN, hwmKb: NaN };
   }
 }
-/** Major page faults of a process so far (field 12 of /proc/PID/stat). */
-function majorFaults(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[9]);
-  } catch {
-    return NaN;
-  }
-}
 /** Resets VmHWM to the current RSS (Linux >= 4.0). */
 function resetPeak(pid) {
   try {
@@ -130,23 +121,6 @@ function resetPeak(pid) {
     return true;
   } catch {
     return false;
-  }
-}
-const CLK_TCK = (() => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) || 100;
-  } catch {
-    return 100;
-  }
-})();
-/** utime + stime of a process, in seconds. */
-function cpuSeconds(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
-  } catch {
-    return NaN;
   }
 }
 /** All CPUs' busy time (user+nice+system+irq+softirq+steal), in seconds. */
@@ -826,8 +800,9 @@ await tokens.close();
 // A case's runs for the tables and targets: those that nothing else disturbed (other CPU ≤ 15 %),
 // when at least two such remain; else all of them. The same rule for every target.
 const disturbed = (r) => r.otherPct > 15;
+const caseRuns = (target, body, conns) => runs.filter((r) => r.target === target && r.body === body && r.conns === conns);
 const sel = (target, body, conns) => {
-  const all = runs.filter((r) => r.target === target && r.body === body && r.conns === conns);
+  const all = caseRuns(target, body, conns);
   const clean = all.filter((r) => !disturbed(r));
   return clean.length >= 2 ? clean : all;
 };
@@ -864,7 +839,7 @@ for (const body of ['small', '1MiB']) {
       const rs = sel(t.name, body, c);
       if (!rs.length) continue;
       // Errors and peak RSS from every recorded run, the left-out ones too: neither may hide.
-      const every = runs.filter((r) => r.target === t.name && r.body === body && r.conns === c);
+      const every = caseRuns(t.name, body, c);
       const errors = every.reduce((a, r) => a + r.errors, 0);
       w(`| ${c} | ${t.label} | ${spread(stat(rs, 'rps'))} | ${spread(stat(rs, 'p50'), ms, 2)} | ${spread(stat(rs, 'p99'), ms, 2)} | ${fmt(ms(stat(rs, 'max').med), 1)} | ${t.pid ? fmt(stat(rs, 'cpuPct').med) : '—'} | ${t.pid ? fmt(stat(rs, 'cpuUsPerReq').med, 1) : '—'} | ${t.pid ? fmt(mib(Math.max(...every.map((r) => r.peakKb))), 1) : '—'} | ${errors ? `**${errors}**` : 0} | ${fmt(stat(rs, 'otherPct').max)} |`);
     }

@@ -1,4 +1,5 @@
 // Small helpers the benchmark scripts share (bench.mjs, ab.mjs, coldstart.mjs).
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 
@@ -10,10 +11,35 @@ export const median = (xs) => {
   return n === 0 ? NaN : n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 };
 
-/** User + system CPU seconds a process has used (/proc, clock ticks of 10 ms). */
+/** Clock ticks per second, the unit of /proc's CPU times. */
+export const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** The fields of /proc/PID/stat after the command name (the first is the state), or undefined once the process is gone. */
+function procStat(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/** User + system CPU seconds a process has used; NaN once it is gone. */
 export const cpuSeconds = (pid) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
+  const f = procStat(pid);
+  return f ? (Number(f[11]) + Number(f[12])) / CLK_TCK : NaN;
+};
+
+/** Major page faults of a process so far (majflt); NaN once it is gone. */
+export const majorFaults = (pid) => {
+  const f = procStat(pid);
+  return f ? Number(f[9]) : NaN;
 };
 
 /** GET on a fresh connection: resolves with the status, 0 on any failure; never throws. */
