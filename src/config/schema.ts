@@ -2,12 +2,12 @@
 // users and other tools: add fields freely, never rename. Defaults live here and only here.
 
 import * as z from 'zod';
+import { parseCidr } from './cidr.js';
+import { presetNames } from './presets.js';
 
 // The config is validated once, at start: zod's JIT (parsers generated with new Function) costs
 // more than it saves for one parse (~10 ms of start-up and ~0.4 MB of idle RSS, issue 7).
 z.config({ jitless: true });
-import { parseCidr } from './cidr.js';
-import { presetNames } from './presets.js';
 
 const httpUrl = z
   .string()
