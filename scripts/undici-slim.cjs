@@ -9,8 +9,10 @@
 const Dispatcher = require('undici/lib/dispatcher/dispatcher')
 const api = require('undici/lib/api')
 const Pool = require('undici/lib/dispatcher/pool')
+const Client = require('undici/lib/dispatcher/client')
 const Agent = require('undici/lib/dispatcher/agent')
 const errors = require('undici/lib/core/errors')
+const buildConnector = require('undici/lib/core/connect')
 const util = require('undici/lib/core/util')
 const { getGlobalDispatcher } = require('undici/lib/global')
 
@@ -29,4 +31,4 @@ function request (url, opts) {
   })
 }
 
-module.exports = { Dispatcher, Pool, Agent, errors, request }
+module.exports = { Dispatcher, Pool, Client, Agent, errors, buildConnector, request }

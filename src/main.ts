@@ -126,8 +126,8 @@ async function check(config: SidecarConfig): Promise<number> {
   let failed = 0;
   for (const route of config.routes) {
     try {
-      const t = await exchangeWithRouteTls(route);
-      process.stdout.write(`ok      ${route.name}: token valid for ${Math.round(t.lifetimeSeconds)} s (from ${t.lifetimeFrom}) from ${route.auth.tokenUrl}\n`);
+      const { token: t, via } = await exchangeForRoute(route);
+      process.stdout.write(`ok      ${route.name}: token valid for ${Math.round(t.lifetimeSeconds)} s (from ${t.lifetimeFrom}) from ${route.auth.tokenUrl}${via ? ` through the outbound proxy ${via}` : ''}\n`);
     } catch (err) {
       failed += 1;
       process.stdout.write(`FAILED  ${route.name}: ${(err as Error).message}\n`);
@@ -146,7 +146,7 @@ async function token(config: SidecarConfig, routeName: string | undefined): Prom
     return 2;
   }
   try {
-    const t = await exchangeWithRouteTls(route);
+    const { token: t } = await exchangeForRoute(route);
     process.stdout.write(`${t.accessToken}\n`);
     return 0;
   } catch (err) {
@@ -155,11 +155,13 @@ async function token(config: SidecarConfig, routeName: string | undefined): Prom
   }
 }
 
-async function exchangeWithRouteTls(route: RouteConfig): Promise<Token> {
-  const [{ exchangeClientCredentials }, { tokenDispatcher }] = await Promise.all([import('./token/exchange.js'), import('./tls.js')]);
-  const dispatcher = tokenDispatcher(route.auth.tls);
+/** One token request with the route's TLS settings and outbound proxy; `via` names the proxy (host:port) when there is one. */
+async function exchangeForRoute(route: RouteConfig): Promise<{ token: Token; via: string | undefined }> {
+  const [{ exchangeClientCredentials }, { tokenDispatcher }, { proxyFor }] = await Promise.all([import('./token/exchange.js'), import('./outbound/dispatcher.js'), import('./outbound/settings.js')]);
+  const dispatcher = tokenDispatcher(route.outboundProxy, route.auth.tls, route.auth.timeoutMs);
   try {
-    return await exchangeClientCredentials(route.auth, dispatcher ? { dispatcher } : {});
+    const via = proxyFor(route.auth.tokenUrl, route.outboundProxy)?.name;
+    return { token: await exchangeClientCredentials(route.auth, { via, ...(dispatcher ? { dispatcher } : {}) }), via };
   } finally {
     await dispatcher?.close();
   }

@@ -19,7 +19,9 @@ import type { WebSocketProxy } from './proxy/websocket.js';
 import type { Clock } from './token/clock.js';
 import { exchangeClientCredentials, type Token } from './token/exchange.js';
 import { TokenSource } from './token/token-source.js';
-import { tokenDispatcher, warnUnverifiedTls } from './tls.js';
+import { tokenDispatcher } from './outbound/dispatcher.js';
+import { proxyFor } from './outbound/settings.js';
+import { warnUnverifiedTls } from './tls.js';
 
 export interface SidecarOptions {
   readonly logger?: Logger;
@@ -45,12 +47,13 @@ export interface Sidecar {
 export async function createSidecar(config: SidecarConfig, options: SidecarOptions = {}): Promise<Sidecar> {
   const logger = options.logger ?? createLogger({ level: config.logLevel });
   const clock = options.clock;
-  const dispatchers = new Map(config.routes.map((route) => [route.name, tokenDispatcher(route.auth.tls)]));
+  const dispatchers = new Map(config.routes.map((route) => [route.name, tokenDispatcher(route.outboundProxy, route.auth.tls, route.auth.timeoutMs)]));
   const fetchToken =
     options.fetchToken ??
     ((route: RouteConfig, signal: AbortSignal) => {
       const dispatcher = dispatchers.get(route.name);
-      return exchangeClientCredentials(route.auth, { signal, ...(dispatcher ? { dispatcher } : {}), ...(clock ? { now: () => clock.now() } : {}) });
+      const via = proxyFor(route.auth.tokenUrl, route.outboundProxy)?.name;
+      return exchangeClientCredentials(route.auth, { signal, via, ...(dispatcher ? { dispatcher } : {}), ...(clock ? { now: () => clock.now() } : {}) });
     });
   for (const route of config.routes) warnUnverifiedTls(route, logger);
 
@@ -162,7 +165,12 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       await listenProxy(proxy, config.listen);
       const proxyUrl = listenerUrl(proxy);
       const adminUrl = listenerUrl(admin);
-      logger.info({ proxy: proxyUrl, admin: adminUrl, routes: config.routes.map((r) => ({ name: r.name, prefix: r.prefix, upstream: r.upstreamOrigin + r.upstreamBasePath })) }, 'listening');
+      const routes = config.routes.map((r) => {
+        // Named by host:port only: a proxy URL may carry a password.
+        const via = proxyFor(r.upstreamOrigin, r.outboundProxy);
+        return { name: r.name, prefix: r.prefix, upstream: r.upstreamOrigin + r.upstreamBasePath, ...(via ? { outboundProxy: via.name } : {}) };
+      });
+      logger.info({ proxy: proxyUrl, admin: adminUrl, routes }, 'listening');
       // Out now, not with the next batch: whatever waits for this line (a supervisor, a test) sees it at once.
       logger.flush();
       return { proxyUrl, adminUrl };

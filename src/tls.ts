@@ -1,11 +1,10 @@
 // TLS for the sidecar's outgoing connections (upstreams and token endpoints): certificates are
 // verified unless a route switches it off by name, and a private CA is trusted in addition to
 // Node's bundled CAs, never instead of them. The secure context is built once per route, not per
-// connection.
+// connection. Which dispatcher carries them (direct or through a proxy) is outbound/dispatcher.ts's.
 
 import { createSecureContext, rootCertificates, type ConnectionOptions } from 'node:tls';
 import type { Logger } from 'pino';
-import { Agent } from 'undici';
 import type { RouteConfig, TlsConfig } from './config/types.js';
 
 /** Options for undici's `connect` (and tls.connect). Always explicit (@fastify/reply-from, used before forward.ts, defaulted to rejectUnauthorized: false). */
@@ -14,12 +13,6 @@ export function tlsConnectOptions(tls: TlsConfig): ConnectionOptions {
     rejectUnauthorized: tls.rejectUnauthorized,
     ...(tls.ca ? { secureContext: createSecureContext({ ca: [...rootCertificates, tls.ca] }) } : {}),
   };
-}
-
-/** An undici dispatcher for token requests when the route's TLS settings differ from the defaults; undefined otherwise. */
-export function tokenDispatcher(tls: TlsConfig): Agent | undefined {
-  if (tls.ca === undefined && tls.rejectUnauthorized) return undefined;
-  return new Agent({ connect: tlsConnectOptions(tls) });
 }
 
 /** One loud line per connection that is not verified: it should never go unnoticed in production. */

@@ -5,10 +5,9 @@
 // once the token is there.
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Pool } from 'undici';
 import type { RouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
-import { tlsConnectOptions } from '../tls.js';
+import { dispatcherFor, webSocketConnectorFor } from '../outbound/dispatcher.js';
 import type { TokenSource } from '../token/token-source.js';
 import { failed, Forwarder, type ForwarderOptions } from './forward.js';
 import { requestHeaderPolicy, responseHeaderPolicy } from './headers.js';
@@ -48,19 +47,17 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
   const requestHeaders = requestHeaderPolicy({ route, sharedSecretHeader });
   const responseHeaders = responseHeaderPolicy(route);
   const mapping = { prefix: route.prefix, basePath: route.upstreamBasePath };
-  const pool = new Pool(route.upstreamOrigin, {
-    connections,
-    pipelining: 1,
-    keepAliveTimeout: 30_000,
-    connectTimeout: route.connectTimeoutMs,
-    headersTimeout: route.responseTimeoutMs,
-    bodyTimeout: route.responseTimeoutMs,
-    connect: tlsConnectOptions(route.tls),
+  // Without an outbound proxy, a plain Pool to the upstream (outbound/dispatcher.ts).
+  const pool = dispatcherFor(route.upstreamOrigin, route.outboundProxy, {
+    tls: route.tls,
+    connectTimeoutMs: route.connectTimeoutMs,
+    pool: { connections, pipelining: 1, keepAliveTimeout: 30_000, headersTimeout: route.responseTimeoutMs, bodyTimeout: route.responseTimeoutMs },
   });
   const forwarder = new Forwarder({ route: route.name, tokens, pool, requestHeaders, responseHeaders, replayBodyLimitBytes: route.replayBodyLimitBytes, ...(onBrokenResponse ? { onBrokenResponse } : {}) });
   const upgrades = websockets && {
     route,
     tokens,
+    connect: route.websocket ? webSocketConnectorFor(route.upstreamOrigin, route.outboundProxy, route.connectTimeoutMs) : undefined,
     rewriteRequestHeaders: (request: FastifyRequest) => requestHeaders(request.raw, `Bearer ${request.bearerToken}`, request.id),
     rewriteResponseHeaders: responseHeaders,
   };

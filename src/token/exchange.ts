@@ -4,6 +4,7 @@
 
 import { request, type Dispatcher } from 'undici';
 import type { AuthConfig } from '../config/types.js';
+import { OutboundProxyError } from '../outbound/errors.js';
 import { TokenError } from './errors.js';
 import { jwtExpiry } from './jwt.js';
 
@@ -20,6 +21,8 @@ export interface ExchangeOptions {
   readonly dispatcher?: Dispatcher;
   /** Wall-clock now in ms, for JWT exp. */
   readonly now?: () => number;
+  /** The outbound proxy the dispatcher goes through (host:port), for messages. */
+  readonly via?: string | undefined;
 }
 
 /** OAuth2 error codes that no retry can fix (RFC 6749 §5.2). */
@@ -75,9 +78,13 @@ export async function exchangeClientCredentials(auth: AuthConfig, options: Excha
     text = await readLimited(response.body);
   } catch (err) {
     if (timeout.aborted) {
-      throw new TokenError('BSC_TOKEN_TIMEOUT', `token endpoint did not answer within ${auth.timeoutMs} ms`, { retryable: true, cause: err });
+      const via = options.via ? ` through the outbound proxy ${options.via}` : '';
+      throw new TokenError('BSC_TOKEN_TIMEOUT', `token endpoint did not answer within ${auth.timeoutMs} ms${via}`, { retryable: true, cause: err });
     }
     if (options.signal?.aborted) throw err;
+    if (err instanceof OutboundProxyError) {
+      throw new TokenError(err.code, `token endpoint unreachable: ${err.message}${err.retryable ? '' : '; not retrying'}`, { retryable: err.retryable, cause: err });
+    }
     const code = (err as { code?: string }).code;
     throw new TokenError('BSC_TOKEN_NETWORK', `token endpoint unreachable: ${code ?? (err as Error).message}`, { retryable: true, cause: err });
   }

@@ -15,8 +15,15 @@ export interface TestSidecar {
   close(): Promise<void>;
 }
 
-export async function startSidecar(raw: Record<string, unknown>, options: Omit<SidecarOptions, 'logger'> & { logLevel?: string } = {}): Promise<TestSidecar> {
-  const config = resolveConfig({ listen: { port: 0 }, admin: { port: 0 }, drainTimeoutMs: 2000, logLevel: options.logLevel ?? audit.logLevel, ...raw });
+/**
+ * `env`: what ${VAR} and HTTPS_PROXY / HTTP_PROXY / NO_PROXY are read from; by default the test's
+ * environment without those three, so that a proxy set on the machine does not carry the tests' traffic.
+ */
+export async function startSidecar(raw: Record<string, unknown>, { env, ...options }: Omit<SidecarOptions, 'logger'> & { logLevel?: string; env?: NodeJS.ProcessEnv } = {}): Promise<TestSidecar> {
+  const config = resolveConfig(
+    { listen: { port: 0 }, admin: { port: 0 }, drainTimeoutMs: 2000, logLevel: options.logLevel ?? audit.logLevel, ...raw },
+    { env: env ?? Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(https?|no)_proxy$/i.test(name))) },
+  );
   const logs: string[] = [];
   audit.addOutput(logs);
   audit.ranAt(config.logLevel);
