@@ -1,11 +1,17 @@
 // Outbound proxies for tests: a real forward proxy (the `proxy` package, with Basic
 // authentication switched on) in a child process that alone resolves the test's private host
-// names, and two broken ones in-process: one that never answers and one that closes every
-// connection as soon as it is asked something.
+// names, two broken ones in-process (one never answers, one closes every connection as soon as it
+// is asked something), and the servers behind them, over HTTP and over TLS.
 
 import { fork, type ChildProcess } from 'node:child_process';
+import type { Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { startEchoUpstream, type EchoUpstream } from '../../src/demo/echo-upstream.js';
+import { closeServer } from '../../src/demo/token-server.js';
 import { audit } from './audit.js';
+import { makeCertificates } from './certificates.js';
+import { signingKey, startScriptedTokenServer, type ScriptedTokenServer } from './servers.js';
 
 /** A host name that only the forward proxy resolves (to 127.0.0.1); the test process cannot. */
 export const privateHost = 'api.internal.test';
@@ -114,6 +120,51 @@ export async function startBrokenProxy(behaviour: 'hang' | 'close'): Promise<Bro
     async close() {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+export interface ProxyTargets {
+  /** The echo upstream (plain HTTP, WebSockets too) on 127.0.0.1; `received` records every request. */
+  readonly upstream: EchoUpstream;
+  /** The same upstream behind TLS, with a certificate for privateHost only. */
+  readonly httpsPort: number;
+  readonly tokens: ScriptedTokenServer;
+  /** The same token endpoint behind TLS, with the same certificate. */
+  readonly httpsTokensPort: number;
+  /** PEM file of the CA that signed the certificate. */
+  readonly caFile: string;
+  close(): Promise<void>;
+}
+
+/**
+ * What a proxy connects to: the demo echo upstream and a scripted token endpoint, each also behind
+ * TLS with a certificate for privateHost (and no other name), made at test time.
+ */
+export async function startProxyTargets(): Promise<ProxyTargets> {
+  const certificates = makeCertificates([`DNS:${privateHost}`]);
+  const upstream = await startEchoUpstream({ signingKey });
+  const tokens = await startScriptedTokenServer();
+  const front = async (behind: HttpServer): Promise<HttpsServer> => {
+    const server = createHttpsServer({ key: certificates.key, cert: certificates.cert });
+    server.on('request', (req, res) => behind.emit('request', req, res));
+    server.on('upgrade', (req, socket, head) => behind.emit('upgrade', req, socket, head));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return server;
+  };
+  const httpsUpstream = await front(upstream.server);
+  const httpsTokens = await front(tokens.server);
+  const portOf = (server: HttpsServer) => (server.address() as AddressInfo).port;
+  return {
+    upstream,
+    httpsPort: portOf(httpsUpstream),
+    tokens,
+    httpsTokensPort: portOf(httpsTokens),
+    caFile: certificates.caFile,
+    async close() {
+      httpsUpstream.closeAllConnections();
+      httpsTokens.closeAllConnections();
+      await Promise.all([closeServer(httpsUpstream), closeServer(httpsTokens), upstream.close(), tokens.close()]);
     },
   };
 }

@@ -29,6 +29,8 @@ export interface ScriptedTokenServer {
   /** Every access_token the endpoint has sent, for tests that check none leaks. */
   readonly issued: string[];
   script: (request: ScriptedRequest) => Answer | Promise<Answer>;
+  /** Its HTTP server (whose 'request' listener a TLS front can call). */
+  readonly server: Server;
   close(): Promise<void>;
 }
 
@@ -40,6 +42,9 @@ export async function startScriptedTokenServer(script?: ScriptedTokenServer['scr
   const hanging: ServerResponse[] = [];
   const state: ScriptedTokenServer = {
     url: '',
+    get server() {
+      return server;
+    },
     requests,
     issued,
     script: script ?? (() => ({ status: 200, body: issue(3600) })),
