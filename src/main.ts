@@ -32,6 +32,12 @@ Options:
 Without a config file, one route is read from the environment:
 ${envVariables.map((v) => `  ${v.name.padEnd(40)} ${v.description}`).join('\n')}
 
+With or without a file, outbound connections (token, upstream, WebSocket) honour, unless the
+config's outboundProxy says otherwise (the lower-case form of each wins, as in curl):
+  HTTPS_PROXY                              proxy for https:// targets, e.g. http://user:pass@proxy:3128
+  HTTP_PROXY                               proxy for http:// targets
+  NO_PROXY                                 targets that go direct: hosts, .domains, IPs, CIDRs, host:port, *
+
 Config values may use \${VAR} and \${VAR:-default}. Presets: megaport, megaport-staging, cyxtera.
 Exit codes: 0 ok, 1 failure, 2 bad usage or configuration.`;
 

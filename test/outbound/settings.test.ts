@@ -2,12 +2,15 @@
 // lower-case variables winning; and the start-up errors, by field path, that never echo a password.
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { inspect } from 'node:util';
 import { describe, test } from 'node:test';
+import { parse as parseYaml } from 'yaml';
 import { resolveConfig } from '../../src/config/load.js';
 import { ProxyEndpoint } from '../../src/outbound/proxy-endpoint.js';
-import { proxyFor } from '../../src/outbound/settings.js';
+import { direct, proxyFor } from '../../src/outbound/settings.js';
 import { problems, tempFiles } from '../helpers/config.js';
+import { runToEnd } from '../helpers/process.js';
 
 const route = (name: string, extra: Record<string, unknown> = {}) => ({
   name,
@@ -148,5 +151,29 @@ describe('outbound proxy settings that cannot work are refused at start-up', () 
     );
     // A config that sets its own proxy (or none) never reads them.
     assert.doesNotThrow(() => resolveConfig({ outboundProxy: false, routes: [route('a')] }, { env }));
+  });
+});
+
+describe('outbound proxies are documented', () => {
+  test('--help names HTTPS_PROXY, HTTP_PROXY and NO_PROXY', async () => {
+    const { code, output } = await runToEnd(['--help']);
+    assert.equal(code, 0);
+    for (const name of ['HTTPS_PROXY', 'HTTP_PROXY', 'NO_PROXY', 'outboundProxy']) assert.ok(output.includes(name), `--help lacks ${name}`);
+  });
+
+  test('docs/protocols.md: the variables are named and the example config loads, with the meaning it claims', () => {
+    const doc = readFileSync(new URL('../../docs/protocols.md', import.meta.url), 'utf8');
+    const section = doc.slice(doc.indexOf('<!-- outbound-proxy:start -->'), doc.indexOf('<!-- outbound-proxy:end -->'));
+    for (const name of ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy', 'urlFile', 'noProxy']) assert.ok(section.includes(name), name);
+    const block = /<!-- example: config-outbound-proxy -->\n```yaml\n([\s\S]*?)```/.exec(section)?.[1];
+    assert.ok(block, 'the example block');
+    const files = tempFiles('bsc-proxy-doc-');
+    const urlFile = files.file('proxy-url', 'http://user:p%40ss@proxy.corp.example:3128');
+    const raw = parseYaml(block.replace('/run/secrets/proxy-url', urlFile)) as Record<string, unknown>;
+    const config = resolveConfig({ ...raw, routes: [...(raw.routes as unknown[]), route('other')] }, { env: { EXAMPLE_CLIENT_ID: 'id', EXAMPLE_CLIENT_SECRET: 'secret', HTTPS_PROXY: 'http://env.proxy:1' } });
+    const [internal, other] = config.routes;
+    assert.equal(proxyFor('https://billing.corp.example', internal?.outboundProxy ?? direct), undefined);
+    assert.equal(proxyFor('https://api.example', other?.outboundProxy ?? direct)?.name, 'proxy.corp.example:3128');
+    for (const target of ['https://x.corp.example', 'https://10.2.3.4', 'https://idp.corp.example:8443']) assert.equal(proxyFor(target, other?.outboundProxy ?? direct), undefined, target);
   });
 });
