@@ -1,8 +1,9 @@
 'use strict'
 // The part of undici that bearer-sidecar uses, for the CLI bundle only (scripts/bundle.mjs maps
 // `undici` here). undici's own index also loads fetch, WebSocket, EventSource, its caches, cookies,
-// mocks and proxy agents, which the sidecar never uses: about 75 ms of every start here (require
-// of the index 127 ms, of these modules 52 ms) and a few MB of memory. The modules below are the
+// mocks and proxy agents, which the sidecar never uses (its outbound proxies are src/outbound/'s,
+// on Client and buildConnector): about 75 ms of every start here (require of the index 127 ms, of
+// these modules 52 ms) and a few MB of memory. The modules below are the
 // same files the index loads, so the classes are the very same (test/deploy/bundle.test.ts checks
 // that every name src/ imports from undici is exported here, identical to undici's own).
 

@@ -5,10 +5,6 @@
 import { inspect } from 'node:util';
 
 export class ProxyEndpoint {
-  readonly protocol: 'http:' | 'https:';
-  /** As URL gives it: IPv6 in brackets. */
-  readonly hostname: string;
-  readonly port: number;
   /** host:port, the only way the proxy is named in logs, errors and `check`. */
   readonly name: string;
   /** scheme://host:port, without credentials. */
@@ -16,10 +12,8 @@ export class ProxyEndpoint {
   readonly #authorization: string | undefined;
 
   private constructor(url: URL, authorization: string | undefined) {
-    this.protocol = url.protocol as 'http:' | 'https:';
-    this.hostname = url.hostname;
-    this.port = url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
-    this.name = `${url.hostname}:${this.port}`;
+    // IPv6 in brackets, as URL gives it; the scheme's port when the URL names none.
+    this.name = `${url.hostname}:${url.port || (url.protocol === 'https:' ? 443 : 80)}`;
     this.origin = `${url.protocol}//${this.name}`;
     this.#authorization = authorization;
   }

@@ -8,8 +8,6 @@ import { NoProxy } from './no-proxy.js';
 import { ProxyEndpoint } from './proxy-endpoint.js';
 
 export interface OutboundProxySettings {
-  /** Where the settings come from, for logs: a config field path, "environment", or "off". */
-  readonly source: string;
   /** For http:// and ws:// targets; undefined: direct. */
   readonly http: ProxyEndpoint | undefined;
   /** For https:// and wss:// targets; undefined: direct. */
@@ -19,7 +17,7 @@ export interface OutboundProxySettings {
 }
 
 /** No proxy at all: every connection is direct, exactly as without this feature. */
-export const direct: OutboundProxySettings = Object.freeze({ source: 'off', http: undefined, https: undefined, noProxy: NoProxy.none });
+export const direct: OutboundProxySettings = Object.freeze({ http: undefined, https: undefined, noProxy: NoProxy.none });
 
 /** The config file's `outboundProxy` field, as the schema passes it. */
 export type RawOutboundProxy = false | { readonly url?: string | undefined; readonly urlFile?: string | undefined; readonly noProxy?: string | readonly string[] | undefined };
@@ -58,7 +56,7 @@ export function resolveOutboundProxy(raw: RawOutboundProxy, at: string, problems
     problems.push(`${at}.noProxy${typeof raw.noProxy === 'string' ? '' : `[${index}]`}: "${entry}" ${why}`),
   );
   const endpoint = proxy instanceof ProxyEndpoint ? proxy : undefined;
-  return { source: at, http: endpoint, https: endpoint, noProxy };
+  return { http: endpoint, https: endpoint, noProxy };
 }
 
 /** HTTPS_PROXY, HTTP_PROXY and NO_PROXY (lower case first, as curl reads them); problems are `VARIABLE: what`. */
@@ -82,9 +80,9 @@ export function environmentProxySettings(env: NodeJS.ProcessEnv, problems: strin
   };
   const http = endpoint('HTTP_PROXY');
   const https = endpoint('HTTPS_PROXY');
-  if (!http && !https) return { ...direct, source: 'environment' };
+  if (!http && !https) return direct;
   // Entries curl cannot use either are ignored, as curl does.
-  return { source: 'environment', http, https, noProxy: NoProxy.parse(read('NO_PROXY')?.value ?? '') };
+  return { http, https, noProxy: NoProxy.parse(read('NO_PROXY')?.value ?? '') };
 }
 
 /**
