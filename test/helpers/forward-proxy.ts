@@ -146,7 +146,8 @@ export async function startProxyTargets(): Promise<ProxyTargets> {
   const upstream = await startEchoUpstream({ signingKey });
   const tokens = await startScriptedTokenServer();
   const front = async (behind: HttpServer): Promise<HttpsServer> => {
-    const server = createHttpsServer({ key: certificates.key, cert: certificates.cert });
+    // Keep-alive longer than any pause a loaded machine makes between a test's requests (tests count tunnels).
+    const server = createHttpsServer({ key: certificates.key, cert: certificates.cert, keepAliveTimeout: 60_000 });
     server.on('request', (req, res) => behind.emit('request', req, res));
     server.on('upgrade', (req, socket, head) => behind.emit('upgrade', req, socket, head));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -9,6 +9,7 @@ import { audit, call } from '../helpers/audit.js';
 import { opensslMissing } from '../helpers/certificates.js';
 import { tempFiles } from '../helpers/config.js';
 import { privateHost, proxyPassword, proxyUser, startBrokenProxy, startForwardProxy, type ForwardProxy, type ProxyTargets, startProxyTargets } from '../helpers/forward-proxy.js';
+import { ManualClock } from '../helpers/clock.js';
 import { runToEnd } from '../helpers/process.js';
 import { freePort } from '../helpers/servers.js';
 import { eventually, startSidecar, type TestSidecar } from '../helpers/sidecar.js';
@@ -77,18 +78,28 @@ describe('an outbound proxy that fails', { skip: opensslMissing }, () => {
 
   test('407 (wrong password) to the token endpoint\'s CONNECT: not retried; /readyz and the callers\' 503 say why, naming the proxy', async () => {
     const start = (await proxy.requests()).length;
-    // A token that is there already would hide the token failure: no token here, and requests fail as the proxy refuses.
-    const sidecar = await startSidecar({ routes: [httpsRoute(wrongPassword)] });
+    const tokenConnects = async () => (await proxy.requests()).slice(start).filter((r) => r.url === `${privateHost}:${targets.httpsTokensPort}`);
+    // The clock moves only by hand: the next fetch cycle (after the backoff) comes only when the test says so.
+    const clock = new ManualClock();
+    const sidecar = await startSidecar({ routes: [httpsRoute(wrongPassword)] }, { clock });
     try {
       const lastError = await tokenFailure(sidecar);
       assert.match(lastError, new RegExp(`the outbound proxy ${proxyName().replace(/\./g, '\\.')} refused the connection to ${privateHost}:${targets.httpsTokensPort}: 407 Proxy Authentication Required; check the user and password in the proxy URL; not retrying`));
-      const tokenConnects = (await proxy.requests()).slice(start).filter((r) => r.url === `${privateHost}:${targets.httpsTokensPort}`);
-      assert.equal(tokenConnects.length, 1, 'a 407 is not retried (retries: 3 would make 4)');
-      assert.ok(tokenConnects.every((r) => r.withAuthorization && !r.authorized));
       const refused = await failure(sidecar);
       assert.equal(refused.status, 503, 'no token: 503, with the reason');
       assert.equal(refused.error, 'token_unavailable');
       assert.match(refused.message, /407 Proxy Authentication Required/);
+      const first = await tokenConnects();
+      assert.equal(first.length, 1, 'one attempt: retries: 3 would have made four');
+      assert.ok(first.every((r) => r.withAuthorization && !r.authorized));
+      const attempts = sidecar.logs.filter((line) => line.includes('"token request failed"'));
+      assert.equal(attempts.length, 1);
+      assert.match(attempts[0] as string, /"attempt":1,.*"retriesLeft":0,.*"code":"BSC_OUTBOUND_PROXY_REFUSED"/);
+      // After the backoff, one more fetch, again a single attempt.
+      clock.advance(60_000);
+      await eventually(async () => (await tokenConnects()).length === 2);
+      await eventually(() => sidecar.logs.filter((line) => line.includes('"could not get a token"')).length === 2);
+      assert.equal((await tokenConnects()).length, 2);
     } finally {
       await sidecar.close();
     }
