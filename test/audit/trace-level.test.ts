@@ -12,8 +12,6 @@ await import('../proxy/token-faults.test.js');
 await import('../proxy/replay.test.js');
 await import('../proxy/upstream-faults.test.js');
 await import('../config/secret-rotation.test.js');
-await import('../outbound/proxy-routing.test.js');
-await import('../outbound/proxy-failures.test.js');
 
 test('every sidecar above ran at trace level, and debug detail was logged', () => {
   assert.deepEqual(audit.levelsUsed(), ['trace']);
