@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict';
 import { createPublicKey } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { compactVerify, decodeJwt, decodeProtectedHeader } from 'jose';
 import { resolveConfig } from '../../src/config/load.js';
@@ -13,10 +15,12 @@ import type { AuthConfig } from '../../src/config/types.js';
 import { tokenDispatcher } from '../../src/tls.js';
 import { TokenError } from '../../src/token/errors.js';
 import { exchangeClientCredentials, type Token } from '../../src/token/exchange.js';
-import { audit } from '../helpers/audit.js';
+import { closeServer } from '../../src/demo/token-server.js';
+import { audit, call } from '../helpers/audit.js';
 import { makeSigningKey, makeTestPki, opensslMissing, type SigningKey, type SigningKeyKind, type TestPki } from '../helpers/certs.js';
 import { tempFiles } from '../helpers/config.js';
 import { startOidcProvider, type TestIdp } from '../helpers/oidc-provider.js';
+import { eventually, startSidecar } from '../helpers/sidecar.js';
 
 describe('client authentication against oidc-provider', { skip: opensslMissing }, () => {
   let pki: TestPki;
@@ -26,6 +30,10 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
   const kinds: SigningKeyKind[] = ['rsa', 'P-256', 'P-384', 'P-521', 'ed25519'];
   /** Registered at the provider, never configured in the sidecar. */
   let stranger: SigningKey;
+  /** The API behind the sidecar: records the Authorization header of every request. */
+  let upstream: Server;
+  let upstreamUrl: string;
+  const bearers: string[] = [];
 
   before(async () => {
     pki = makeTestPki();
@@ -41,9 +49,16 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
       { client_id: 'jwt-rotating', jwks: { keys: [keys.get('P-256')?.publicJwk, keys.get('P-384')?.publicJwk] as Record<string, unknown>[] } },
       { client_id: 'mtls-reporting', tls_client_auth_subject_dn: 'CN=reporting' },
     ]);
+    upstream = createServer((req, res) => {
+      bearers.push(req.headers.authorization ?? '');
+      req.resume();
+      res.end('ok');
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
   });
   after(async () => {
-    await idp.close();
+    await Promise.all([idp.close(), closeServer(upstream)]);
     audit.assertNothingLeaked();
   });
 
@@ -83,13 +98,14 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
   test('private_key_jwt claims: iss = sub = client id, aud = the token URL, fresh jti, short life; two requests in a row are both accepted', async () => {
     const config = auth({ method: 'private_key_jwt', clientId: 'jwt-P-256', privateKeyFile: files.file('claims.pem', keys.get('P-256')?.pem.pkcs8 as string) });
     const before = idp.assertions.length;
+    const refusals = idp.refusals.length;
     const started = Math.floor(Date.now() / 1000);
     await exchange(config);
     await exchange(config);
     const sent = idp.assertions.slice(before);
     assert.equal(sent.length, 2);
     // The provider's replay detection refuses a jti it has seen: both accepted means two fresh ones.
-    assert.deepEqual(idp.refusals, []);
+    assert.deepEqual(idp.refusals.slice(refusals), []);
     const [first, second] = sent.map((assertion) => decodeJwt(assertion));
     for (const claims of [first, second]) {
       assert.equal(claims?.iss, 'jwt-P-256');
@@ -163,5 +179,62 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
     );
     assert.equal(err.code, 'BSC_TOKEN_REJECTED');
     assert.match(err.message, /invalid_client.*auth\.tls\.certFile/);
+  });
+
+  /** A sidecar with one route "idp" authenticating with `fields`; retries only when told (a changed file), so a test sees each attempt. */
+  const sidecarWith = (fields: Record<string, unknown>) =>
+    startSidecar({
+      routes: [
+        {
+          name: 'idp',
+          upstream: upstreamUrl,
+          auth: { tokenUrl: idp.tokenUrl, scope: 'api', tls: { caFile: pki.caFile, ...(fields.tls as object) }, retry: { retries: 0, minDelayMs: 60_000, maxDelayMs: 60_000, maxTimeMs: 5000 }, ...fields },
+        },
+      ],
+    });
+
+  test('sidecar, tls_client_auth: requests carry the token the provider issued over mutual TLS', async () => {
+    const reporting = pki.client('reporting');
+    const sidecar = await sidecarWith({ method: 'tls_client_auth', clientId: 'mtls-reporting', tls: { caFile: pki.caFile, certFile: reporting.certFile, keyFile: reporting.keyFile } });
+    try {
+      assert.equal((await call(`${sidecar.proxyUrl}/x`)).status, 200);
+      assert.equal(bearers.at(-1), `Bearer ${idp.issued.at(-1)}`);
+    } finally {
+      await sidecar.close();
+    }
+  });
+
+  test('sidecar, private_key_jwt: a key file replaced by garbage while running: the current token keeps serving, the failure is logged with its reason, and the mended file is used at once', async () => {
+    const key = keys.get('P-256') as SigningKey;
+    const privateKeyFile = files.file('live.pem', key.pem.pkcs8);
+    const sidecar = await sidecarWith({ method: 'private_key_jwt', clientId: 'jwt-P-256', privateKeyFile });
+    const tokens = sidecar.sidecar.tokenSources.get('idp');
+    const lines = () => sidecar.logs.map((line) => JSON.parse(line) as Record<string, unknown>);
+    try {
+      assert.equal((await call(`${sidecar.proxyUrl}/x`)).status, 200);
+      const first = bearers.at(-1);
+      assert.equal(first, `Bearer ${idp.issued.at(-1)}`);
+
+      writeFileSync(privateKeyFile, '-----BEGIN PRIVATE KEY-----\nTHIS-IS-NOT-A-KEY\n-----END PRIVATE KEY-----\n');
+      await tokens?.refresh().catch(() => {});
+      const failure = lines().find((line) => line.msg === 'could not get a token');
+      assert.equal(failure?.code, 'BSC_TOKEN_CREDENTIALS');
+      assert.equal(failure?.retryable, false, 'only a new file can help; the watcher notices one');
+      assert.match(String(failure?.reason), /^cannot sign the client assertion: .*live\.pem is not a PEM private key/);
+      assert.ok((failure?.keptTokenSeconds as number) > 0);
+      assert.equal((await call(`${sidecar.proxyUrl}/x`)).status, 200);
+      assert.equal(bearers.at(-1), first, 'the current token keeps serving');
+
+      // Mended (in another PEM format): the credential watcher retries at once, not after the 60 s backoff.
+      const issued = idp.issued.length;
+      writeFileSync(privateKeyFile, key.pem.sec1 as string);
+      await eventually(() => idp.issued.length > issued, 10_000);
+      assert.equal((await call(`${sidecar.proxyUrl}/x`)).status, 200);
+      assert.equal(bearers.at(-1), `Bearer ${idp.issued.at(-1)}`);
+      assert.notEqual(bearers.at(-1), first);
+      assert.equal(tokens?.status().lastError, undefined);
+    } finally {
+      await sidecar.close();
+    }
   });
 });
