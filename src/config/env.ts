@@ -22,6 +22,7 @@ export const envVariables: readonly EnvVariable[] = [
   { name: 'BEARER_SIDECAR_CLIENT_SECRET_FILE', path: 'routes[0].auth.clientSecretFile', description: 'file holding the client secret' },
   { name: 'BEARER_SIDECAR_PRIVATE_KEY_FILE', path: 'routes[0].auth.privateKeyFile', description: 'private_key_jwt: PEM private key that signs the client assertion' },
   { name: 'BEARER_SIDECAR_KEY_ID', path: 'routes[0].auth.keyId', description: 'private_key_jwt: the key\'s id at the identity provider (JWS kid)' },
+  { name: 'BEARER_SIDECAR_CERTIFICATE_FILE', path: 'routes[0].auth.certificateFile', description: 'private_key_jwt: the key\'s certificate (PEM), sent as its x5t#S256 thumbprint' },
   { name: 'BEARER_SIDECAR_SIGNING_ALGORITHM', path: 'routes[0].auth.signingAlgorithm', description: 'private_key_jwt: RS256 | PS256 | ES256 | EdDSA | ... (default: from the key)' },
   { name: 'BEARER_SIDECAR_SCOPE', path: 'routes[0].auth.scope', description: 'scope form field' },
   { name: 'BEARER_SIDECAR_AUDIENCE', path: 'routes[0].auth.audience', description: 'audience form field' },

@@ -103,28 +103,39 @@ export interface ClientCertificatePem {
   readonly key: string;
 }
 
+/** The certificate in `source`'s file. Throws KeyFileError, or SecretSource's Error when the file cannot be read. */
+function readCertificate(source: SecretSource): { pem: string; certificate: X509Certificate } {
+  const pem = source.read();
+  try {
+    return { pem, certificate: new X509Certificate(pem) };
+  } catch {
+    throw new KeyFileError('cert', `${source.file} is not a PEM certificate`);
+  }
+}
+
 /** Reads a client certificate's files now and checks them: a certificate, a key that opens, and the two a pair. Throws KeyFileError. */
 export function readClientCertificate(config: ClientCertificateConfig): ClientCertificatePem {
-  const read = (source: SecretSource, field: KeyFileError['field']) => {
+  // Every failure names its file here, an unreadable one too: start-up reports it under that field.
+  const named = <T>(field: KeyFileError['field'], read: () => T): T => {
     try {
-      return source.read();
+      return read();
     } catch (err) {
-      throw new KeyFileError(field, (err as Error).message);
+      throw err instanceof KeyFileError ? err : new KeyFileError(field, (err as Error).message);
     }
   };
-  const cert = read(config.cert, 'cert');
-  let certificate: X509Certificate;
-  try {
-    certificate = new X509Certificate(cert);
-  } catch {
-    throw new KeyFileError('cert', `${config.cert.file} is not a PEM certificate`);
-  }
-  let key: KeyObject;
-  try {
-    key = readPrivateKey(config.key, config.keyPassphrase, 'set keyPassphraseFile to the file holding its passphrase');
-  } catch (err) {
-    throw err instanceof KeyFileError ? err : new KeyFileError('key', (err as Error).message);
-  }
+  const { pem, certificate } = named('cert', () => readCertificate(config.cert));
+  const key = named('key', () => readPrivateKey(config.key, config.keyPassphrase, 'set keyPassphraseFile to the file holding its passphrase'));
   if (!certificate.checkPrivateKey(key)) throw new KeyFileError('key', `${config.key.file} is not the key of the certificate in ${config.cert.file}`);
-  return { cert, key: key.export({ type: 'pkcs8', format: 'pem' }) as string };
+  return { cert: pem, key: key.export({ type: 'pkcs8', format: 'pem' }) as string };
+}
+
+/**
+ * The x5t#S256 JWS header of the certificate in `source` (RFC 7515 §4.1.8: base64url SHA-256 of
+ * its DER), after checking that `key` is its key. Throws KeyFileError, or SecretSource's Error
+ * when the file cannot be read.
+ */
+export function certificateThumbprint(source: SecretSource, key: KeyObject): string {
+  const { certificate } = readCertificate(source);
+  if (!certificate.checkPrivateKey(key)) throw new KeyFileError('cert', `${source.file} is not the certificate of the key in privateKeyFile`);
+  return Buffer.from(certificate.fingerprint256.replaceAll(':', ''), 'hex').toString('base64url');
 }

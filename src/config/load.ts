@@ -101,7 +101,8 @@ function resolveAuth(auth: RawAuth, at: string, problems: string[]): AuthConfig 
   // The schema has checked which credentials each method has.
   const secretBased = method === 'client_secret_basic' || method === 'client_secret_post';
   const clientSecret = secretBased ? secretSource(auth.clientSecret, auth.clientSecretFile, `${at}.clientSecretFile`, problems) : undefined;
-  const privateKey = method === 'private_key_jwt' ? resolveSigningKey(auth.privateKeyFile as string, auth.signingAlgorithm, at, problems) : undefined;
+  const signing =
+    method === 'private_key_jwt' ? resolveSigningKey({ privateKeyFile: auth.privateKeyFile as string, signingAlgorithm: auth.signingAlgorithm, certificateFile: auth.certificateFile }, at, problems) : undefined;
   if (auth.retry.minDelayMs > auth.retry.maxDelayMs) problems.push(`${at}.retry.minDelayMs: must not exceed maxDelayMs`);
   return {
     preset: auth.preset as AuthConfig['preset'],
@@ -109,8 +110,9 @@ function resolveAuth(auth: RawAuth, at: string, problems: string[]): AuthConfig 
     method,
     clientId,
     clientSecret,
-    privateKey,
+    privateKey: signing?.privateKey,
     keyId: auth.keyId,
+    certificate: signing?.certificate,
     signingAlgorithm: auth.signingAlgorithm,
     scope: auth.scope || undefined,
     audience: auth.audience || undefined,

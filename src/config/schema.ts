@@ -75,6 +75,8 @@ const authSchema = z.strictObject({
   privateKeyFile: z.string().min(1).optional(),
   /** private_key_jwt: the JWS `kid`, the key's id at the identity provider. */
   keyId: z.string().min(1, 'must not be empty').optional(),
+  /** private_key_jwt: the key's X.509 certificate (PEM), for the JWS `x5t#S256` by which some providers (Microsoft Entra ID) find the key. */
+  certificateFile: z.string().min(1).optional(),
   /** private_key_jwt: the JWS algorithm; by default the one the key's type implies. */
   signingAlgorithm: z.enum(signingAlgorithms).optional(),
   scope: z.string().optional(),
@@ -256,7 +258,7 @@ function checkCredentials(auth: RawAuth, at: (string | number)[], ctx: z.Refinem
   if (method === 'private_key_jwt') {
     if (!auth.privateKeyFile) problem(['privateKeyFile'], 'is required with method: private_key_jwt (the PEM private key that signs the client assertion)');
   } else {
-    for (const field of ['privateKeyFile', 'keyId', 'signingAlgorithm'] as const) {
+    for (const field of ['privateKeyFile', 'keyId', 'certificateFile', 'signingAlgorithm'] as const) {
       if (auth[field] !== undefined) problem([field], 'applies only with method: private_key_jwt');
     }
   }

@@ -3,10 +3,10 @@
 // token endpoints. Files are read here, so a missing or unusable CA, secret, certificate or key
 // file fails at start-up with its field's path.
 
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseCidr, type Cidr } from './cidr.js';
-import { algorithmMismatch, defaultSigningAlgorithm, readClientCertificate, readPrivateKey, type KeyFileError, type SigningAlgorithm } from './keys.js';
+import { algorithmMismatch, certificateThumbprint, defaultSigningAlgorithm, readClientCertificate, readPrivateKey, type KeyFileError, type SigningAlgorithm } from './keys.js';
 import type { RawListen, RawTls } from './schema.js';
 import { SecretSource } from './secret.js';
 import type { ClientCertificateConfig, InboundConfig, SharedSecretHeader, TlsConfig } from './types.js';
@@ -66,20 +66,38 @@ function resolveClientCertificate(certFile: string, keyFile: string, passphraseF
   return config;
 }
 
-/** private_key_jwt's signing key, checked now: it opens, it is of a type a JWS algorithm signs with, and `alg` (when set) fits it. Read again at every token request. */
-export function resolveSigningKey(file: string, alg: SigningAlgorithm | undefined, at: string, problems: string[]): SecretSource {
-  const source = SecretSource.fromFile(file);
+/**
+ * private_key_jwt's signing key (and certificate), checked now: the key opens, it is of a type a
+ * JWS algorithm signs with, `alg` (when set) fits it, and the certificate is the key's. Both files
+ * are read again at every token request.
+ */
+export function resolveSigningKey(
+  auth: { privateKeyFile: string; signingAlgorithm: SigningAlgorithm | undefined; certificateFile: string | undefined },
+  at: string,
+  problems: string[],
+): { privateKey: SecretSource; certificate: SecretSource | undefined } {
+  const privateKey = SecretSource.fromFile(auth.privateKeyFile);
+  const certificate = auth.certificateFile === undefined ? undefined : SecretSource.fromFile(auth.certificateFile);
+  let key: KeyObject;
   try {
-    const key = readPrivateKey(source, undefined, 'private_key_jwt takes an unencrypted key (protect the file instead)');
+    key = readPrivateKey(privateKey, undefined, 'private_key_jwt takes an unencrypted key (protect the file instead)');
     try {
       defaultSigningAlgorithm(key);
     } catch (err) {
-      throw new Error(`${file} ${(err as Error).message}`);
+      throw new Error(`${auth.privateKeyFile} ${(err as Error).message}`);
     }
-    const mismatch = alg && algorithmMismatch(alg, key);
-    if (mismatch) problems.push(`${at}.signingAlgorithm: ${mismatch}`);
   } catch (err) {
     problems.push(`${at}.privateKeyFile: ${(err as Error).message}`);
+    return { privateKey, certificate };
   }
-  return source;
+  const mismatch = auth.signingAlgorithm && algorithmMismatch(auth.signingAlgorithm, key);
+  if (mismatch) problems.push(`${at}.signingAlgorithm: ${mismatch}`);
+  if (certificate) {
+    try {
+      certificateThumbprint(certificate, key);
+    } catch (err) {
+      problems.push(`${at}.certificateFile: ${(err as Error).message}`);
+    }
+  }
+  return { privateKey, certificate };
 }

@@ -44,6 +44,8 @@ export interface AuthConfig {
   readonly privateKey: SecretSource | undefined;
   /** private_key_jwt: the JWS kid. */
   readonly keyId: string | undefined;
+  /** private_key_jwt: the key's certificate, read with the key; its thumbprint is the JWS x5t#S256. */
+  readonly certificate: SecretSource | undefined;
   /** private_key_jwt: undefined means the algorithm the key's type implies (src/config/keys.ts). */
   readonly signingAlgorithm: SigningAlgorithm | undefined;
   readonly scope: string | undefined;

@@ -8,7 +8,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { loadConfig } from '../../src/config/index.js';
 import { resolveConfig } from '../../src/config/load.js';
-import { makeSigningKey, makeTestPki, opensslMissing, type SigningKeyKind } from '../helpers/certs.js';
+import { makeSigningKey, makeTestPki, opensslMissing, selfSignedCertificate, type SigningKeyKind } from '../helpers/certs.js';
 import { problems, tempFiles } from '../helpers/config.js';
 import { runToEnd } from '../helpers/process.js';
 
@@ -56,6 +56,8 @@ describe('private_key_jwt settings', () => {
     ['an algorithm of another curve', jwt({ privateKeyFile: p256File, signingAlgorithm: 'ES384' }), /^routes\[0\]\.auth\.signingAlgorithm: ES384 does not fit the P-256 EC key; use ES256/],
     ['EdDSA with an EC key', jwt({ privateKeyFile: p256File, signingAlgorithm: 'EdDSA' }), /signingAlgorithm: EdDSA does not fit the P-256 EC key; use ES256/],
     ['an algorithm no client assertion uses', jwt({ signingAlgorithm: 'HS256' }), /^routes\[0\]\.auth\.signingAlgorithm: /],
+    ['certificateFile with a secret method', route({ clientSecret: 's', certificateFile: '/x.pem' }), /^routes\[0\]\.auth\.certificateFile: applies only with method: private_key_jwt$/],
+    ['a certificateFile that is no certificate', jwt({ certificateFile: garbageFile }), /^routes\[0\]\.auth\.certificateFile: .*garbage\.pem is not a PEM certificate$/],
     ['an unknown method', route({ method: 'client_secret_jwt', clientSecret: 's' }), /^routes\[0\]\.auth\.method: /],
   ];
   for (const [name, config, expected] of refused) {
@@ -66,6 +68,16 @@ describe('private_key_jwt settings', () => {
       assertNoKeyIn(lines, [rsa.pem.pkcs1 as string, p256.pem.sec1 as string]);
     });
   }
+
+  test('refused: a certificateFile that is not the key\'s certificate', { skip: opensslMissing }, () => {
+    const lines = problems(() => resolveConfig(jwt({ certificateFile: files.file('p256-cert.pem', selfSignedCertificate(p256.pem.pkcs8)) })));
+    assert.deepEqual(lines.map((line) => line.replace(/\/\S+\//g, '')), ['routes[0].auth.certificateFile: p256-cert.pem is not the certificate of the key in privateKeyFile']);
+  });
+
+  test('resolves: a certificateFile that is the key\'s certificate', { skip: opensslMissing }, () => {
+    const certificateFile = files.file('rsa-cert.pem', selfSignedCertificate(rsa.pem.pkcs8));
+    assert.equal(resolveConfig(jwt({ certificateFile })).routes[0]?.auth.certificate?.file, certificateFile);
+  });
 
   const unfit: [SigningKeyKind, RegExp][] = [
     ['rsa-1024', /holds an RSA key of 1024 bits; RSA signing keys must have at least 2048$/],

@@ -71,6 +71,14 @@ export function makeTestPki(): TestPki {
   };
 }
 
+/** A self-signed certificate (PEM) for a private key given as PEM, as a provider's key registration wants one. */
+export function selfSignedCertificate(privateKeyPem: string, subject = '/CN=bearer-sidecar test client'): string {
+  const dir = mkdtempSync(join(tmpdir(), 'bsc-self-signed-'));
+  writeFileSync(join(dir, 'key.pem'), privateKeyPem);
+  execFileSync('openssl', ['req', '-x509', '-key', 'key.pem', '-subj', subject, '-days', '2', '-out', 'cert.pem'], { cwd: dir, stdio: 'pipe' });
+  return readFileSync(join(dir, 'cert.pem'), 'utf8');
+}
+
 export type SigningKeyKind = 'rsa' | 'rsa-1024' | 'P-256' | 'P-384' | 'P-521' | 'secp256k1' | 'ed25519' | 'ed448';
 
 export interface SigningKey {

@@ -4,7 +4,7 @@
 // every accepted request proves a fresh jti. tls_client_auth runs over real mutual TLS.
 
 import assert from 'node:assert/strict';
-import { createPublicKey } from 'node:crypto';
+import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,7 +17,7 @@ import { TokenError } from '../../src/token/errors.js';
 import { exchangeClientCredentials, type Token } from '../../src/token/exchange.js';
 import { closeServer } from '../../src/demo/token-server.js';
 import { audit, call } from '../helpers/audit.js';
-import { makeSigningKey, makeTestPki, opensslMissing, type SigningKey, type SigningKeyKind, type TestPki } from '../helpers/certs.js';
+import { makeSigningKey, makeTestPki, opensslMissing, selfSignedCertificate, type SigningKey, type SigningKeyKind, type TestPki } from '../helpers/certs.js';
 import { tempFiles } from '../helpers/config.js';
 import { startOidcProvider, type TestIdp } from '../helpers/oidc-provider.js';
 import { eventually, startSidecar } from '../helpers/sidecar.js';
@@ -126,6 +126,15 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
       assert.equal(decodeProtectedHeader(idp.assertions.at(-1) as string).alg, signingAlgorithm);
       assert.deepEqual(idp.requests.at(-1), { clientId: 'jwt-rsa', withSecret: false, certificateSubject: '' });
     }
+  });
+
+  test('private_key_jwt: certificateFile puts the certificate\'s SHA-256 thumbprint in the header (x5t#S256), as Microsoft Entra ID wants', async () => {
+    const key = keys.get('rsa') as SigningKey;
+    const certificatePem = selfSignedCertificate(key.pem.pkcs8);
+    const certificateFile = files.file('rsa-cert.pem', certificatePem);
+    await exchange(auth({ method: 'private_key_jwt', clientId: 'jwt-rsa', privateKeyFile: files.file('rsa-x5t.pem', key.pem.pkcs8), certificateFile, signingAlgorithm: 'PS256' }));
+    const thumbprint = createHash('sha256').update(new X509Certificate(certificatePem).raw).digest('base64url');
+    assert.deepEqual(decodeProtectedHeader(idp.assertions.at(-1) as string), { alg: 'PS256', 'x5t#S256': thumbprint });
   });
 
   test('private_key_jwt: a rotated key file is used by the next token request, without a restart', async () => {

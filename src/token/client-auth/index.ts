@@ -52,5 +52,5 @@ export function clientAuthentication(auth: AuthConfig, tokenUrl: string, now: nu
 /** Every credential a token request reads: when one of these files changes, a failed request may now succeed. */
 export function credentialSources(auth: AuthConfig): SecretSource[] {
   const certificate = auth.tls.clientCertificate;
-  return [auth.clientId, auth.clientSecret, auth.privateKey, certificate?.cert, certificate?.key, certificate?.keyPassphrase].filter((source) => source !== undefined);
+  return [auth.clientId, auth.clientSecret, auth.privateKey, auth.certificate, certificate?.cert, certificate?.key, certificate?.keyPassphrase].filter((source) => source !== undefined);
 }

@@ -3,7 +3,7 @@
 // a rotated key applies without a restart. jose signs; it is loaded the first time it is needed.
 
 import { randomUUID, type KeyObject } from 'node:crypto';
-import { algorithmMismatch, defaultSigningAlgorithm, KeyFileError, readPrivateKey, type SigningAlgorithm } from '../../config/keys.js';
+import { algorithmMismatch, certificateThumbprint, defaultSigningAlgorithm, KeyFileError, readPrivateKey, type SigningAlgorithm } from '../../config/keys.js';
 import type { SecretSource } from '../../config/secret.js';
 import { credentialsUnreadable, TokenError } from '../errors.js';
 import type { ClientAuthentication, ClientAuthRequest } from './index.js';
@@ -15,11 +15,11 @@ export const assertionLifetimeSeconds = 120;
 
 export async function privateKeyJwt({ auth, clientId, tokenUrl, now }: ClientAuthRequest): Promise<ClientAuthentication> {
   // The config guarantees a key for this method.
-  const { key, alg } = signingKey(auth.privateKey as SecretSource, auth.signingAlgorithm);
+  const { key, alg, thumbprint } = signingKey(auth.privateKey as SecretSource, auth.signingAlgorithm, auth.certificate);
   const { SignJWT } = await import('jose');
   const issuedAt = Math.floor(now / 1000);
   const assertion = await new SignJWT()
-    .setProtectedHeader({ alg, ...(auth.keyId ? { kid: auth.keyId } : {}) })
+    .setProtectedHeader({ alg, ...(auth.keyId ? { kid: auth.keyId } : {}), ...(thumbprint ? { 'x5t#S256': thumbprint } : {}) })
     .setIssuer(clientId)
     .setSubject(clientId)
     .setAudience(tokenUrl)
@@ -38,12 +38,18 @@ export async function privateKeyJwt({ auth, clientId, tokenUrl, now }: ClientAut
   };
 }
 
-/** The key as its file holds it now, and the algorithm it signs with. A file that is no usable key is not retried: only a new file helps (the credential watcher notices it). */
-function signingKey(source: SecretSource, configured: SigningAlgorithm | undefined): { key: KeyObject; alg: SigningAlgorithm } {
+/**
+ * The key as its file holds it now, the algorithm it signs with, and its certificate's thumbprint
+ * when a certificate is configured. A file that is no usable key is not retried: only a new file
+ * helps, and the credential watcher notices one.
+ */
+function signingKey(source: SecretSource, configured: SigningAlgorithm | undefined, certificate: SecretSource | undefined): { key: KeyObject; alg: SigningAlgorithm; thumbprint: string | undefined } {
   const unusable = (reason: string) => new TokenError('BSC_TOKEN_CREDENTIALS', `cannot sign the client assertion: ${reason}`, { retryable: false });
   let key: KeyObject;
+  let thumbprint: string | undefined;
   try {
     key = readPrivateKey(source, undefined, 'private_key_jwt takes an unencrypted key');
+    thumbprint = certificate && certificateThumbprint(certificate, key);
   } catch (err) {
     throw err instanceof KeyFileError ? unusable(err.message) : credentialsUnreadable(err);
   }
@@ -51,7 +57,7 @@ function signingKey(source: SecretSource, configured: SigningAlgorithm | undefin
     const alg = configured ?? defaultSigningAlgorithm(key);
     const mismatch = algorithmMismatch(alg, key);
     if (mismatch) throw new Error(mismatch);
-    return { key, alg };
+    return { key, alg, thumbprint };
   } catch (err) {
     throw unusable(`${source.file}: ${(err as Error).message}`);
   }
