@@ -20,6 +20,7 @@ import { audit, call } from '../helpers/audit.js';
 import { makeSigningKey, makeTestPki, opensslMissing, selfSignedCertificate, type SigningKey, type SigningKeyKind, type TestPki } from '../helpers/certs.js';
 import { tempFiles } from '../helpers/config.js';
 import { startOidcProvider, type TestIdp } from '../helpers/oidc-provider.js';
+import { runToEnd } from '../helpers/process.js';
 import { eventually, startSidecar } from '../helpers/sidecar.js';
 
 describe('client authentication against oidc-provider', { skip: opensslMissing }, () => {
@@ -231,6 +232,9 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
       assert.equal(failure?.retryable, false, 'only a new file can help; the watcher notices one');
       assert.match(String(failure?.reason), /^cannot sign the client assertion: .*live\.pem is not a PEM private key/);
       assert.ok((failure?.keptTokenSeconds as number) > 0);
+      const ready = (await call(`${sidecar.adminUrl}/readyz`)).json<{ routes: { state: string; lastError?: string }[] }>();
+      assert.equal(ready.routes[0]?.state, 'ready');
+      assert.match(String(ready.routes[0]?.lastError), /cannot sign the client assertion/);
       assert.equal((await call(`${sidecar.proxyUrl}/x`)).status, 200);
       assert.equal(bearers.at(-1), first, 'the current token keeps serving');
 
@@ -245,5 +249,29 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
     } finally {
       await sidecar.close();
     }
+  });
+
+  test('bearer-sidecar check (the bundled CLI) with private_key_jwt and with tls_client_auth', async () => {
+    const reporting = pki.client('reporting');
+    const yaml = files.file(
+      'check.yaml',
+      `routes:
+  - name: jwt
+    prefix: /jwt
+    upstream: ${upstreamUrl}
+    auth: { tokenUrl: ${idp.tokenUrl}, scope: api, method: private_key_jwt, clientId: jwt-ed25519, privateKeyFile: ${files.file('cli.pem', keys.get('ed25519')?.pem.pkcs8 as string)}, keyId: ed25519-1, tls: { caFile: ${pki.caFile} } }
+  - name: mtls
+    prefix: /mtls
+    upstream: ${upstreamUrl}
+    auth: { tokenUrl: ${idp.tokenUrl}, scope: api, method: tls_client_auth, clientId: mtls-reporting, tls: { caFile: ${pki.caFile}, certFile: ${reporting.certFile}, keyFile: ${reporting.keyFile} } }
+`,
+    );
+    const issued = idp.issued.length;
+    const { code, output } = await runToEnd(['check', '--config', yaml]);
+    assert.equal(code, 0, output);
+    assert.match(output, /^ok {6}jwt: token valid for \d+ s/m);
+    assert.match(output, /^ok {6}mtls: token valid for \d+ s/m);
+    assert.equal(idp.issued.length, issued + 2);
+    audit.assertNothingLeaked([output]);
   });
 });

@@ -16,7 +16,7 @@ export const assertionLifetimeSeconds = 120;
 export async function privateKeyJwt({ auth, clientId, tokenUrl, now }: ClientAuthRequest): Promise<ClientAuthentication> {
   // The config guarantees a key for this method.
   const { key, alg, thumbprint } = signingKey(auth.privateKey as SecretSource, auth.signingAlgorithm, auth.certificate);
-  const { SignJWT } = await import('jose');
+  const { SignJWT } = await import('jose/jwt/sign');
   const issuedAt = Math.floor(now / 1000);
   const assertion = await new SignJWT()
     .setProtectedHeader({ alg, ...(auth.keyId ? { kid: auth.keyId } : {}), ...(thumbprint ? { 'x5t#S256': thumbprint } : {}) })
