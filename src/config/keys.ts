@@ -26,6 +26,9 @@ export function isEncryptedPem(pem: string): boolean {
   return pem.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----') || /^Proc-Type:\s*4,\s*ENCRYPTED/m.test(pem);
 }
 
+/** What to do about an encrypted private_key_jwt key: the sidecar does not take a passphrase for it. */
+export const signingKeyEncryptedHint = 'private_key_jwt takes an unencrypted key (protect the file instead)';
+
 /** A certificate or key file that cannot be used; `field` says which file to fix. */
 export class KeyFileError extends Error {
   readonly field: 'cert' | 'key' | 'passphrase';

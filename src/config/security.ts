@@ -6,7 +6,7 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseCidr, type Cidr } from './cidr.js';
-import { algorithmMismatch, certificateThumbprint, defaultSigningAlgorithm, readClientCertificate, readPrivateKey, type KeyFileError, type SigningAlgorithm } from './keys.js';
+import { algorithmMismatch, certificateThumbprint, defaultSigningAlgorithm, readClientCertificate, readPrivateKey, signingKeyEncryptedHint, type KeyFileError, type SigningAlgorithm } from './keys.js';
 import type { RawListen, RawTls } from './schema.js';
 import { SecretSource } from './secret.js';
 import type { ClientCertificateConfig, InboundConfig, SharedSecretHeader, TlsConfig } from './types.js';
@@ -80,7 +80,7 @@ export function resolveSigningKey(
   const certificate = auth.certificateFile === undefined ? undefined : SecretSource.fromFile(auth.certificateFile);
   let key: KeyObject;
   try {
-    key = readPrivateKey(privateKey, undefined, 'private_key_jwt takes an unencrypted key (protect the file instead)');
+    key = readPrivateKey(privateKey, undefined, signingKeyEncryptedHint);
     try {
       defaultSigningAlgorithm(key);
     } catch (err) {

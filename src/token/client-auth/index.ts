@@ -39,14 +39,14 @@ const methods: Readonly<Record<AuthMethod, (request: ClientAuthRequest) => Clien
 };
 
 /** The authentication of one token request to `tokenUrl`, from the credentials as they are now (files are read again). Throws TokenError. */
-export function clientAuthentication(auth: AuthConfig, tokenUrl: string, now: number): Promise<ClientAuthentication> {
+export async function clientAuthentication(auth: AuthConfig, tokenUrl: string, now: number): Promise<ClientAuthentication> {
   let clientId: string;
   try {
     clientId = auth.clientId.read();
   } catch (err) {
-    return Promise.reject(credentialsUnreadable(err));
+    throw credentialsUnreadable(err);
   }
-  return Promise.resolve(methods[auth.method]({ auth, clientId, tokenUrl, now }));
+  return methods[auth.method]({ auth, clientId, tokenUrl, now });
 }
 
 /** Every credential a token request reads: when one of these files changes, a failed request may now succeed. */

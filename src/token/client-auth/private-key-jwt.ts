@@ -3,7 +3,7 @@
 // a rotated key applies without a restart. jose signs; it is loaded the first time it is needed.
 
 import { randomUUID, type KeyObject } from 'node:crypto';
-import { algorithmMismatch, certificateThumbprint, defaultSigningAlgorithm, KeyFileError, readPrivateKey, type SigningAlgorithm } from '../../config/keys.js';
+import { algorithmMismatch, certificateThumbprint, defaultSigningAlgorithm, KeyFileError, readPrivateKey, signingKeyEncryptedHint, type SigningAlgorithm } from '../../config/keys.js';
 import type { SecretSource } from '../../config/secret.js';
 import { credentialsUnreadable, TokenError } from '../errors.js';
 import type { ClientAuthentication, ClientAuthRequest } from './index.js';
@@ -40,15 +40,15 @@ export async function privateKeyJwt({ auth, clientId, tokenUrl, now }: ClientAut
 
 /**
  * The key as its file holds it now, the algorithm it signs with, and its certificate's thumbprint
- * when a certificate is configured. A file that is no usable key is not retried: only a new file
- * helps, and the credential watcher notices one.
+ * when a certificate is configured. A file that holds no usable key fails as not retryable: quick
+ * retries cannot help, a new file can (the credential watcher notices it and retries at once).
  */
 function signingKey(source: SecretSource, configured: SigningAlgorithm | undefined, certificate: SecretSource | undefined): { key: KeyObject; alg: SigningAlgorithm; thumbprint: string | undefined } {
   const unusable = (reason: string) => new TokenError('BSC_TOKEN_CREDENTIALS', `cannot sign the client assertion: ${reason}`, { retryable: false });
   let key: KeyObject;
   let thumbprint: string | undefined;
   try {
-    key = readPrivateKey(source, undefined, 'private_key_jwt takes an unencrypted key');
+    key = readPrivateKey(source, undefined, signingKeyEncryptedHint);
     thumbprint = certificate && certificateThumbprint(certificate, key);
   } catch (err) {
     throw err instanceof KeyFileError ? unusable(err.message) : credentialsUnreadable(err);
