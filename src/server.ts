@@ -17,6 +17,7 @@ import { guardServerOptions, installGuard } from './proxy/guard.js';
 import { proxyRoute } from './proxy/routes.js';
 import type { WebSocketProxy } from './proxy/websocket.js';
 import type { Clock } from './token/clock.js';
+import { credentialSources } from './token/client-auth/index.js';
 import { exchangeClientCredentials, type Token } from './token/exchange.js';
 import { TokenSource } from './token/token-source.js';
 import { tokenDispatcher, warnUnverifiedTls } from './tls.js';
@@ -45,7 +46,7 @@ export interface Sidecar {
 export async function createSidecar(config: SidecarConfig, options: SidecarOptions = {}): Promise<Sidecar> {
   const logger = options.logger ?? createLogger({ level: config.logLevel });
   const clock = options.clock;
-  const dispatchers = new Map(config.routes.map((route) => [route.name, tokenDispatcher(route.auth.tls)]));
+  const dispatchers = new Map(config.routes.map((route) => [route.name, tokenDispatcher(route.auth.tls, logger)]));
   const fetchToken =
     options.fetchToken ??
     ((route: RouteConfig, signal: AbortSignal) => {
@@ -76,7 +77,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     );
   }
   const secretWatches = config.routes.map((route) =>
-    watchSecretFiles([route.auth.clientId, route.auth.clientSecret], () => tokenSources.get(route.name)?.credentialsChanged(), { logger }),
+    watchSecretFiles(credentialSources(route.auth), () => tokenSources.get(route.name)?.credentialsChanged(), { logger }),
   );
 
   const proxy = Fastify({

@@ -5,10 +5,11 @@
 // once the token is there.
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
 import { Pool } from 'undici';
 import type { RouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
-import { tlsConnectOptions } from '../tls.js';
+import { undiciConnect } from '../tls.js';
 import type { TokenSource } from '../token/token-source.js';
 import { failed, Forwarder, type ForwarderOptions } from './forward.js';
 import { requestHeaderPolicy, responseHeaderPolicy } from './headers.js';
@@ -55,7 +56,7 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
     connectTimeout: route.connectTimeoutMs,
     headersTimeout: route.responseTimeoutMs,
     bodyTimeout: route.responseTimeoutMs,
-    connect: tlsConnectOptions(route.tls),
+    connect: undiciConnect(route.tls, { timeoutMs: route.connectTimeoutMs, logger: app.log as Logger }),
   });
   const forwarder = new Forwarder({ route: route.name, tokens, pool, requestHeaders, responseHeaders, replayBodyLimitBytes: route.replayBodyLimitBytes, ...(onBrokenResponse ? { onBrokenResponse } : {}) });
   const upgrades = websockets && {

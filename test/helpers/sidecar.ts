@@ -20,7 +20,11 @@ export async function startSidecar(raw: Record<string, unknown>, options: Omit<S
   const logs: string[] = [];
   audit.addOutput(logs);
   audit.ranAt(config.logLevel);
-  for (const route of config.routes) audit.addSecret(route.auth.clientSecret.read());
+  for (const route of config.routes) {
+    const { clientSecret, privateKey } = route.auth;
+    if (clientSecret) audit.addSecret(clientSecret.read());
+    for (const key of [privateKey, route.auth.tls.clientCertificate?.key, route.tls.clientCertificate?.key]) if (key) audit.addPrivateKey(key.read());
+  }
   const destination = new Writable({
     write(chunk: Buffer, _encoding, callback) {
       logs.push(...chunk.toString().split('\n').filter(Boolean));
