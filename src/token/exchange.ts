@@ -18,15 +18,21 @@ export interface Token {
 export interface ExchangeOptions {
   readonly signal?: AbortSignal;
   readonly dispatcher?: Dispatcher;
+  /** The token endpoint for this request (discovered from auth.issuer); default auth.tokenUrl. */
+  readonly tokenUrl?: string;
   /** Wall-clock now in ms, for JWT exp. */
   readonly now?: () => number;
 }
 
 /** OAuth2 error codes that no retry can fix (RFC 6749 §5.2). */
 const permanentErrors = new Set(['invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope', 'invalid_request']);
+/** The largest token response (and discovery document) read. */
 const maxResponseBytes = 256 * 1024;
 
 export async function exchangeClientCredentials(auth: AuthConfig, options: ExchangeOptions = {}): Promise<Token> {
+  const tokenUrl = options.tokenUrl ?? auth.tokenUrl;
+  // A programming error, not a token failure: discovery resolves the URL before any exchange.
+  if (tokenUrl === undefined) throw new TypeError('no token URL: resolve auth.issuer first (token/discovery.ts)');
   let clientId: string;
   let clientSecret: string;
   try {
@@ -60,7 +66,7 @@ export async function exchangeClientCredentials(auth: AuthConfig, options: Excha
   let retryAfter: string | string[] | undefined;
   let text: string;
   try {
-    const response = await request(auth.tokenUrl, {
+    const response = await request(tokenUrl, {
       method: 'POST',
       headers,
       body: form.toString(),
@@ -167,7 +173,7 @@ function formEncode(value: string): string {
   return new URLSearchParams({ v: value }).toString().slice(2);
 }
 
-async function readLimited(body: AsyncIterable<Buffer> & { destroy(): unknown }): Promise<string> {
+export async function readLimited(body: AsyncIterable<Buffer> & { destroy(): unknown }): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {
