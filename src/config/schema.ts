@@ -226,7 +226,9 @@ export const configSchema = z
   .superRefine((config, ctx) => {
     const names = new Map<string, number>();
     const prefixes = new Map<string, number>();
-    const secretHeader = config.listen.sharedSecretHeader;
+    // A shared-secret header of a reserved name (Authorization, say) is refused on its own line.
+    const secretName = config.listen.sharedSecretHeader?.name.toLowerCase();
+    const clashes = (header: string) => secretName !== undefined && !reservedHeaders.has(secretName) && header.toLowerCase() === secretName;
     config.routes.forEach((route, index) => {
       const previousName = names.get(route.name);
       if (previousName !== undefined) {
@@ -238,10 +240,11 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['routes', index, 'prefix'], message: `"${route.prefix}" is already the prefix of routes[${previousPrefix}]` });
       } else prefixes.set(prefix, index);
       checkAuth(route.auth, route.upstream, ['routes', index], ctx);
-      if (secretHeader && route.inject.header.toLowerCase() === secretHeader.name.toLowerCase()) {
+      if (clashes(route.inject.header)) {
         ctx.addIssue({ code: 'custom', path: ['routes', index, 'inject', 'header'], message: "is listen.sharedSecretHeader's name, which the sidecar removes; pick another" });
       }
     });
+    const secretHeader = config.listen.sharedSecretHeader;
     if (secretHeader && (secretHeader.value === undefined) === (secretHeader.valueFile === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['listen', 'sharedSecretHeader', 'value'], message: 'set value or valueFile (exactly one)' });
     }
