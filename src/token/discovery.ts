@@ -13,7 +13,7 @@ import { credentialUrlProblem } from '../config/endpoint-url.js';
 import type { AuthMethod } from '../config/presets.js';
 import type { AuthConfig } from '../config/types.js';
 import { TokenError } from './errors.js';
-import { readLimited } from './exchange.js';
+import { parseJsonObject, readLimited } from './exchange.js';
 
 /** What the sidecar takes from an authorization server's metadata document. */
 export interface ServerMetadata {
@@ -99,14 +99,7 @@ async function getDocument(url: string, options: DiscoveryOptions): Promise<{ ur
 /** The checks of RFC 8414 §3.2–3.3 that matter here, each failure a specific error. */
 export function parseMetadata(text: string, documentUrl: string, issuer: string, allowInsecure: boolean): ServerMetadata {
   const malformed = (why: string) => new TokenError('BSC_DISCOVERY_MALFORMED', `discovery document ${documentUrl} ${why}`, { retryable: false });
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw malformed('is not JSON');
-  }
-  if (!body || typeof body !== 'object' || Array.isArray(body)) throw malformed('is not a JSON object');
-  const fields = body as Record<string, unknown>;
+  const fields = parseJsonObject(text, malformed);
   if (fields.issuer !== issuer) {
     throw new TokenError(
       'BSC_DISCOVERY_ISSUER_MISMATCH',

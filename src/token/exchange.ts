@@ -96,14 +96,7 @@ export async function exchangeClientCredentials(auth: AuthConfig, options: Excha
 function parseTokenResponse(text: string, status: number, auth: AuthConfig, startedAt: number, scrub: (m: string) => string): Token {
   const malformed = (why: string) => new TokenError('BSC_TOKEN_MALFORMED', `token endpoint answered ${status} but ${why}`, { retryable: true, status });
   if (text.trim() === '') throw malformed('the body is empty');
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw malformed('the body is not JSON');
-  }
-  if (!body || typeof body !== 'object' || Array.isArray(body)) throw malformed('the body is not a JSON object');
-  const fields = body as Record<string, unknown>;
+  const fields = parseJsonObject(text, (why) => malformed(`the body ${why}`));
   const accessToken = fields.access_token;
   if (typeof accessToken !== 'string' || accessToken === '') throw malformed('access_token is missing');
   if (/[\s\x00-\x1f\x7f]/.test(accessToken)) throw malformed('access_token contains characters not allowed in a header');
@@ -158,6 +151,18 @@ function errorFromResponse(status: number, text: string, retryAfter: string | st
     return new TokenError('BSC_TOKEN_REJECTED', `${message}${hint}; not retrying`, { retryable: false, status });
   }
   return new TokenError('BSC_TOKEN_HTTP_ERROR', message, { retryable: true, retryAfterMs: parseRetryAfter(retryAfter, now), status });
+}
+
+/** `text` as a JSON object, else the error `malformed` makes of why ("is not JSON", "is not a JSON object"). */
+export function parseJsonObject(text: string, malformed: (why: string) => Error): Record<string, unknown> {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw malformed('is not JSON');
+  }
+  if (!body || typeof body !== 'object' || Array.isArray(body)) throw malformed('is not a JSON object');
+  return body as Record<string, unknown>;
 }
 
 /** Retry-After as delta-seconds or an HTTP date (RFC 9110 §10.2.3). */

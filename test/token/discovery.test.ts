@@ -12,6 +12,7 @@ import { loadConfig } from '../../src/config/index.js';
 import { startEchoUpstream, type EchoUpstream } from '../../src/demo/echo-upstream.js';
 import { chooseMethod, discoveryUrls, parseMetadata } from '../../src/token/discovery.js';
 import { TokenError } from '../../src/token/errors.js';
+import type { TokenSource } from '../../src/token/token-source.js';
 import { audit, call } from '../helpers/audit.js';
 import { ManualClock } from '../helpers/clock.js';
 import { problems, tempFiles } from '../helpers/config.js';
@@ -172,96 +173,80 @@ interface Stack {
   readonly origin: string;
   readonly upstream: EchoUpstream;
   readonly clock: ManualClock;
-  sidecar: TestSidecar;
-  close(): Promise<void>;
+  readonly sidecar: TestSidecar;
+  /** The route's token source. */
+  readonly tokens: TokenSource;
 }
 
-/** An issuer server, an echo upstream and a sidecar whose route has `auth` (and `issuer` unless given). */
-async function startStack(setUp: (idp: ScriptedTokenServer, origin: string) => void, auth: (origin: string) => Record<string, unknown>): Promise<Stack> {
+interface IssuerSetup {
+  /** Discovery documents by path, given the server's origin. */
+  readonly documents: (origin: string) => Record<string, Answer | (() => Answer)>;
+  /** How the token endpoint answers (a valid token by default). */
+  readonly token?: (request: ScriptedRequest) => Answer;
+  /** The route's auth settings besides its credentials (default: the issuer `{origin}/realms/x`). */
+  readonly auth?: (origin: string) => Record<string, unknown>;
+}
+
+/** Runs `check` against a scripted issuer, an echo upstream and a sidecar (manual clock) in front of them; closes all after. */
+async function withIssuer(setup: IssuerSetup, check: (stack: Stack) => Promise<void>): Promise<void> {
   const idp = await startScriptedTokenServer();
   const origin = new URL(idp.url).origin;
-  setUp(idp, origin);
+  serveIssuer(idp, setup.documents(origin), setup.token);
   const upstream = await startEchoUpstream({ signingKey });
   const clock = new ManualClock();
-  const sidecar = await startSidecar({ routes: [route(undefined, upstream.url, {}, auth(origin))] }, { clock });
-  return {
-    idp,
-    origin,
-    upstream,
-    clock,
-    sidecar,
-    async close() {
-      await sidecar.close();
-      await Promise.all([idp.close(), upstream.close()]);
-    },
-  };
+  const auth = setup.auth?.(origin) ?? { issuer: `${origin}/realms/x` };
+  const sidecar = await startSidecar({ routes: [route(undefined, upstream.url, {}, auth)] }, { clock });
+  try {
+    await check({ idp, origin, upstream, clock, sidecar, tokens: sidecar.sidecar.tokenSources.get('api') as TokenSource });
+  } finally {
+    await sidecar.close();
+    await Promise.all([idp.close(), upstream.close()]);
+  }
 }
 
-const source = (stack: Stack) => stack.sidecar.sidecar.tokenSources.get('api')!;
+const oidcAt = '/realms/x/.well-known/openid-configuration';
 
 describe('discovery through the sidecar, against a scripted issuer', () => {
-  test('OpenID Connect document at {issuer}/.well-known/openid-configuration: its token endpoint gets the token request, and the request is proxied', async () => {
-    const stack = await startStack(
-      (idp, origin) => serveIssuer(idp, { '/realms/x/.well-known/openid-configuration': document(`${origin}/realms/x`, `${origin}/realms/x/protocol/openid-connect/token`) }),
-      (origin) => ({ issuer: `${origin}/realms/x` }),
-    );
-    try {
+  test('OpenID Connect document at {issuer}/.well-known/openid-configuration: its token endpoint gets the token request, and the request is proxied', () =>
+    withIssuer({ documents: (origin) => ({ [oidcAt]: document(`${origin}/realms/x`, `${origin}/realms/x/protocol/openid-connect/token`) }) }, async (stack) => {
       const answer = await call(`${stack.sidecar.proxyUrl}/things`);
       assert.equal(answer.status, 200, answer.text);
       assert.match(stack.upstream.received.at(-1)?.headers.authorization ?? '', /^Bearer ey/);
-      assert.deepEqual(documentGets(stack.idp), ['/realms/x/.well-known/openid-configuration']);
+      assert.deepEqual(documentGets(stack.idp), [oidcAt]);
       const [post] = tokenPosts(stack.idp);
       assert.equal(post?.path, '/realms/x/protocol/openid-connect/token');
       assert.match(post?.headers.authorization ?? '', /^Basic /, 'client_secret_basic, listed first choice');
       const line = stack.sidecar.logs.find((l) => l.includes('token endpoint discovered'));
       assert.ok(line?.includes(`"tokenEndpoint":"${stack.origin}/realms/x/protocol/openid-connect/token"`), line);
-    } finally {
-      await stack.close();
-    }
-  });
+    }));
 
-  test('RFC 8414 fallback: the OpenID Connect URL answers 404, the well-known segment then goes between host and path', async () => {
-    const stack = await startStack(
-      (idp, origin) => serveIssuer(idp, { '/.well-known/oauth-authorization-server/realms/x': document(`${origin}/realms/x`, `${origin}/oauth2/token`) }),
-      (origin) => ({ issuer: `${origin}/realms/x` }),
-    );
-    try {
+  test('RFC 8414 fallback: the OpenID Connect URL answers 404, the well-known segment then goes between host and path', () =>
+    withIssuer({ documents: (origin) => ({ '/.well-known/oauth-authorization-server/realms/x': document(`${origin}/realms/x`, `${origin}/oauth2/token`) }) }, async (stack) => {
       assert.equal((await call(`${stack.sidecar.proxyUrl}/a`)).status, 200);
-      assert.deepEqual(documentGets(stack.idp), ['/realms/x/.well-known/openid-configuration', '/.well-known/oauth-authorization-server/realms/x']);
-    } finally {
-      await stack.close();
-    }
-  });
+      assert.deepEqual(documentGets(stack.idp), [oidcAt, '/.well-known/oauth-authorization-server/realms/x']);
+    }));
 
-  test('an issuer with a trailing slash (Auth0 style): the document is at /.well-known/..., and its issuer must keep the slash', async () => {
-    const stack = await startStack(
-      (idp, origin) => serveIssuer(idp, { '/.well-known/openid-configuration': document(`${origin}/`, `${origin}/oauth/token`) }),
-      (origin) => ({ issuer: `${origin}/` }),
-    );
-    try {
-      assert.equal((await call(`${stack.sidecar.proxyUrl}/a`)).status, 200);
-      assert.equal(tokenPosts(stack.idp)[0]?.path, '/oauth/token');
-    } finally {
-      await stack.close();
-    }
-  });
+  test('an issuer with a trailing slash (Auth0 style): the document is at /.well-known/..., and its issuer must keep the slash', () =>
+    withIssuer(
+      { documents: (origin) => ({ '/.well-known/openid-configuration': document(`${origin}/`, `${origin}/oauth/token`) }), auth: (origin) => ({ issuer: `${origin}/` }) },
+      async (stack) => {
+        assert.equal((await call(`${stack.sidecar.proxyUrl}/a`)).status, 200);
+        assert.equal(tokenPosts(stack.idp)[0]?.path, '/oauth/token');
+      },
+    ));
 
   const refusals: [string, (origin: string) => Record<string, Answer>, string, RegExp, number][] = [
-    ['wrong issuer', (origin) => ({ '/realms/x/.well-known/openid-configuration': document(`${origin}/realms/y`, `${origin}/oauth2/token`) }), 'BSC_DISCOVERY_ISSUER_MISMATCH', /names issuer "http:\/\/127\.0\.0\.1:\d+\/realms\/y", not the configured "http:\/\/127\.0\.0\.1:\d+\/realms\/x"/, 1],
-    ['missing token_endpoint', (origin) => ({ '/realms/x/.well-known/openid-configuration': { status: 200, body: { issuer: `${origin}/realms/x` } } }), 'BSC_DISCOVERY_MALFORMED', /openid-configuration has no token_endpoint/, 1],
-    ['not JSON', () => ({ '/realms/x/.well-known/openid-configuration': { status: 200, body: '<html>sign in</html>' } }), 'BSC_DISCOVERY_MALFORMED', /openid-configuration is not JSON/, 1],
-    ['http token_endpoint off loopback', (origin) => ({ '/realms/x/.well-known/openid-configuration': document(`${origin}/realms/x`, 'http://idp.example/token') }), 'BSC_DISCOVERY_INSECURE_ENDPOINT', /names token_endpoint http:\/\/idp\.example\/token, which http:\/\/ would send the client secret in clear text/, 1],
+    ['wrong issuer', (origin) => ({ [oidcAt]: document(`${origin}/realms/y`, `${origin}/oauth2/token`) }), 'BSC_DISCOVERY_ISSUER_MISMATCH', /names issuer "http:\/\/127\.0\.0\.1:\d+\/realms\/y", not the configured "http:\/\/127\.0\.0\.1:\d+\/realms\/x"/, 1],
+    ['missing token_endpoint', (origin) => ({ [oidcAt]: { status: 200, body: { issuer: `${origin}/realms/x` } } }), 'BSC_DISCOVERY_MALFORMED', /openid-configuration has no token_endpoint/, 1],
+    ['not JSON', () => ({ [oidcAt]: { status: 200, body: '<html>sign in</html>' } }), 'BSC_DISCOVERY_MALFORMED', /openid-configuration is not JSON/, 1],
+    ['http token_endpoint off loopback', (origin) => ({ [oidcAt]: document(`${origin}/realms/x`, 'http://idp.example/token') }), 'BSC_DISCOVERY_INSECURE_ENDPOINT', /names token_endpoint http:\/\/idp\.example\/token, which http:\/\/ would send the client secret in clear text/, 1],
     ['no document at either place', () => ({}), 'BSC_DISCOVERY_HTTP_ERROR', /no discovery document for issuer .*openid-configuration answered 404 and .*oauth-authorization-server\/realms\/x answered 404/, 2],
   ];
   for (const [name, documents, code, message, gets] of refusals) {
-    test(`${name}: ${code}, not retried within the fetch; /readyz, the proxy's 503 and the log say why; no token request`, async () => {
-      const stack = await startStack(
-        (idp, origin) => serveIssuer(idp, documents(origin)),
-        (origin) => ({ issuer: `${origin}/realms/x` }),
-      );
-      try {
-        await eventually(() => source(stack).status().lastError !== undefined);
-        assert.equal(source(stack).status().lastErrorCode, code);
+    test(`${name}: ${code}, not retried within the fetch; /readyz, the proxy's 503 and the log say why; no token request`, () =>
+      withIssuer({ documents }, async (stack) => {
+        await eventually(() => stack.tokens.status().lastError !== undefined);
+        assert.equal(stack.tokens.status().lastErrorCode, code);
         assert.equal(documentGets(stack.idp).length, gets, 'a refused document is not fetched again by the same fetch cycle');
         assert.equal(tokenPosts(stack.idp).length, 0);
         const ready = await call(`${stack.sidecar.adminUrl}/readyz`);
@@ -273,113 +258,89 @@ describe('discovery through the sidecar, against a scripted issuer', () => {
         assert.equal(proxied.status, 503);
         assert.match(proxied.json<{ message: string }>().message, message);
         assert.ok(stack.sidecar.logs.some((l) => l.includes(`"code":"${code}"`) && l.includes('could not get a token')));
-      } finally {
-        await stack.close();
-      }
-    });
+      }));
   }
 
-  test('a failing document is retried with the token backoff, within the same fetch', async () => {
+  test('a failing document is retried with the token backoff, within the same fetch', () => {
     let documentRequests = 0;
-    const stack = await startStack(
-      (idp, origin) =>
-        serveIssuer(idp, { '/realms/x/.well-known/openid-configuration': () => (++documentRequests === 1 ? { status: 503, body: 'busy' } : document(`${origin}/realms/x`, `${origin}/oauth2/token`)) }),
-      (origin) => ({ issuer: `${origin}/realms/x` }),
+    return withIssuer(
+      { documents: (origin) => ({ [oidcAt]: () => (++documentRequests === 1 ? { status: 503, body: 'busy' } : document(`${origin}/realms/x`, `${origin}/oauth2/token`)) }) },
+      async (stack) => {
+        await eventually(() => stack.tokens.peek() !== undefined);
+        assert.equal(documentGets(stack.idp).length, 2);
+        assert.equal(tokenPosts(stack.idp).length, 1);
+        assert.ok(stack.sidecar.logs.some((l) => l.includes('"code":"BSC_DISCOVERY_HTTP_ERROR"') && l.includes('token request failed')));
+      },
     );
-    try {
-      await eventually(() => source(stack).peek() !== undefined);
-      assert.equal(documentGets(stack.idp).length, 2);
-      assert.equal(tokenPosts(stack.idp).length, 1);
-      assert.ok(stack.sidecar.logs.some((l) => l.includes('"code":"BSC_DISCOVERY_HTTP_ERROR"') && l.includes('token request failed')));
-    } finally {
-      await stack.close();
-    }
   });
 
-  test('cached: one document for many token requests', async () => {
-    const stack = await startStack(
-      (idp, origin) => serveIssuer(idp, { '/realms/x/.well-known/openid-configuration': document(`${origin}/realms/x`, `${origin}/oauth2/token`) }),
-      (origin) => ({ issuer: `${origin}/realms/x` }),
-    );
-    try {
-      await eventually(() => source(stack).peek() !== undefined);
-      for (let i = 0; i < 4; i++) await source(stack).refresh();
+  test('cached: one document for many token requests', () =>
+    withIssuer({ documents: (origin) => ({ [oidcAt]: document(`${origin}/realms/x`, `${origin}/oauth2/token`) }) }, async (stack) => {
+      await eventually(() => stack.tokens.peek() !== undefined);
+      for (let i = 0; i < 4; i++) await stack.tokens.refresh();
       assert.equal(tokenPosts(stack.idp).length, 5);
       assert.equal(documentGets(stack.idp).length, 1);
-    } finally {
-      await stack.close();
-    }
-  });
+    }));
 
-  test('read again after the token endpoint failed: once, by the next fetch cycle, not by every retry', async () => {
+  test('read again after the token endpoint failed: once, by the next fetch cycle, not by every retry', () => {
     let tokenPath = '/old/token';
-    const stack = await startStack(
-      (idp, origin) =>
-        serveIssuer(idp, { '/realms/x/.well-known/openid-configuration': () => document(`${origin}/realms/x`, `${origin}${tokenPath}`) }, (request) =>
-          request.path === '/old/token' ? { status: 503, body: 'gone' } : { status: 200, body: issue(3600) },
-        ),
-      (origin) => ({ issuer: `${origin}/realms/x` }),
+    return withIssuer(
+      {
+        documents: (origin) => ({ [oidcAt]: () => document(`${origin}/realms/x`, `${origin}${tokenPath}`) }),
+        token: (request) => (request.path === '/old/token' ? { status: 503, body: 'gone' } : { status: 200, body: issue(3600) }),
+      },
+      async (stack) => {
+        // The first fetch cycle: one document, then three attempts (retries: 2) at the failing endpoint.
+        await eventually(() => stack.tokens.status().lastError !== undefined);
+        assert.deepEqual(tokenPosts(stack.idp).map((r) => r.path), ['/old/token', '/old/token', '/old/token']);
+        assert.equal(documentGets(stack.idp).length, 1);
+        // The server moves its endpoint; the next cycle reads the document again and finds it.
+        tokenPath = '/new/token';
+        stack.clock.advance((stack.clock.nextTimerAt() as number) - stack.clock.now());
+        await eventually(() => stack.tokens.peek() !== undefined);
+        assert.equal(documentGets(stack.idp).length, 2);
+        assert.equal(tokenPosts(stack.idp).at(-1)?.path, '/new/token');
+        assert.equal((await call(`${stack.sidecar.proxyUrl}/a`)).status, 200);
+      },
     );
-    try {
-      // The first fetch cycle: one document, then three attempts (retries: 2) at the failing endpoint.
-      await eventually(() => source(stack).status().lastError !== undefined);
-      assert.deepEqual(tokenPosts(stack.idp).map((r) => r.path), ['/old/token', '/old/token', '/old/token']);
-      assert.equal(documentGets(stack.idp).length, 1);
-      // The server moves its endpoint; the next cycle reads the document again and finds it.
-      tokenPath = '/new/token';
-      stack.clock.advance(stack.clock.nextTimerAt()! - stack.clock.now());
-      await eventually(() => source(stack).peek() !== undefined);
-      assert.equal(documentGets(stack.idp).length, 2);
-      assert.equal(tokenPosts(stack.idp).at(-1)?.path, '/new/token');
-      assert.equal((await call(`${stack.sidecar.proxyUrl}/a`)).status, 200);
-    } finally {
-      await stack.close();
-    }
   });
 
-  test('tokenUrl given as well wins: no document is fetched', async () => {
-    const stack = await startStack(
-      (idp, origin) => serveIssuer(idp, { '/realms/x/.well-known/openid-configuration': document(`${origin}/realms/x`, `${origin}/elsewhere`) }),
-      (origin) => ({ issuer: `${origin}/realms/x`, tokenUrl: `${origin}/oauth2/token` }),
-    );
-    try {
-      assert.equal((await call(`${stack.sidecar.proxyUrl}/a`)).status, 200);
-      assert.deepEqual(documentGets(stack.idp), []);
-      assert.equal(tokenPosts(stack.idp)[0]?.path, '/oauth2/token');
-    } finally {
-      await stack.close();
-    }
-  });
+  test('tokenUrl given as well wins: no document is fetched', () =>
+    withIssuer(
+      {
+        documents: (origin) => ({ [oidcAt]: document(`${origin}/realms/x`, `${origin}/elsewhere`) }),
+        auth: (origin) => ({ issuer: `${origin}/realms/x`, tokenUrl: `${origin}/oauth2/token` }),
+      },
+      async (stack) => {
+        assert.equal((await call(`${stack.sidecar.proxyUrl}/a`)).status, 200);
+        assert.deepEqual(documentGets(stack.idp), []);
+        assert.equal(tokenPosts(stack.idp)[0]?.path, '/oauth2/token');
+      },
+    ));
 
-  test('no method configured and only client_secret_post listed: the secret goes in the form', async () => {
-    const stack = await startStack(
-      (idp, origin) =>
-        serveIssuer(idp, { '/realms/x/.well-known/openid-configuration': document(`${origin}/realms/x`, `${origin}/oauth2/token`, { token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_post'] }) }),
-      (origin) => ({ issuer: `${origin}/realms/x` }),
-    );
-    try {
-      await eventually(() => source(stack).peek() !== undefined);
-      const [post] = tokenPosts(stack.idp);
-      assert.equal(post?.headers.authorization, undefined);
-      assert.deepEqual([post?.form.client_id, post?.form.client_secret], ['test-client', 'test-secret']);
-    } finally {
-      await stack.close();
-    }
-  });
+  test('no method configured and only client_secret_post listed: the secret goes in the form', () =>
+    withIssuer(
+      { documents: (origin) => ({ [oidcAt]: document(`${origin}/realms/x`, `${origin}/oauth2/token`, { token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_post'] }) }) },
+      async (stack) => {
+        await eventually(() => stack.tokens.peek() !== undefined);
+        const [post] = tokenPosts(stack.idp);
+        assert.equal(post?.headers.authorization, undefined);
+        assert.deepEqual([post?.form.client_id, post?.form.client_secret], ['test-client', 'test-secret']);
+      },
+    ));
 
-  test('a configured method the document does not list: used anyway, with a warning', async () => {
-    const stack = await startStack(
-      (idp, origin) => serveIssuer(idp, { '/realms/x/.well-known/openid-configuration': document(`${origin}/realms/x`, `${origin}/oauth2/token`, { token_endpoint_auth_methods_supported: ['client_secret_post'] }) }),
-      (origin) => ({ issuer: `${origin}/realms/x`, method: 'client_secret_basic' }),
-    );
-    try {
-      await eventually(() => source(stack).peek() !== undefined);
-      assert.match(tokenPosts(stack.idp)[0]?.headers.authorization ?? '', /^Basic /);
-      assert.ok(stack.sidecar.logs.some((l) => l.includes('"level":"warn"') && l.includes('is not in the issuer\'s token_endpoint_auth_methods_supported')));
-    } finally {
-      await stack.close();
-    }
-  });
+  test('a configured method the document does not list: used anyway, with a warning', () =>
+    withIssuer(
+      {
+        documents: (origin) => ({ [oidcAt]: document(`${origin}/realms/x`, `${origin}/oauth2/token`, { token_endpoint_auth_methods_supported: ['client_secret_post'] }) }),
+        auth: (origin) => ({ issuer: `${origin}/realms/x`, method: 'client_secret_basic' }),
+      },
+      async (stack) => {
+        await eventually(() => stack.tokens.peek() !== undefined);
+        assert.match(tokenPosts(stack.idp)[0]?.headers.authorization ?? '', /^Basic /);
+        assert.ok(stack.sidecar.logs.some((l) => l.includes('"level":"warn"') && l.includes("is not in the issuer's token_endpoint_auth_methods_supported")));
+      },
+    ));
 });
 
 describe('bearer-sidecar check with an issuer', () => {
