@@ -18,14 +18,15 @@ import { proxyRoute } from './proxy/routes.js';
 import type { WebSocketProxy } from './proxy/websocket.js';
 import type { Clock } from './token/clock.js';
 import { credentialSources } from './token/client-auth/index.js';
-import { exchangeClientCredentials, type Token } from './token/exchange.js';
+import type { Token } from './token/exchange.js';
+import { TokenFetcher } from './token/fetcher.js';
 import { TokenSource } from './token/token-source.js';
 import { tokenDispatcher, warnUnverifiedTls } from './tls.js';
 
 export interface SidecarOptions {
   readonly logger?: Logger;
   readonly clock?: Clock;
-  /** Replaces the token exchange (tests). */
+  /** Replaces the token exchange, discovery included (tests). */
   readonly fetchToken?: (route: RouteConfig, signal: AbortSignal) => Promise<Token>;
 }
 
@@ -47,12 +48,10 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
   const logger = options.logger ?? createLogger({ level: config.logLevel });
   const clock = options.clock;
   const dispatchers = new Map(config.routes.map((route) => [route.name, tokenDispatcher(route.auth.tls, logger)]));
-  const fetchToken =
-    options.fetchToken ??
-    ((route: RouteConfig, signal: AbortSignal) => {
-      const dispatcher = dispatchers.get(route.name);
-      return exchangeClientCredentials(route.auth, { signal, ...(dispatcher ? { dispatcher } : {}), ...(clock ? { now: () => clock.now() } : {}) });
-    });
+  const fetchers = new Map(
+    config.routes.map((route) => [route.name, new TokenFetcher(route.auth, { dispatcher: dispatchers.get(route.name), logger, route: route.name, now: clock && (() => clock.now()) })]),
+  );
+  const fetchToken = options.fetchToken ?? ((route: RouteConfig, signal: AbortSignal, attempt: number) => (fetchers.get(route.name) as TokenFetcher).fetch(signal, attempt));
   for (const route of config.routes) warnUnverifiedTls(route, logger);
 
   const tokenSources = new Map<string, TokenSource>();
@@ -63,7 +62,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       route.name,
       new TokenSource({
         name: route.name,
-        fetchToken: (signal) => fetchToken(route, signal),
+        fetchToken: (signal, attempt) => fetchToken(route, signal, attempt),
         refreshAheadRatio: auth.refreshAheadRatio,
         refreshAheadMinSeconds: auth.refreshAheadMinSeconds,
         safetyMarginSeconds: auth.safetyMarginSeconds,

@@ -135,7 +135,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       {
         path: this.#path,
         method: request.method as Dispatcher.HttpMethod,
-        headers: this.#options.requestHeaders(request.raw, `Bearer ${this.#token}`, request.id),
+        headers: this.#options.requestHeaders(request.raw, this.#token, request.id),
         body: this.#body ?? null,
       },
       this,

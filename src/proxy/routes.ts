@@ -20,7 +20,7 @@ import type { WebSocketProxy } from './websocket.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** The bearer token a WebSocket upgrade is dialled with. */
+    /** The token a WebSocket upgrade is dialled with (in the route's inject header). */
     bearerToken: string;
   }
   interface FastifyContextConfig {
@@ -62,7 +62,7 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
   const upgrades = websockets && {
     route,
     tokens,
-    rewriteRequestHeaders: (request: FastifyRequest) => requestHeaders(request.raw, `Bearer ${request.bearerToken}`, request.id),
+    rewriteRequestHeaders: (request: FastifyRequest) => requestHeaders(request.raw, request.bearerToken, request.id),
     rewriteResponseHeaders: responseHeaders,
   };
 

@@ -13,8 +13,8 @@ import type { Token } from './exchange.js';
 
 export interface TokenSourceOptions {
   readonly name: string;
-  /** One attempt at a token; throws TokenError. */
-  readonly fetchToken: (signal: AbortSignal) => Promise<Token>;
+  /** One attempt at a token; `attempt` counts the attempts of one fetch cycle from 1. Throws TokenError. */
+  readonly fetchToken: (signal: AbortSignal, attempt: number) => Promise<Token>;
   readonly refreshAheadRatio: number;
   readonly refreshAheadMinSeconds: number;
   readonly safetyMarginSeconds: number;
@@ -36,6 +36,8 @@ export interface TokenStatus {
   /** Seconds until the current token may no longer be sent; absent without a token. */
   readonly expiresInSeconds?: number;
   readonly lastError?: string;
+  /** The stable code of lastError (BSC_...). */
+  readonly lastErrorCode?: string;
 }
 
 interface CachedToken {
@@ -186,7 +188,7 @@ export class TokenSource {
       name: this.name,
       state,
       ...(current ? { expiresInSeconds: Math.floor((current.usableUntil - now) / 1000) } : {}),
-      ...(this.#lastError ? { lastError: this.#lastError.message } : {}),
+      ...(this.#lastError ? { lastError: this.#lastError.message, lastErrorCode: this.#lastError.code } : {}),
     };
   }
 
@@ -205,9 +207,9 @@ export class TokenSource {
     let obtainedAt = 0;
     try {
       const token = await pRetry(
-        () => {
+        (attempt) => {
           obtainedAt = this.#clock.now();
-          return this.#options.fetchToken(signal);
+          return this.#options.fetchToken(signal, attempt);
         },
         {
           retries: retry.retries,
