@@ -108,6 +108,17 @@ test('config/systemd.yaml loads with $CREDENTIALS_DIRECTORY set and reads the se
   assert.throws(() => loadConfigFile(join(root, 'config/systemd.yaml'), { env: {} }), /routes\[0\]\.auth\.clientSecretFile: environment variable CREDENTIALS_DIRECTORY is not set/);
 });
 
+test('docs/deployment.md installs the CLI where ExecStart runs it, and names the unit\'s reload, secret and logs', () => {
+  const doc = read('docs/deployment.md');
+  const section = doc.slice(doc.indexOf('### On a server or VM'), doc.indexOf('<!-- deployment:end -->'));
+  assert.ok(section.length > 0, 'an "On a server or VM" section');
+  const prefix = execStart[0]?.replace(/\/bin\/bearer-sidecar$/, '');
+  assert.match(section, new RegExp(`npm install -g --prefix ${prefix} \\./bearer-sidecar-[\\d.]+\\.tgz`), `npm install -g --prefix ${prefix}`);
+  for (const text of ['/etc/bearer-sidecar/config.yaml', '/etc/bearer-sidecar/client-secret', 'deploy/systemd/bearer-sidecar.service', 'config/systemd.yaml', 'systemctl reload bearer-sidecar', 'journalctl -u bearer-sidecar', '/readyz']) {
+    assert.ok(section.includes(text), `mentions ${text}`);
+  }
+});
+
 const analyze = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' });
 const noAnalyze = analyze.error || analyze.status !== 0 ? 'systemd-analyze is not installed here: only the key checks above ran on the unit' : false;
 
