@@ -173,7 +173,7 @@ before(async () => {
   imageCommand = entrypoint;
   sidecar = start([...entrypoint, ...cmd], containerEnv);
   await until('/readyz 200', async () => (await fetch(`http://127.0.0.1:${adminPort}/readyz`).catch(() => undefined))?.status === 200, sidecar);
-});
+}, { timeout: 300_000 }); // a build and an npm ci: under a loaded machine (and beside global-install.test.ts's npm install) more than the runner's 120 s
 
 after(() => {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
