@@ -305,61 +305,43 @@ describe('rejections, rotation and Retry-After', () => {
 });
 
 describe('wrong credentials (a rejection no retry can change)', () => {
-  const seconds = (clock: ManualClock, since: number) => (clock.now() - since) / 1000;
-  /** A fetcher that is always rejected and records when it was asked. */
-  function rejecting(clock: ManualClock) {
+  /** A token source whose endpoint always fails (rejects, unless `retryable`), with the times it was asked, in seconds from the start. */
+  async function failing(retryable: boolean, options: Partial<TokenSourceOptions> = {}) {
+    const clock = new ManualClock();
+    const start = clock.now();
     const askedAt: number[] = [];
     const fetcher = scripted(async () => {
-      askedAt.push(clock.now());
-      return fail(false)();
+      askedAt.push((clock.now() - start) / 1000);
+      return fail(retryable)();
     });
-    return { ...fetcher, askedAt };
-  }
-  /** Moves the clock to the next timer and waits for the fetch it starts. */
-  async function nextAttempt(clock: ManualClock, tokens: TokenSource): Promise<void> {
-    clock.advance(clock.nextTimerAt()! - clock.now());
+    const tokens = source(fetcher.fetchToken, clock, options);
     await tokens.refresh().catch(() => {});
+    /** Moves the clock to the next timer and waits for the fetch it starts. */
+    const nextAttempt = async () => {
+      clock.advance(clock.nextTimerAt()! - clock.now());
+      await tokens.refresh().catch(() => {});
+    };
+    return { clock, tokens, fetcher, askedAt, nextAttempt };
   }
 
   test('the token endpoint is asked again after 1, 2, 4 and 8 minutes, then every 15 minutes, one request each time', async () => {
-    const clock = new ManualClock();
-    const start = clock.now();
-    const fetcher = rejecting(clock);
-    const tokens = source(fetcher.fetchToken, clock);
-    await tokens.refresh().catch(() => {});
-    for (let i = 0; i < 7; i++) await nextAttempt(clock, tokens);
-    assert.deepEqual(
-      fetcher.askedAt.map((at) => (at - start) / 1000),
-      [0, 60, 180, 420, 900, 1800, 2700, 3600],
-    );
+    const { clock, tokens, fetcher, askedAt, nextAttempt } = await failing(false);
+    for (let i = 0; i < 7; i++) await nextAttempt();
+    assert.deepEqual(askedAt, [0, 60, 180, 420, 900, 1800, 2700, 3600]);
     assert.equal(fetcher.calls(), 8, 'one request per attempt: no retries within one');
-    assert.equal(seconds(clock, start), 3600);
     assert.equal(clock.nextTimerAt(), clock.now() + 15 * 60_000);
     tokens.close();
   });
 
   test('answers that can change (503) keep the faster backoff: 1, 2, 4, 8, 16 s, then every retry.maxDelayMs', async () => {
-    const clock = new ManualClock();
-    const start = clock.now();
-    const askedAt: number[] = [];
-    const fetcher = scripted(async () => {
-      askedAt.push(clock.now());
-      return fail(true)();
-    });
-    const tokens = source(fetcher.fetchToken, clock, { retry: { retries: 0, minDelayMs: 500, maxDelayMs: 30_000, maxTimeMs: 60_000 } });
-    await tokens.refresh().catch(() => {});
-    for (let i = 0; i < 7; i++) await nextAttempt(clock, tokens);
-    assert.deepEqual(
-      askedAt.map((at) => (at - start) / 1000),
-      [0, 1, 3, 7, 15, 31, 61, 91],
-    );
+    const { tokens, askedAt, nextAttempt } = await failing(true, { retry: { retries: 0, minDelayMs: 500, maxDelayMs: 30_000, maxTimeMs: 60_000 } });
+    for (let i = 0; i < 7; i++) await nextAttempt();
+    assert.deepEqual(askedAt, [0, 1, 3, 7, 15, 31, 61, 91]);
     tokens.close();
   });
 
   test('requests meanwhile fail fast with the time to the next attempt, and never cause a token request', async () => {
-    const clock = new ManualClock();
-    const fetcher = rejecting(clock);
-    const tokens = source(fetcher.fetchToken, clock);
+    const { clock, tokens, fetcher } = await failing(false);
     await assert.rejects(tokens.getToken(), (err: TokenError) => err.code === 'BSC_TOKEN_UNAVAILABLE' && err.retryAfterMs === 60_000 && /invalid_client/.test(err.message));
     clock.advance(45_000);
     for (let i = 0; i < 50; i++) {
@@ -371,20 +353,13 @@ describe('wrong credentials (a rejection no retry can change)', () => {
   });
 
   test('a change of the credential files is tried at once, and the schedule starts again at 1 minute', async () => {
-    const clock = new ManualClock();
-    const start = clock.now();
-    const fetcher = rejecting(clock);
-    const tokens = source(fetcher.fetchToken, clock);
-    await tokens.refresh().catch(() => {});
-    await nextAttempt(clock, tokens); // 60 s
-    await nextAttempt(clock, tokens); // 180 s; the next one would be at 420 s
+    const { clock, tokens, askedAt, nextAttempt } = await failing(false);
+    await nextAttempt(); // 60 s
+    await nextAttempt(); // 180 s; the next one would be at 420 s
     clock.advance(10_000);
     tokens.credentialsChanged();
     await tokens.refresh().catch(() => {});
-    assert.deepEqual(
-      fetcher.askedAt.map((at) => (at - start) / 1000),
-      [0, 60, 180, 190],
-    );
+    assert.deepEqual(askedAt, [0, 60, 180, 190]);
     assert.equal(clock.nextTimerAt(), clock.now() + 60_000, 'the new credentials were rejected too: 1 minute');
     tokens.close();
   });
