@@ -136,7 +136,7 @@ function errorFromResponse(status: number, text: string, retryAfter: string | st
   const retryable = (status === 408 || status === 429 || status >= 500) && !(oauthError && permanentErrors.has(oauthError));
   if (!retryable) {
     const hint = oauthError === 'invalid_client' || status === 401 ? `; ${rejectedHint}` : '';
-    return new TokenError('BSC_TOKEN_REJECTED', `${message}${hint}; not retrying`, { retryable: false, status });
+    return new TokenError('BSC_TOKEN_REJECTED', `${message}${hint}; retrying cannot change this answer`, { retryable: false, status });
   }
   return new TokenError('BSC_TOKEN_HTTP_ERROR', message, { retryable: true, retryAfterMs: parseRetryAfter(retryAfter, now), status });
 }
