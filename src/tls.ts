@@ -6,7 +6,7 @@
 import { createSecureContext, rootCertificates, type ConnectionOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { Agent } from 'undici';
-import type { RouteConfig, TlsConfig } from './config/types.js';
+import type { TlsConfig } from './config/types.js';
 
 /** Options for undici's `connect` (and tls.connect). Always explicit (@fastify/reply-from, used before forward.ts, defaulted to rejectUnauthorized: false). */
 export function tlsConnectOptions(tls: TlsConfig): ConnectionOptions {
@@ -23,10 +23,8 @@ export function tokenDispatcher(tls: TlsConfig): Agent | undefined {
 }
 
 /** One loud line per connection that is not verified: it should never go unnoticed in production. */
-export function warnUnverifiedTls(route: RouteConfig, logger: Logger): void {
-  for (const [target, tls] of [['upstream', route.tls], ['token endpoint', route.auth.tls]] as const) {
-    if (!tls.rejectUnauthorized) {
-      logger.warn({ route: route.name, target }, `TLS certificate verification is OFF for the ${target} of route "${route.name}": anyone on the network path can read its tokens`);
-    }
+export function warnUnverifiedTls(routeName: string, target: 'upstream' | 'token endpoint', tls: TlsConfig, logger: Pick<Logger, 'warn'>): void {
+  if (!tls.rejectUnauthorized) {
+    logger.warn({ route: routeName, target }, `TLS certificate verification is OFF for the ${target} of route "${routeName}": anyone on the network path can read its tokens`);
   }
 }

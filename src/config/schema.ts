@@ -51,7 +51,7 @@ const retrySchema = z.strictObject({
   maxTimeMs: z.number().int().positive().default(60_000),
 });
 
-const authSchema = z.strictObject({
+export const authSchema = z.strictObject({
   preset: z.enum(presetNames as [string, ...string[]]).optional(),
   tokenUrl: httpUrl.optional(),
   method: z.enum(['client_secret_basic', 'client_secret_post']).optional(),
@@ -202,7 +202,8 @@ export const configSchema = z
       if (previousPrefix !== undefined) {
         ctx.addIssue({ code: 'custom', path: ['routes', index, 'prefix'], message: `"${route.prefix}" is already the prefix of routes[${previousPrefix}]` });
       } else prefixes.set(prefix, index);
-      checkAuth(route.auth, route.upstream, ['routes', index], ctx);
+      checkAuth(route.auth, ['routes', index], ctx);
+      if (!route.upstream && !route.auth.preset) ctx.addIssue({ code: 'custom', path: ['routes', index, 'upstream'], message: 'is required (or set auth.preset)' });
     });
     const secretHeader = config.listen.sharedSecretHeader;
     if (secretHeader && (secretHeader.value === undefined) === (secretHeader.valueFile === undefined)) {
@@ -210,17 +211,29 @@ export const configSchema = z
     }
   });
 
-function checkAuth(auth: RawAuth, upstream: string | undefined, at: (string | number)[], ctx: z.RefinementCtx): void {
+function checkAuth(auth: RawAuth, at: (string | number)[], ctx: z.RefinementCtx): void {
   const need = (present: unknown, field: string, message: string) => {
     if (!present) ctx.addIssue({ code: 'custom', path: [...at, 'auth', field], message });
   };
   need(auth.tokenUrl ?? auth.preset, 'tokenUrl', 'is required (or set a preset)');
-  if (!upstream && !auth.preset) ctx.addIssue({ code: 'custom', path: [...at, 'upstream'], message: 'is required (or set auth.preset)' });
   if (auth.clientId && auth.clientIdFile) ctx.addIssue({ code: 'custom', path: [...at, 'auth', 'clientIdFile'], message: 'set clientId or clientIdFile, not both' });
   else need(auth.clientId ?? auth.clientIdFile, 'clientId', 'is required (or clientIdFile)');
   if (auth.clientSecret && auth.clientSecretFile) ctx.addIssue({ code: 'custom', path: [...at, 'auth', 'clientSecretFile'], message: 'set clientSecret or clientSecretFile, not both' });
   else need(auth.clientSecret ?? auth.clientSecretFile, 'clientSecret', 'is required (or clientSecretFile)');
 }
+
+/**
+ * What a program gives the library (createTokenSource, the Fastify plugin): a route's `auth`, and
+ * for the plugin the route's `tls` and `replayBodyLimitBytes`, validated by the same rules under
+ * the same names, so a problem reads `auth.clientSecret: ...` as it would in a config file.
+ */
+export const inProcessSchema = z
+  .strictObject({
+    auth: authSchema,
+    tls: routeSchema.shape.tls,
+    replayBodyLimitBytes: routeSchema.shape.replayBodyLimitBytes,
+  })
+  .superRefine((options, ctx) => checkAuth(options.auth, [], ctx));
 
 /** `/a/` and `/a` serve the same requests, so they count as one prefix. */
 export function normalisePrefix(prefix: string): string {
@@ -230,5 +243,9 @@ export function normalisePrefix(prefix: string): string {
 export type RawConfig = z.infer<typeof configSchema>;
 export type RawRoute = z.infer<typeof routeSchema>;
 export type RawAuth = z.infer<typeof authSchema>;
+/** A route's `auth` as written (before defaults): what createTokenSource and the Fastify plugin take. */
+export type AuthOptions = z.input<typeof authSchema>;
+/** A route's `tls` as written. */
+export type TlsOptions = z.input<typeof routeSchema.shape.tls>;
 export type RawListen = z.infer<typeof listenSchema>;
 export type RawTls = z.infer<typeof tlsSchema>;

@@ -79,7 +79,7 @@ export function failed(reply: FastifyReply, err: unknown): void {
 }
 
 /** True once the caller's connection is gone (or its response closed): nothing can reach it. */
-function callerGone(res: ServerResponse): boolean {
+export function callerGone(res: ServerResponse): boolean {
   return res.destroyed || res.socket === null || res.socket.destroyed;
 }
 
@@ -294,14 +294,15 @@ export function requestBody(request: FastifyRequest): Readable | undefined {
 }
 
 /** The body's length when it is known and small enough to keep; else undefined. */
-function keptLength(request: FastifyRequest, limitBytes: number): number | undefined {
+export function keptLength(request: FastifyRequest, limitBytes: number): number | undefined {
   const header = request.headers['content-length'];
   if (request.headers['transfer-encoding'] !== undefined || header === undefined || !/^\d+$/.test(header)) return undefined;
   const length = Number(header);
   return length <= limitBytes ? length : undefined;
 }
 
-async function readBody(body: Readable, length: number): Promise<Buffer> {
+/** Reads a body of a known `length` into memory; BSC_BAD_REQUEST when it does not match. */
+export async function readBody(body: Readable, length: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   try {

@@ -104,9 +104,9 @@ export class TokenSource {
 
   /** A token that may be sent now, fetching one (once, for all callers) if needed. Throws TokenError. */
   async getToken(): Promise<string> {
+    if (this.#closed) throw this.#unavailable('the token source is closed (shutting down)');
     const token = this.peek();
     if (token) return token;
-    if (this.#closed) throw this.#unavailable('the sidecar is shutting down');
     const now = this.#clock.now();
     if (!this.#inflight && this.#lastError && now < this.#retryNotBefore) {
       throw this.#unavailable(this.#lastError.message, this.#retryNotBefore - now);
@@ -217,6 +217,8 @@ export class TokenSource {
           randomize: true,
           maxRetryTime: retry.maxTimeMs,
           signal,
+          // A background retry alone never keeps a process alive (a caller waiting in getToken does).
+          unref: true,
           shouldRetry: ({ error }) => error instanceof TokenError && error.retryable,
           onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
             const retryable = error instanceof TokenError && error.retryable;
@@ -229,7 +231,7 @@ export class TokenSource {
             const retryAfterMs = error instanceof TokenError ? error.retryAfterMs : undefined;
             if (retryable && retriesLeft > 0 && retryAfterMs) {
               if (retryAfterMs > retry.maxDelayMs) throw error;
-              await sleep(retryAfterMs, undefined, { signal }).catch(() => {});
+              await sleep(retryAfterMs, undefined, { signal, ref: false }).catch(() => {});
             }
           },
         },
