@@ -40,8 +40,9 @@ export interface CreateTokenSourceOptions {
 /**
  * Validates `auth` (ConfigError naming the field, e.g. `auth.clientSecret: is required`) and
  * starts fetching the first token at once, in the background, so that the first getToken() is
- * usually answered from the cache. Its timers are unref'd: a program exits when its own work is
- * done, and close() stops everything at once.
+ * usually answered from the cache. The refresh timer and the file watch never keep a program
+ * alive; a token request under way, or its retries after a failure (at most auth.retry.maxTimeMs),
+ * do, until close(), which stops everything at once.
  */
 export function createTokenSource(auth: AuthOptions, options: CreateTokenSourceOptions = {}): BearerTokenSource {
   const resolved = resolveInProcessOptions({ auth });

@@ -217,8 +217,6 @@ export class TokenSource {
           randomize: true,
           maxRetryTime: retry.maxTimeMs,
           signal,
-          // A background retry alone never keeps a process alive (a caller waiting in getToken does).
-          unref: true,
           shouldRetry: ({ error }) => error instanceof TokenError && error.retryable,
           onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
             const retryable = error instanceof TokenError && error.retryable;
@@ -231,7 +229,7 @@ export class TokenSource {
             const retryAfterMs = error instanceof TokenError ? error.retryAfterMs : undefined;
             if (retryable && retriesLeft > 0 && retryAfterMs) {
               if (retryAfterMs > retry.maxDelayMs) throw error;
-              await sleep(retryAfterMs, undefined, { signal, ref: false }).catch(() => {});
+              await sleep(retryAfterMs, undefined, { signal }).catch(() => {});
             }
           },
         },
