@@ -2,7 +2,7 @@
 // token on every forwarded request and the caller's Authorization never, a request waiting for
 // the first token answered 503 after tokenWaitMs, a 401 replayed once with a new token (small
 // bodies too; a streamed body not), TLS verified (an unknown CA: an error, and no token sent),
-// bad `auth` refused at register with the config file's messages, and the token source closed
+// a WebSocket dialled with the token, bad `auth` refused at register with the config file's messages, and the token source closed
 // with the app.
 
 import assert from 'node:assert/strict';
@@ -22,6 +22,7 @@ import { audit, call } from '../helpers/audit.js';
 import { makeCertificates, skipWithoutOpenssl } from '../helpers/certificates.js';
 import { issue, signingKey, startScriptedTokenServer, type ScriptedTokenServer } from '../helpers/servers.js';
 import { eventually } from '../helpers/sidecar.js';
+import { echo, openSocket } from '../helpers/websocket.js';
 
 interface Echo {
   method: string;
@@ -202,6 +203,22 @@ describe('bearerProxy (Fastify plugin)', () => {
       assert.equal(short.requests.length, count);
     } finally {
       await short.close();
+    }
+  });
+
+  test('websocket: true: the upgrade is dialled with the token (the caller’s Authorization replaced), and echoes', async () => {
+    const { app, url } = await startApp({ upstream: upstream.url, websocket: true, auth: auth(tokens.url) });
+    try {
+      const socket = await openSocket(`${url.replace('http:', 'ws:')}/socket`, [], { headers: { authorization: 'Bearer caller-own' } });
+      try {
+        assert.equal((await echo(socket, 'ping')).data.toString(), 'ping');
+      } finally {
+        socket.terminate();
+      }
+      const upgrade = upstream.received.filter((request) => request.url === '/socket').at(-1);
+      assert.equal(upgrade?.headers.authorization, `Bearer ${tokens.issued.at(-1)}`);
+    } finally {
+      await app.close();
     }
   });
 
