@@ -9,6 +9,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import { callerGone, keptLength, readBody } from '../proxy/forward.js';
+import { tokenAfterRejection } from '../token/rejected.js';
 import type { TokenSource } from '../token/token-source.js';
 
 /** What reply-from hands to `onResponse`: the upstream's status, headers and body. */
@@ -84,13 +85,9 @@ export class ReplayOn401 {
 
   async #replay(request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse, state: RequestState): Promise<void> {
     const { source, name } = this.#options;
-    const rejected = state.token;
-    // Not awaited: a failing token endpoint may keep the refresh busy for long; getToken waits
-    // at most tokenWaitMs, and returns the same token when the report was ignored (cooldown).
-    void source.invalidate(rejected);
-    const fresh = await source.getToken().catch(() => undefined);
+    const fresh = await tokenAfterRejection(source, state.token);
     if (callerGone(reply.raw)) return discard(res.stream);
-    if (!fresh || fresh === rejected) {
+    if (!fresh) {
       request.log.debug({ route: name }, 'upstream answered 401 and no other token is available; passing the 401 on');
       return this.#options.deliver(request, reply, res);
     }

@@ -10,6 +10,7 @@
 
 import type { Dispatcher } from 'undici';
 import { SidecarError } from '../errors.js';
+import { tokenAfterRejection } from '../token/rejected.js';
 import type { TokenSourceLike } from './token-source.js';
 
 export interface BearerInterceptorOptions {
@@ -167,19 +168,14 @@ class BearerHandler implements Dispatcher.DispatchHandler {
   #decide(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage: string | undefined): void {
     this.#deciding = true;
     controller.pause();
-    const rejected = this.#token;
-    // Not awaited: a failing token endpoint may keep the refresh busy; getToken waits at most tokenWaitMs.
-    void this.#source.invalidate(rejected);
-    this.#source
-      .getToken()
-      .catch(() => undefined)
+    tokenAfterRejection(this.#source, this.#token)
       .then((fresh) => {
         this.#deciding = false;
         if (this.#done || controller.aborted) return;
         const held = this.#held;
         const ended = this.#heldEnd;
         this.#held = [];
-        if (!fresh || fresh === rejected) {
+        if (!fresh) {
           this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
           for (const chunk of held) this.#handler.onResponseData?.(controller, chunk);
           if (ended) this.#handler.onResponseEnd?.(ended.controller, ended.trailers);

@@ -21,6 +21,7 @@ import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { errors, type Dispatcher } from 'undici';
 import { SidecarError } from '../errors.js';
+import { tokenAfterRejection } from '../token/rejected.js';
 import type { TokenSource } from '../token/token-source.js';
 import type { RequestHeaderBuilder, ResponseHeaderBuilder } from './headers.js';
 
@@ -244,19 +245,13 @@ class Exchange implements Dispatcher.DispatchHandler {
    */
   #replayOrRelay(controller: Dispatcher.DispatchController, headers: Record<string, string | string[] | undefined>): void {
     const { tokens, route } = this.#options;
-    const rejected = this.#token;
     this.#deciding = true;
-    // Not awaited: a failing token endpoint may keep the refresh busy for long; getToken waits
-    // at most tokenWaitMs, and returns the same token when the report was ignored (cooldown).
-    void tokens.invalidate(rejected);
-    tokens
-      .getToken()
-      .catch(() => undefined)
+    tokenAfterRejection(tokens, this.#token)
       .then((fresh) => {
         this.#deciding = false;
         if (this.#done) return;
         const ended = this.#endedWhileDeciding;
-        if (!fresh || fresh === rejected) {
+        if (!fresh) {
           this.#request.log.debug({ route }, 'upstream answered 401 and no other token is available; passing the 401 on');
           if (!this.#relayHead(controller, 401, headers)) return;
           if (ended) this.onResponseEnd();

@@ -7,19 +7,17 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { createServer, type Server } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { startEchoUpstream, type EchoUpstream } from '../../src/demo/echo-upstream.js';
-import { closeServer } from '../../src/demo/token-server.js';
 import { ConfigError } from '../../src/errors.js';
 import { bearerProxy, type BearerProxyOptions } from '../../src/fastify/index.js';
 import { createLogger } from '../../src/logger.js';
 import { audit, call } from '../helpers/audit.js';
-import { makeCertificates, skipWithoutOpenssl } from '../helpers/certificates.js';
+import { makeCertificates, skipWithoutOpenssl, startHttpsRecorder, type HttpsRecorder } from '../helpers/certificates.js';
 import { issue, signingKey, startScriptedTokenServer, type ScriptedTokenServer } from '../helpers/servers.js';
 import { eventually } from '../helpers/sidecar.js';
 import { echo, openSocket } from '../helpers/websocket.js';
@@ -223,41 +221,34 @@ describe('bearerProxy (Fastify plugin)', () => {
   });
 
   describe('TLS to the upstream', { skip: skipWithoutOpenssl }, () => {
-    let httpsUpstream: Server;
-    let httpsUrl: string;
+    let recorder: HttpsRecorder;
     let caFile: string;
-    const saw: (string | undefined)[] = [];
     before(async () => {
       const made = makeCertificates();
       caFile = made.caFile;
-      httpsUpstream = createServer({ key: made.key, cert: made.cert }, (req, res) => {
-        saw.push(req.headers.authorization);
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ path: req.url }));
-      });
-      await new Promise<void>((resolve) => httpsUpstream.listen(0, '127.0.0.1', resolve));
-      httpsUrl = `https://127.0.0.1:${(httpsUpstream.address() as AddressInfo).port}`;
+      recorder = await startHttpsRecorder(made);
     });
-    after(() => closeServer(httpsUpstream));
+    after(() => recorder.close());
 
     test('an unknown CA: 502 upstream_unreachable, and no token is sent', async () => {
-      const { app, url } = await startApp({ upstream: httpsUrl, auth: auth(tokens.url) });
+      const { app, url } = await startApp({ upstream: recorder.url, auth: auth(tokens.url) });
       try {
         const answer = await call(`${url}/x`);
         assert.equal(answer.status, 502);
         assert.equal(answer.json<{ error: string }>().error, 'upstream_unreachable');
-        assert.equal(saw.length, 0, 'the TLS handshake failed before any request was sent');
+        assert.equal(recorder.saw.length, 0, 'the TLS handshake failed before any request was sent');
       } finally {
         await app.close();
       }
     });
 
     test('tls.caFile trusts the private CA (as a route’s tls does)', async () => {
-      const { app, url } = await startApp({ upstream: `${httpsUrl}/base`, tls: { caFile }, auth: auth(tokens.url) });
+      const { app, url } = await startApp({ upstream: `${recorder.url}/base`, tls: { caFile }, auth: auth(tokens.url) });
       try {
         const answer = await fetch(`${url}/x`);
         assert.equal(answer.status, 200);
         assert.deepEqual(await answer.json(), { path: '/base/x' });
-        assert.match(saw.at(-1) ?? '', /^Bearer /);
+        assert.match(recorder.saw.at(-1) ?? '', /^Bearer /);
       } finally {
         await app.close();
       }
