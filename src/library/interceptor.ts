@@ -18,7 +18,8 @@ export interface BearerInterceptorOptions {
    * Origins (scheme, host and port, e.g. "https://api.example.com") that get the token. Requests
    * to any other origin pass through untouched. Without it every request through the dispatcher
    * carries the token, including one that follows a redirect to another host: give it whenever
-   * the dispatcher may reach more than the API.
+   * the dispatcher may reach more than the API. (A Pool's or Client's requests name no origin:
+   * compose those without it.)
    */
   readonly origins?: readonly (string | URL)[];
 }
