@@ -29,6 +29,7 @@ export type ErrorCode =
   | 'BSC_HEADERS_TOO_LARGE'
   | 'BSC_OVERLOADED'
   | 'BSC_REQUEST_TIMEOUT'
+  | 'BSC_DEPENDENCY_MISSING'
   | 'BSC_INTERNAL';
 
 export class SidecarError extends Error {

@@ -6,7 +6,6 @@ import type { IncomingMessage } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { createAdminApp } from './admin.js';
-import { watchSecretFiles } from './config/secret-watch.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { listenerUrl, listenProxy } from './listen.js';
 import { createLogger } from './logger.js';
@@ -17,11 +16,10 @@ import { guardServerOptions, installGuard } from './proxy/guard.js';
 import { proxyRoute } from './proxy/routes.js';
 import type { WebSocketProxy } from './proxy/websocket.js';
 import type { Clock } from './token/clock.js';
-import { credentialSources } from './token/client-auth/index.js';
+import { createRouteTokenSource, type RouteTokens } from './token/create.js';
 import type { Token } from './token/exchange.js';
-import { TokenFetcher } from './token/fetcher.js';
-import { TokenSource } from './token/token-source.js';
-import { tokenDispatcher, warnUnverifiedTls } from './tls.js';
+import type { TokenSource } from './token/token-source.js';
+import { warnUnverifiedTls } from './tls.js';
 
 export interface SidecarOptions {
   readonly logger?: Logger;
@@ -47,37 +45,22 @@ export interface Sidecar {
 export async function createSidecar(config: SidecarConfig, options: SidecarOptions = {}): Promise<Sidecar> {
   const logger = options.logger ?? createLogger({ level: config.logLevel });
   const clock = options.clock;
-  const dispatchers = new Map(config.routes.map((route) => [route.name, tokenDispatcher(route.auth.tls, logger)]));
-  const fetchers = new Map(
-    config.routes.map((route) => [route.name, new TokenFetcher(route.auth, { dispatcher: dispatchers.get(route.name), logger, route: route.name, now: clock && (() => clock.now()) })]),
-  );
-  const fetchToken = options.fetchToken ?? ((route: RouteConfig, signal: AbortSignal, attempt: number) => (fetchers.get(route.name) as TokenFetcher).fetch(signal, attempt));
-  for (const route of config.routes) warnUnverifiedTls(route, logger);
-
-  const tokenSources = new Map<string, TokenSource>();
-  const metrics = createMetrics(() => [...tokenSources.values()].map((source) => source.status()));
+  for (const route of config.routes) warnUnverifiedTls(route.name, 'upstream', route.tls, logger);
+  const routeTokens = new Map<string, RouteTokens>();
+  const metrics = createMetrics(() => [...routeTokens.values()].map((tokens) => tokens.source.status()));
   for (const route of config.routes) {
-    const { auth } = route;
-    tokenSources.set(
+    const { fetchToken } = options;
+    routeTokens.set(
       route.name,
-      new TokenSource({
-        name: route.name,
-        fetchToken: (signal, attempt) => fetchToken(route, signal, attempt),
-        refreshAheadRatio: auth.refreshAheadRatio,
-        refreshAheadMinSeconds: auth.refreshAheadMinSeconds,
-        safetyMarginSeconds: auth.safetyMarginSeconds,
-        tokenWaitMs: auth.tokenWaitMs,
-        refreshOn401CooldownSeconds: auth.refreshOn401CooldownSeconds,
-        retry: auth.retry,
+      createRouteTokenSource(route, {
         logger,
         onFetch: (outcome) => metrics.tokenFetch(route.name, outcome),
         ...(clock ? { clock } : {}),
+        ...(fetchToken ? { fetchToken: (signal: AbortSignal) => fetchToken(route, signal) } : {}),
       }),
     );
   }
-  const secretWatches = config.routes.map((route) =>
-    watchSecretFiles(credentialSources(route.auth), () => tokenSources.get(route.name)?.credentialsChanged(), { logger }),
-  );
+  const tokenSources = new Map([...routeTokens].map(([name, tokens]) => [name, tokens.source]));
 
   const proxy = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -169,9 +152,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     },
     async close() {
       await drain(proxy, config.drainTimeoutMs, logger, websockets);
-      for (const watch of secretWatches) watch.close();
-      for (const source of tokenSources.values()) source.close();
-      await Promise.all([...dispatchers.values()].map((dispatcher) => dispatcher?.close()));
+      await Promise.all([...routeTokens.values()].map((tokens) => tokens.close()));
       await admin.close();
     },
   };

@@ -8,10 +8,10 @@ import { ConfigError } from '../errors.js';
 import { credentialUrlProblem } from './endpoint-url.js';
 import { interpolate } from './interpolate.js';
 import { presets } from './presets.js';
-import { configSchema, normalisePrefix, type RawAuth, type RawRoute } from './schema.js';
+import { configSchema, inProcessSchema, normalisePrefix, type RawAuth, type RawRoute } from './schema.js';
 import { SecretSource } from './secret.js';
 import { resolveInbound, resolveSigningKey, resolveTls } from './security.js';
-import type { AuthConfig, RouteConfig, SidecarConfig } from './types.js';
+import type { AuthConfig, RouteConfig, SidecarConfig, TlsConfig } from './types.js';
 
 export interface LoadOptions {
   readonly env?: NodeJS.ProcessEnv;
@@ -63,6 +63,33 @@ export function resolveConfig(input: unknown, options: LoadOptions = {}): Sideca
     drainTimeoutMs: raw.drainTimeoutMs,
     routes,
   });
+}
+
+/** What the library takes from a program, resolved (see inProcessSchema). */
+export interface InProcessConfig {
+  readonly auth: AuthConfig;
+  readonly tls: TlsConfig;
+  readonly replayBodyLimitBytes: number;
+}
+
+/**
+ * Validates and resolves a route's `auth` (and the plugin's `tls`, `replayBodyLimitBytes`) given in
+ * code, by the config file's rules and with its messages, each led by the field's path
+ * (`auth.clientSecret: is required (or clientSecretFile)`). Strings are taken as they are: no
+ * ${VAR} interpolation (that is the config file's). Secret and CA files are read once here, as at
+ * start-up. Throws ConfigError.
+ */
+export function resolveInProcessOptions(input: { auth?: unknown; tls?: unknown; replayBodyLimitBytes?: unknown }): InProcessConfig {
+  const result = inProcessSchema.safeParse(input);
+  if (!result.success) throw namedError(result.error.issues.map(formatIssue), undefined);
+  const problems: string[] = [];
+  const resolved = {
+    auth: resolveAuth(result.data.auth, 'auth', problems),
+    tls: resolveTls(result.data.tls, 'tls', problems),
+    replayBodyLimitBytes: result.data.replayBodyLimitBytes,
+  };
+  if (problems.length > 0) throw namedError(problems, undefined);
+  return deepFreeze(resolved);
 }
 
 function resolveRoute(route: RawRoute, at: string, problems: string[]): RouteConfig {

@@ -93,7 +93,7 @@ const retrySchema = z.strictObject({
   maxTimeMs: z.number().int().positive().default(60_000),
 });
 
-const authSchema = z.strictObject({
+export const authSchema = z.strictObject({
   preset: z.enum(presetNames as [string, ...string[]]).optional(),
   tokenUrl: httpUrl.optional(),
   /** Instead of tokenUrl: the token endpoint comes from this issuer's discovery document (RFC 8414, OpenID Connect Discovery). */
@@ -259,7 +259,8 @@ export const configSchema = z
       if (previousPrefix !== undefined) {
         ctx.addIssue({ code: 'custom', path: ['routes', index, 'prefix'], message: `"${route.prefix}" is already the prefix of routes[${previousPrefix}]` });
       } else prefixes.set(prefix, index);
-      checkAuth(route.auth, route.upstream, ['routes', index], ctx);
+      checkAuth(route.auth, ['routes', index], ctx);
+      if (!route.upstream && !route.auth.preset) ctx.addIssue({ code: 'custom', path: ['routes', index, 'upstream'], message: 'is required (or set auth.preset)' });
       if (clashes(route.inject.header)) {
         ctx.addIssue({ code: 'custom', path: ['routes', index, 'inject', 'header'], message: "is listen.sharedSecretHeader's name, which the sidecar removes; pick another" });
       }
@@ -270,12 +271,11 @@ export const configSchema = z
     }
   });
 
-function checkAuth(auth: RawAuth, upstream: string | undefined, at: (string | number)[], ctx: z.RefinementCtx): void {
+function checkAuth(auth: RawAuth, at: (string | number)[], ctx: z.RefinementCtx): void {
   const need = (present: unknown, field: string, message: string) => {
     if (!present) ctx.addIssue({ code: 'custom', path: [...at, 'auth', field], message });
   };
   need(auth.tokenUrl ?? auth.issuer ?? auth.preset, 'tokenUrl', 'is required (or set issuer, or a preset)');
-  if (!upstream && !auth.preset) ctx.addIssue({ code: 'custom', path: [...at, 'upstream'], message: 'is required (or set auth.preset)' });
   if (auth.clientId && auth.clientIdFile) ctx.addIssue({ code: 'custom', path: [...at, 'auth', 'clientIdFile'], message: 'set clientId or clientIdFile, not both' });
   else need(auth.clientId ?? auth.clientIdFile, 'clientId', 'is required (or clientIdFile)');
   checkCredentials(auth, [...at, 'auth'], ctx);
@@ -307,6 +307,19 @@ function checkCredentials(auth: RawAuth, at: (string | number)[], ctx: z.Refinem
   }
 }
 
+/**
+ * What a program gives the library (createTokenSource, the Fastify plugin): a route's `auth`, and
+ * for the plugin the route's `tls` and `replayBodyLimitBytes`, validated by the same rules under
+ * the same names, so a problem reads `auth.clientSecret: ...` as it would in a config file.
+ */
+export const inProcessSchema = z
+  .strictObject({
+    auth: authSchema,
+    tls: routeSchema.shape.tls,
+    replayBodyLimitBytes: routeSchema.shape.replayBodyLimitBytes,
+  })
+  .superRefine((options, ctx) => checkAuth(options.auth, [], ctx));
+
 /** `/a/` and `/a` serve the same requests, so they count as one prefix. */
 export function normalisePrefix(prefix: string): string {
   return prefix.length > 1 && prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
@@ -315,5 +328,9 @@ export function normalisePrefix(prefix: string): string {
 export type RawConfig = z.infer<typeof configSchema>;
 export type RawRoute = z.infer<typeof routeSchema>;
 export type RawAuth = z.infer<typeof authSchema>;
+/** A route's `auth` as written (before defaults): what createTokenSource and the Fastify plugin take. */
+export type AuthOptions = z.input<typeof authSchema>;
+/** A route's `tls` as written. */
+export type TlsOptions = z.input<typeof routeSchema.shape.tls>;
 export type RawListen = z.infer<typeof listenSchema>;
 export type RawTls = z.infer<typeof tlsSchema>;

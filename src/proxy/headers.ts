@@ -18,7 +18,7 @@ export type OutgoingHeaders = Record<string, string | string[]>;
  * send a request that carries it. Host is the upstream's (undici sets it from the origin);
  * Transfer-Encoding is undici's to choose for the body it sends.
  */
-const hopByHopRequestHeaders = ['connection', 'proxy-authorization', 'proxy-connection', 'keep-alive', 'te', 'trailer', 'upgrade', 'expect', 'host', 'transfer-encoding'];
+export const hopByHopRequestHeaders = ['connection', 'proxy-authorization', 'proxy-connection', 'keep-alive', 'te', 'trailer', 'upgrade', 'expect', 'host', 'transfer-encoding'];
 
 /** Headers through which a caller could claim to be someone or somewhere else to the upstream. */
 const forwardedHeaderNames = ['forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-prefix', 'x-real-ip'];

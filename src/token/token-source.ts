@@ -119,9 +119,9 @@ export class TokenSource {
 
   /** A token that may be sent now, fetching one (once, for all callers) if needed. Throws TokenError. */
   async getToken(): Promise<string> {
+    if (this.#closed) throw this.#unavailable('the token source is closed (shutting down)');
     const token = this.peek();
     if (token) return token;
-    if (this.#closed) throw this.#unavailable('the sidecar is shutting down');
     const now = this.#clock.now();
     if (!this.#inflight && this.#lastError && now < this.#retryNotBefore) {
       throw this.#unavailable(this.#lastError.message, this.#retryNotBefore - now);
