@@ -13,8 +13,8 @@ const Pool = require('undici/lib/dispatcher/pool')
 const Client = require('undici/lib/dispatcher/client')
 const Agent = require('undici/lib/dispatcher/agent')
 const errors = require('undici/lib/core/errors')
-const buildConnector = require('undici/lib/core/connect')
 const util = require('undici/lib/core/util')
+const buildConnector = require('undici/lib/core/connect')
 const { getGlobalDispatcher } = require('undici/lib/global')
 
 // What undici's index does for every dispatcher: request(), stream(), pipeline()... as methods.
@@ -32,4 +32,4 @@ function request (url, opts) {
   })
 }
 
-module.exports = { Dispatcher, Pool, Client, Agent, errors, buildConnector, request }
+module.exports = { Dispatcher, Pool, Client, Agent, errors, request, buildConnector }

@@ -6,7 +6,6 @@ import type { IncomingMessage } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { createAdminApp } from './admin.js';
-import { watchSecretFiles } from './config/secret-watch.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { listenerUrl, listenProxy } from './listen.js';
 import { createLogger } from './logger.js';
@@ -17,16 +16,16 @@ import { guardServerOptions, installGuard } from './proxy/guard.js';
 import { proxyRoute } from './proxy/routes.js';
 import type { WebSocketProxy } from './proxy/websocket.js';
 import type { Clock } from './token/clock.js';
-import { exchangeClientCredentials, type Token } from './token/exchange.js';
-import { TokenSource } from './token/token-source.js';
-import { tokenDispatcher } from './outbound/dispatcher.js';
 import { proxyFor } from './outbound/settings.js';
+import { createRouteTokenSource, type RouteTokens } from './token/create.js';
+import type { Token } from './token/exchange.js';
+import type { TokenSource } from './token/token-source.js';
 import { warnUnverifiedTls } from './tls.js';
 
 export interface SidecarOptions {
   readonly logger?: Logger;
   readonly clock?: Clock;
-  /** Replaces the token exchange (tests). */
+  /** Replaces the token exchange, discovery included (tests). */
   readonly fetchToken?: (route: RouteConfig, signal: AbortSignal) => Promise<Token>;
 }
 
@@ -47,40 +46,22 @@ export interface Sidecar {
 export async function createSidecar(config: SidecarConfig, options: SidecarOptions = {}): Promise<Sidecar> {
   const logger = options.logger ?? createLogger({ level: config.logLevel });
   const clock = options.clock;
-  const dispatchers = new Map(config.routes.map((route) => [route.name, tokenDispatcher(route.outboundProxy, route.auth.tls, route.auth.timeoutMs)]));
-  const fetchToken =
-    options.fetchToken ??
-    ((route: RouteConfig, signal: AbortSignal) => {
-      const dispatcher = dispatchers.get(route.name);
-      const via = proxyFor(route.auth.tokenUrl, route.outboundProxy)?.name;
-      return exchangeClientCredentials(route.auth, { signal, via, ...(dispatcher ? { dispatcher } : {}), ...(clock ? { now: () => clock.now() } : {}) });
-    });
-  for (const route of config.routes) warnUnverifiedTls(route, logger);
-
-  const tokenSources = new Map<string, TokenSource>();
-  const metrics = createMetrics(() => [...tokenSources.values()].map((source) => source.status()));
+  for (const route of config.routes) warnUnverifiedTls(route.name, 'upstream', route.tls, logger);
+  const routeTokens = new Map<string, RouteTokens>();
+  const metrics = createMetrics(() => [...routeTokens.values()].map((tokens) => tokens.source.status()));
   for (const route of config.routes) {
-    const { auth } = route;
-    tokenSources.set(
+    const { fetchToken } = options;
+    routeTokens.set(
       route.name,
-      new TokenSource({
-        name: route.name,
-        fetchToken: (signal) => fetchToken(route, signal),
-        refreshAheadRatio: auth.refreshAheadRatio,
-        refreshAheadMinSeconds: auth.refreshAheadMinSeconds,
-        safetyMarginSeconds: auth.safetyMarginSeconds,
-        tokenWaitMs: auth.tokenWaitMs,
-        refreshOn401CooldownSeconds: auth.refreshOn401CooldownSeconds,
-        retry: auth.retry,
+      createRouteTokenSource(route, {
         logger,
         onFetch: (outcome) => metrics.tokenFetch(route.name, outcome),
         ...(clock ? { clock } : {}),
+        ...(fetchToken ? { fetchToken: (signal: AbortSignal) => fetchToken(route, signal) } : {}),
       }),
     );
   }
-  const secretWatches = config.routes.map((route) =>
-    watchSecretFiles([route.auth.clientId, route.auth.clientSecret], () => tokenSources.get(route.name)?.credentialsChanged(), { logger }),
-  );
+  const tokenSources = new Map([...routeTokens].map(([name, tokens]) => [name, tokens.source]));
 
   const proxy = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -177,9 +158,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     },
     async close() {
       await drain(proxy, config.drainTimeoutMs, logger, websockets);
-      for (const watch of secretWatches) watch.close();
-      for (const source of tokenSources.values()) source.close();
-      await Promise.all([...dispatchers.values()].map((dispatcher) => dispatcher?.close()));
+      await Promise.all([...routeTokens.values()].map((tokens) => tokens.close()));
       await admin.close();
     },
   };

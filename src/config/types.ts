@@ -3,6 +3,7 @@
 
 import type { OutboundProxySettings } from '../outbound/settings.js';
 import type { Cidr } from './cidr.js';
+import type { SigningAlgorithm } from './keys.js';
 import type { AuthMethod, PresetName } from './presets.js';
 import type { SecretSource } from './secret.js';
 
@@ -20,14 +21,39 @@ export interface TlsConfig {
   readonly ca: string | undefined;
   readonly caFile: string | undefined;
   readonly rejectUnauthorized: boolean;
+  /** A client certificate presented to the remote (mutual TLS); its files are read again when they change. */
+  readonly clientCertificate?: ClientCertificateConfig | undefined;
+}
+
+export interface ClientCertificateConfig {
+  /** certFile: the PEM certificate, with its chain. */
+  readonly cert: SecretSource;
+  /** keyFile: its PEM private key. */
+  readonly key: SecretSource;
+  /** keyPassphraseFile, for an encrypted key. */
+  readonly keyPassphrase: SecretSource | undefined;
 }
 
 export interface AuthConfig {
   readonly preset: PresetName | undefined;
-  readonly tokenUrl: string;
+  /** The token endpoint; undefined when it is discovered from `issuer` (exactly one of the two is set). */
+  readonly tokenUrl: string | undefined;
+  /** The issuer whose discovery document names the token endpoint; undefined when `tokenUrl` is set. */
+  readonly issuer: string | undefined;
   readonly method: AuthMethod;
+  /** False when `method` is the default: discovery may then pick client_secret_post instead. */
+  readonly methodSet: boolean;
   readonly clientId: SecretSource;
-  readonly clientSecret: SecretSource;
+  /** client_secret_basic and client_secret_post only. */
+  readonly clientSecret: SecretSource | undefined;
+  /** private_key_jwt only: the PEM key that signs the client assertion, read at every token request. */
+  readonly privateKey: SecretSource | undefined;
+  /** private_key_jwt: the JWS kid. */
+  readonly keyId: string | undefined;
+  /** private_key_jwt: the key's certificate, read with the key; its thumbprint is the JWS x5t#S256. */
+  readonly certificate: SecretSource | undefined;
+  /** private_key_jwt: undefined means the algorithm the key's type implies (src/config/keys.ts). */
+  readonly signingAlgorithm: SigningAlgorithm | undefined;
   readonly scope: string | undefined;
   readonly audience: string | undefined;
   readonly extraParams: Readonly<Record<string, string>>;
@@ -40,7 +66,16 @@ export interface AuthConfig {
   readonly tokenWaitMs: number;
   readonly refreshOn401CooldownSeconds: number;
   readonly retry: RetryConfig;
+  /** An http:// token URL, issuer or discovered token endpoint is accepted off loopback. */
+  readonly allowInsecureTokenUrl: boolean;
   readonly tls: TlsConfig;
+}
+
+export interface InjectConfig {
+  /** Lower case. */
+  readonly header: string;
+  /** "" for the bare token. */
+  readonly scheme: string;
 }
 
 export interface RouteConfig {
@@ -53,6 +88,8 @@ export interface RouteConfig {
   readonly upstreamBasePath: string;
   readonly websocket: boolean;
   readonly auth: AuthConfig;
+  /** Where the token goes: `header: scheme token` (scheme "" sends the bare token). */
+  readonly inject: InjectConfig;
   readonly connectTimeoutMs: number;
   readonly responseTimeoutMs: number;
   readonly tls: TlsConfig;

@@ -9,9 +9,10 @@
 //   proxy, with Proxy-Authorization; a 407 answer becomes an error naming the proxy.
 
 import type { ConnectionOptions } from 'node:tls';
+import type { Logger } from 'pino';
 import { Agent, buildConnector, Pool, type Dispatcher } from 'undici';
 import type { TlsConfig } from '../config/types.js';
-import { tlsConnectOptions } from '../tls.js';
+import { undiciConnect } from '../tls.js';
 import { proxyFailure, proxyRefusal } from './errors.js';
 import type { ProxyEndpoint } from './proxy-endpoint.js';
 import { proxyFor, type OutboundProxySettings } from './settings.js';
@@ -22,17 +23,20 @@ export interface OutboundOptions {
   readonly tls: TlsConfig;
   /** Bounds opening a connection: to the target, or to the proxy and its answer, then TLS through the tunnel. */
   readonly connectTimeoutMs: number;
+  /** Told when a client certificate's files change (tls.ts). */
+  readonly logger?: Logger | undefined;
   /** More undici Pool options for the target's connections (keep-alive, timeouts, connections). */
   readonly pool?: Omit<Pool.Options, 'connect' | 'connectTimeout'>;
 }
 
 /** The dispatcher for requests to `origin` under `settings`. The caller closes it. */
 export function dispatcherFor(origin: string, settings: OutboundProxySettings, options: OutboundOptions): Dispatcher {
-  const poolOptions = { ...options.pool, connectTimeout: options.connectTimeoutMs };
+  const { tls, connectTimeoutMs, logger } = options;
+  const poolOptions = { ...options.pool, connectTimeout: connectTimeoutMs };
   const proxy = proxyFor(origin, settings);
-  if (!proxy) return new Pool(origin, { ...poolOptions, connect: tlsConnectOptions(options.tls) });
-  if (origin.startsWith('https:')) return new Pool(origin, { ...poolOptions, connect: tunnelConnector(proxy, tlsConnectOptions(options.tls), options.connectTimeoutMs) });
-  return new Pool(proxy.origin, { ...poolOptions, connect: proxyConnector(proxy, origin, options.connectTimeoutMs) }).compose(absoluteForm(origin, proxy));
+  if (!proxy) return new Pool(origin, { ...poolOptions, connect: undiciConnect(tls, { timeoutMs: connectTimeoutMs, logger }) });
+  if (origin.startsWith('https:')) return new Pool(origin, { ...poolOptions, connect: tunnelConnector(proxy, undiciConnect(tls, { timeoutMs: connectTimeoutMs, logger }), connectTimeoutMs) });
+  return new Pool(proxy.origin, { ...poolOptions, connect: proxyConnector(proxy, origin, connectTimeoutMs) }).compose(absoluteForm(origin, proxy));
 }
 
 /**
@@ -40,11 +44,11 @@ export function dispatcherFor(origin: string, settings: OutboundProxySettings, o
  * endpoint, say): one dispatcher per origin, from dispatcherFor. Undefined when undici's global
  * dispatcher does the same job (no proxy, default TLS).
  */
-export function tokenDispatcher(settings: OutboundProxySettings, tls: TlsConfig, timeoutMs: number): Dispatcher | undefined {
+export function tokenDispatcher(settings: OutboundProxySettings, tls: TlsConfig, timeoutMs: number, logger?: Logger): Dispatcher | undefined {
   const anyProxy = settings.http !== undefined || settings.https !== undefined;
-  if (!anyProxy && tls.ca === undefined && tls.rejectUnauthorized) return undefined;
-  if (!anyProxy) return new Agent({ connect: tlsConnectOptions(tls) });
-  return new Agent({ factory: (origin) => dispatcherFor(String(origin), settings, { tls, connectTimeoutMs: timeoutMs }) });
+  if (!anyProxy && tls.ca === undefined && tls.rejectUnauthorized && !tls.clientCertificate) return undefined;
+  if (!anyProxy) return new Agent({ connect: undiciConnect(tls, { logger }) });
+  return new Agent({ factory: (origin) => dispatcherFor(String(origin), settings, { tls, connectTimeoutMs: timeoutMs, logger }) });
 }
 
 /** Connections to the proxy itself (absolute form), failures named for the proxy. */

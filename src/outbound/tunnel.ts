@@ -39,11 +39,12 @@ export async function openTunnel(proxy: ProxyEndpoint, host: string, port: numbe
 }
 
 /**
- * An undici connector whose connections are tunnels through `proxy`, with TLS to the target
- * (`tls`: the route's settings) inside for https:// origins.
+ * An undici connector whose connections are tunnels through `proxy`, with TLS to the target inside
+ * for https:// origins: `tls` is the route's (tls.ts undiciConnect: options, or a connector of its
+ * own when a client certificate may change).
  */
-export function tunnelConnector(proxy: ProxyEndpoint, tls: ConnectionOptions, timeoutMs: number): buildConnector.connector {
-  const secure = buildConnector({ ...(tls as buildConnector.BuildOptions), timeout: timeoutMs });
+export function tunnelConnector(proxy: ProxyEndpoint, tls: ConnectionOptions | buildConnector.connector, timeoutMs: number): buildConnector.connector {
+  const secure = typeof tls === 'function' ? tls : buildConnector({ ...(tls as buildConnector.BuildOptions), timeout: timeoutMs });
   return (options, callback) => {
     const https = options.protocol === 'https:';
     const port = Number(options.port) || (https ? 443 : 80);

@@ -5,6 +5,7 @@
 // once the token is there.
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
 import type { RouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import { dispatcherFor, webSocketConnectorFor } from '../outbound/dispatcher.js';
@@ -18,7 +19,7 @@ import type { WebSocketProxy } from './websocket.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** The bearer token a WebSocket upgrade is dialled with. */
+    /** The token a WebSocket upgrade is dialled with (in the route's inject header). */
     bearerToken: string;
   }
   interface FastifyContextConfig {
@@ -51,6 +52,7 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
   const pool = dispatcherFor(route.upstreamOrigin, route.outboundProxy, {
     tls: route.tls,
     connectTimeoutMs: route.connectTimeoutMs,
+    logger: app.log as Logger,
     pool: { connections, pipelining: 1, keepAliveTimeout: 30_000, headersTimeout: route.responseTimeoutMs, bodyTimeout: route.responseTimeoutMs },
   });
   const forwarder = new Forwarder({ route: route.name, tokens, pool, requestHeaders, responseHeaders, replayBodyLimitBytes: route.replayBodyLimitBytes, ...(onBrokenResponse ? { onBrokenResponse } : {}) });
@@ -58,7 +60,7 @@ export async function proxyRoute(app: FastifyInstance, { route, tokens, connecti
     route,
     tokens,
     connect: route.websocket ? webSocketConnectorFor(route.upstreamOrigin, route.outboundProxy, route.connectTimeoutMs) : undefined,
-    rewriteRequestHeaders: (request: FastifyRequest) => requestHeaders(request.raw, `Bearer ${request.bearerToken}`, request.id),
+    rewriteRequestHeaders: (request: FastifyRequest) => requestHeaders(request.raw, request.bearerToken, request.id),
     rewriteResponseHeaders: responseHeaders,
   };
 

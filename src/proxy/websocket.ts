@@ -187,7 +187,7 @@ export class WebSocketProxy {
           autoPong: false,
           followRedirects: false,
           perMessageDeflate: true,
-          ...tlsConnectOptions(route.tls),
+          ...tlsConnectOptions(route.tls, this.#logger),
           ...(connect ? { createConnection: connect } : {}),
         });
       } catch (err) {

@@ -1,11 +1,12 @@
-// One OAuth2 client-credentials token request (RFC 6749 §4.4): a POST, a timeout, and a checked
-// response. Every failure is a TokenError that says whether retrying can help. No caching, no
-// retries: token-source.ts composes those around this.
+// One OAuth2 client-credentials token request (RFC 6749 §4.4): a POST, authenticated the route's
+// way (client-auth/), a timeout, and a checked response. Every failure is a TokenError that says
+// whether retrying can help. No caching, no retries: token-source.ts composes those around this.
 
 import { request, type Dispatcher } from 'undici';
 import type { AuthConfig } from '../config/types.js';
 import { OutboundProxyError } from '../outbound/errors.js';
-import { TokenError } from './errors.js';
+import { clientAuthentication } from './client-auth/index.js';
+import { proxyFailed, TokenError } from './errors.js';
 import { jwtExpiry } from './jwt.js';
 
 export interface Token {
@@ -19,6 +20,8 @@ export interface Token {
 export interface ExchangeOptions {
   readonly signal?: AbortSignal;
   readonly dispatcher?: Dispatcher;
+  /** The token endpoint for this request (discovered from auth.issuer); default auth.tokenUrl. */
+  readonly tokenUrl?: string;
   /** Wall-clock now in ms, for JWT exp. */
   readonly now?: () => number;
   /** The outbound proxy the dispatcher goes through (host:port), for messages. */
@@ -27,34 +30,25 @@ export interface ExchangeOptions {
 
 /** OAuth2 error codes that no retry can fix (RFC 6749 §5.2). */
 const permanentErrors = new Set(['invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope', 'invalid_request']);
+/** The largest token response (and discovery document) read. */
 const maxResponseBytes = 256 * 1024;
 
 export async function exchangeClientCredentials(auth: AuthConfig, options: ExchangeOptions = {}): Promise<Token> {
-  let clientId: string;
-  let clientSecret: string;
-  try {
-    clientId = auth.clientId.read();
-    clientSecret = auth.clientSecret.read();
-  } catch (err) {
-    // A mounted Secret can be briefly missing while Kubernetes swaps it: worth another try.
-    throw new TokenError('BSC_TOKEN_NETWORK', `cannot read credentials: ${(err as Error).message}`, { retryable: true });
-  }
-
+  const tokenUrl = options.tokenUrl ?? auth.tokenUrl;
+  // A programming error, not a token failure: discovery resolves the URL before any exchange.
+  if (tokenUrl === undefined) throw new TypeError('no token URL: resolve auth.issuer first (token/discovery.ts)');
+  const client = await clientAuthentication(auth, tokenUrl, (options.now ?? Date.now)());
   const form = new URLSearchParams({ grant_type: 'client_credentials' });
   if (auth.scope) form.set('scope', auth.scope);
   if (auth.audience) form.set('audience', auth.audience);
   for (const [key, value] of Object.entries(auth.extraParams)) form.set(key, value);
+  // After extraParams: they cannot override the client's authentication.
+  for (const [key, value] of Object.entries(client.form)) form.set(key, value);
   const headers: Record<string, string> = {
     'content-type': 'application/x-www-form-urlencoded',
     accept: 'application/json',
+    ...client.headers,
   };
-  if (auth.method === 'client_secret_basic') {
-    // RFC 6749 §2.3.1: form-urlencode id and secret before base64, so ':' and '%' survive.
-    headers.authorization = `Basic ${Buffer.from(`${formEncode(clientId)}:${formEncode(clientSecret)}`).toString('base64')}`;
-  } else {
-    form.set('client_id', clientId);
-    form.set('client_secret', clientSecret);
-  }
 
   const timeout = AbortSignal.timeout(auth.timeoutMs);
   const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
@@ -63,7 +57,7 @@ export async function exchangeClientCredentials(auth: AuthConfig, options: Excha
   let retryAfter: string | string[] | undefined;
   let text: string;
   try {
-    const response = await request(auth.tokenUrl, {
+    const response = await request(tokenUrl, {
       method: 'POST',
       headers,
       body: form.toString(),
@@ -82,29 +76,20 @@ export async function exchangeClientCredentials(auth: AuthConfig, options: Excha
       throw new TokenError('BSC_TOKEN_TIMEOUT', `token endpoint did not answer within ${auth.timeoutMs} ms${via}`, { retryable: true, cause: err });
     }
     if (options.signal?.aborted) throw err;
-    if (err instanceof OutboundProxyError) {
-      throw new TokenError(err.code, `token endpoint unreachable: ${err.message}${err.retryable ? '' : '; not retrying'}`, { retryable: err.retryable, cause: err });
-    }
+    if (err instanceof OutboundProxyError) throw proxyFailed('token endpoint', err);
     const code = (err as { code?: string }).code;
     throw new TokenError('BSC_TOKEN_NETWORK', `token endpoint unreachable: ${code ?? (err as Error).message}`, { retryable: true, cause: err });
   }
 
-  const scrub = (message: string) => scrubSecrets(message, [clientSecret]);
+  const scrub = (message: string) => scrubSecrets(message, client.secrets);
   if (status >= 200 && status < 300) return parseTokenResponse(text, status, auth, startedAt, scrub);
-  throw errorFromResponse(status, text, retryAfter, (options.now ?? Date.now)(), scrub);
+  throw errorFromResponse(status, text, retryAfter, (options.now ?? Date.now)(), scrub, client.rejectedHint);
 }
 
 function parseTokenResponse(text: string, status: number, auth: AuthConfig, startedAt: number, scrub: (m: string) => string): Token {
   const malformed = (why: string) => new TokenError('BSC_TOKEN_MALFORMED', `token endpoint answered ${status} but ${why}`, { retryable: true, status });
   if (text.trim() === '') throw malformed('the body is empty');
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw malformed('the body is not JSON');
-  }
-  if (!body || typeof body !== 'object' || Array.isArray(body)) throw malformed('the body is not a JSON object');
-  const fields = body as Record<string, unknown>;
+  const fields = parseJsonObject(text, (why) => malformed(`the body ${why}`));
   const accessToken = fields.access_token;
   if (typeof accessToken !== 'string' || accessToken === '') throw malformed('access_token is missing');
   if (/[\s\x00-\x1f\x7f]/.test(accessToken)) throw malformed('access_token contains characters not allowed in a header');
@@ -141,7 +126,7 @@ function parseTokenResponse(text: string, status: number, auth: AuthConfig, star
   };
 }
 
-function errorFromResponse(status: number, text: string, retryAfter: string | string[] | undefined, now: number, scrub: (m: string) => string): TokenError {
+function errorFromResponse(status: number, text: string, retryAfter: string | string[] | undefined, now: number, scrub: (m: string) => string, rejectedHint: string): TokenError {
   let oauthError: string | undefined;
   let description: string | undefined;
   try {
@@ -155,10 +140,22 @@ function errorFromResponse(status: number, text: string, retryAfter: string | st
   const message = scrub(`token endpoint answered ${status}${detail}`.slice(0, 300));
   const retryable = (status === 408 || status === 429 || status >= 500) && !(oauthError && permanentErrors.has(oauthError));
   if (!retryable) {
-    const hint = oauthError === 'invalid_client' || status === 401 ? '; check the client id and secret (and that the key is for this environment)' : '';
-    return new TokenError('BSC_TOKEN_REJECTED', `${message}${hint}; not retrying`, { retryable: false, status });
+    const hint = oauthError === 'invalid_client' || status === 401 ? `; ${rejectedHint}` : '';
+    return new TokenError('BSC_TOKEN_REJECTED', `${message}${hint}; retrying cannot change this answer`, { retryable: false, status });
   }
   return new TokenError('BSC_TOKEN_HTTP_ERROR', message, { retryable: true, retryAfterMs: parseRetryAfter(retryAfter, now), status });
+}
+
+/** `text` as a JSON object, else the error `malformed` makes of why ("is not JSON", "is not a JSON object"). */
+export function parseJsonObject(text: string, malformed: (why: string) => Error): Record<string, unknown> {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw malformed('is not JSON');
+  }
+  if (!body || typeof body !== 'object' || Array.isArray(body)) throw malformed('is not a JSON object');
+  return body as Record<string, unknown>;
 }
 
 /** Retry-After as delta-seconds or an HTTP date (RFC 9110 §10.2.3). */
@@ -170,11 +167,7 @@ export function parseRetryAfter(value: string | string[] | undefined, now: numbe
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
-function formEncode(value: string): string {
-  return new URLSearchParams({ v: value }).toString().slice(2);
-}
-
-async function readLimited(body: AsyncIterable<Buffer> & { destroy(): unknown }): Promise<string> {
+export async function readLimited(body: AsyncIterable<Buffer> & { destroy(): unknown }): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {
@@ -188,7 +181,7 @@ async function readLimited(body: AsyncIterable<Buffer> & { destroy(): unknown })
   return Buffer.concat(chunks).toString('utf8');
 }
 
-function scrubSecrets(message: string, secrets: string[]): string {
+function scrubSecrets(message: string, secrets: readonly string[]): string {
   let out = message;
   for (const secret of secrets) if (secret.length >= 4) out = out.replaceAll(secret, '[redacted]');
   return out;

@@ -10,7 +10,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { startEchoUpstream, type EchoUpstream } from '../../src/demo/echo-upstream.js';
 import { closeServer } from '../../src/demo/token-server.js';
 import { audit } from './audit.js';
-import { makeCertificates } from './certificates.js';
+import { makeTestPki } from './certs.js';
 import { signingKey, startScriptedTokenServer, type ScriptedTokenServer } from './servers.js';
 
 /** A host name that only the forward proxy resolves (to 127.0.0.1); the test process cannot. */
@@ -142,7 +142,8 @@ export interface ProxyTargets {
  * TLS with a certificate for privateHost (and no other name), made at test time.
  */
 export async function startProxyTargets(): Promise<ProxyTargets> {
-  const certificates = makeCertificates([`DNS:${privateHost}`]);
+  const pki = makeTestPki();
+  const certificates = pki.serverFor([`DNS:${privateHost}`]);
   const upstream = await startEchoUpstream({ signingKey });
   const tokens = await startScriptedTokenServer();
   const front = async (behind: HttpServer): Promise<HttpsServer> => {
@@ -161,7 +162,7 @@ export async function startProxyTargets(): Promise<ProxyTargets> {
     httpsPort: portOf(httpsUpstream),
     tokens,
     httpsTokensPort: portOf(httpsTokens),
-    caFile: certificates.caFile,
+    caFile: pki.caFile,
     async close() {
       httpsUpstream.closeAllConnections();
       httpsTokens.closeAllConnections();

@@ -27,7 +27,11 @@ export async function startSidecar(raw: Record<string, unknown>, { env, ...optio
   const logs: string[] = [];
   audit.addOutput(logs);
   audit.ranAt(config.logLevel);
-  for (const route of config.routes) audit.addSecret(route.auth.clientSecret.read());
+  for (const route of config.routes) {
+    const { clientSecret, privateKey } = route.auth;
+    if (clientSecret) audit.addSecret(clientSecret.read());
+    for (const key of [privateKey, route.auth.tls.clientCertificate?.key, route.tls.clientCertificate?.key]) if (key) audit.addPrivateKey(key.read());
+  }
   const destination = new Writable({
     write(chunk: Buffer, _encoding, callback) {
       logs.push(...chunk.toString().split('\n').filter(Boolean));
@@ -44,12 +48,12 @@ export async function startSidecar(raw: Record<string, unknown>, { env, ...optio
   return { sidecar, proxyUrl, adminUrl, logs, close };
 }
 
-/** A route whose credentials the demo/scripted token server accepts. */
-export function route(tokenUrl: string, upstream: string, extra: Record<string, unknown> = {}, auth: Record<string, unknown> = {}): Record<string, unknown> {
+/** A route whose credentials the demo/scripted token server accepts; without a tokenUrl, `auth` names an issuer. */
+export function route(tokenUrl: string | undefined, upstream: string, extra: Record<string, unknown> = {}, auth: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     name: 'api',
     upstream,
-    auth: { tokenUrl, clientId: 'test-client', clientSecret: 'test-secret', retry: { retries: 2, minDelayMs: 10, maxDelayMs: 50, maxTimeMs: 2000 }, ...auth },
+    auth: { ...(tokenUrl === undefined ? {} : { tokenUrl }), clientId: 'test-client', clientSecret: 'test-secret', retry: { retries: 2, minDelayMs: 10, maxDelayMs: 50, maxTimeMs: 2000 }, ...auth },
     ...extra,
   };
 }

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { audit, call } from '../helpers/audit.js';
-import { opensslMissing } from '../helpers/certificates.js';
+import { opensslMissing } from '../helpers/certs.js';
 import { tempFiles } from '../helpers/config.js';
 import { privateHost, proxyPassword, proxyUser, startBrokenProxy, startForwardProxy, type ForwardProxy, type ProxyTargets, startProxyTargets } from '../helpers/forward-proxy.js';
 import { ManualClock } from '../helpers/clock.js';

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { audit, call } from '../helpers/audit.js';
-import { opensslMissing } from '../helpers/certificates.js';
+import { opensslMissing } from '../helpers/certs.js';
 import { privateHost, startForwardProxy, startProxyTargets, type ForwardProxy, type ProxyTargets } from '../helpers/forward-proxy.js';
 import { freePort } from '../helpers/servers.js';
 import { startSidecar, type TestSidecar } from '../helpers/sidecar.js';

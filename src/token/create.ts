@@ -1,0 +1,68 @@
+// One route's token lifecycle, put together in one place for everyone who needs one: the sidecar
+// (server.ts), createTokenSource and the Fastify plugin. It builds the token request (the exchange
+// and the dispatcher it goes out through), the TokenSource around it (single flight, refresh
+// ahead, backoff) and the watch on its credential files; close() undoes all of it.
+
+import type { Logger } from 'pino';
+import { watchSecretFiles } from '../config/secret-watch.js';
+import type { AuthConfig } from '../config/types.js';
+import { tokenDispatcher } from '../outbound/dispatcher.js';
+import { direct, type OutboundProxySettings } from '../outbound/settings.js';
+import { warnUnverifiedTls } from '../tls.js';
+import { credentialSources } from './client-auth/index.js';
+import type { Clock } from './clock.js';
+import type { Token } from './exchange.js';
+import { TokenFetcher } from './fetcher.js';
+import { TokenSource, type TokenSourceOptions } from './token-source.js';
+
+export interface RouteTokenSourceOptions {
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+  /** Replaces the token exchange (tests). */
+  readonly fetchToken?: (signal: AbortSignal, attempt: number) => Promise<Token>;
+  /** Told of every fetch's outcome (metrics). */
+  readonly onFetch?: TokenSourceOptions['onFetch'];
+}
+
+export interface RouteTokens {
+  readonly source: TokenSource;
+  /** Stops the source (its timers and any fetch under way), the file watch, and the token dispatcher. */
+  close(): Promise<void>;
+}
+
+/**
+ * Builds, but does not start, the token source of a route (`name` is used in logs and errors). Its
+ * requests go through the route's outbound proxy, when it has one (in-process callers give none: direct).
+ */
+export function createRouteTokenSource(route: { readonly name: string; readonly auth: AuthConfig; readonly outboundProxy?: OutboundProxySettings }, options: RouteTokenSourceOptions = {}): RouteTokens {
+  const { name, auth } = route;
+  const outboundProxy = route.outboundProxy ?? direct;
+  const { logger, clock } = options;
+  if (logger) warnUnverifiedTls(name, 'token endpoint', auth.tls, logger);
+  const dispatcher = tokenDispatcher(outboundProxy, auth.tls, auth.timeoutMs, logger);
+  // The token endpoint (auth.tokenUrl, or discovered from auth.issuer), then the exchange there.
+  const fetcher = new TokenFetcher(auth, { dispatcher, outboundProxy, logger, route: name, now: clock && (() => clock.now()) });
+  const fetchToken = options.fetchToken ?? ((signal: AbortSignal, attempt: number) => fetcher.fetch(signal, attempt));
+  const source = new TokenSource({
+    name,
+    fetchToken,
+    refreshAheadRatio: auth.refreshAheadRatio,
+    refreshAheadMinSeconds: auth.refreshAheadMinSeconds,
+    safetyMarginSeconds: auth.safetyMarginSeconds,
+    tokenWaitMs: auth.tokenWaitMs,
+    refreshOn401CooldownSeconds: auth.refreshOn401CooldownSeconds,
+    retry: auth.retry,
+    ...(logger ? { logger } : {}),
+    ...(options.onFetch ? { onFetch: options.onFetch } : {}),
+    ...(clock ? { clock } : {}),
+  });
+  const watch = watchSecretFiles(credentialSources(auth), () => source.credentialsChanged(), logger ? { logger } : {});
+  return {
+    source,
+    async close() {
+      watch.close();
+      source.close();
+      await dispatcher?.close();
+    },
+  };
+}
