@@ -10,7 +10,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { startEchoUpstream, type EchoUpstream } from '../../src/demo/echo-upstream.js';
 import { closeServer } from '../../src/demo/token-server.js';
 import { audit } from './audit.js';
-import { makeTestPki } from './certs.js';
+import { makeTestPki, type TestPki } from './certs.js';
 import { signingKey, startScriptedTokenServer, type ScriptedTokenServer } from './servers.js';
 
 /** A host name that only the forward proxy resolves (to 127.0.0.1); the test process cannot. */
@@ -129,10 +129,17 @@ export interface ProxyTargets {
   readonly upstream: EchoUpstream;
   /** The same upstream behind TLS, with a certificate for privateHost only. */
   readonly httpsPort: number;
+  /** The same again, and it wants a client certificate from `pki` (mutual TLS). */
+  readonly mutualTlsPort: number;
   readonly tokens: ScriptedTokenServer;
-  /** The same token endpoint behind TLS, with the same certificate. */
+  /**
+   * The same token endpoint behind TLS, with the same certificate; it also serves an OpenID
+   * discovery document there, for the issuer https://privateHost:httpsTokensPort.
+   */
   readonly httpsTokensPort: number;
-  /** PEM file of the CA that signed the certificate. */
+  /** The CA that signed the certificates, for client certificates too. */
+  readonly pki: TestPki;
+  /** PEM file of that CA. */
   readonly caFile: string;
   close(): Promise<void>;
 }
@@ -146,27 +153,35 @@ export async function startProxyTargets(): Promise<ProxyTargets> {
   const certificates = pki.serverFor([`DNS:${privateHost}`]);
   const upstream = await startEchoUpstream({ signingKey });
   const tokens = await startScriptedTokenServer();
-  const front = async (behind: HttpServer): Promise<HttpsServer> => {
+  const front = async (behind: HttpServer, options: { mutual?: boolean; discovery?: boolean } = {}): Promise<HttpsServer> => {
     // Keep-alive longer than any pause a loaded machine makes between a test's requests (tests count tunnels).
-    const server = createHttpsServer({ key: certificates.key, cert: certificates.cert, keepAliveTimeout: 60_000 });
-    server.on('request', (req, res) => behind.emit('request', req, res));
+    const mutual = options.mutual ? { requestCert: true, rejectUnauthorized: true, ca: pki.ca } : {};
+    const server = createHttpsServer({ key: certificates.key, cert: certificates.cert, keepAliveTimeout: 60_000, ...mutual });
+    server.on('request', (req, res) => {
+      if (!options.discovery || req.url !== '/.well-known/openid-configuration') return void behind.emit('request', req, res);
+      const issuer = `https://${privateHost}:${(server.address() as AddressInfo).port}`;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ issuer, token_endpoint: `${issuer}/oauth2/token`, token_endpoint_auth_methods_supported: ['client_secret_basic'] }));
+    });
     server.on('upgrade', (req, socket, head) => behind.emit('upgrade', req, socket, head));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return server;
   };
   const httpsUpstream = await front(upstream.server);
-  const httpsTokens = await front(tokens.server);
+  const mutualUpstream = await front(upstream.server, { mutual: true });
+  const httpsTokens = await front(tokens.server, { discovery: true });
   const portOf = (server: HttpsServer) => (server.address() as AddressInfo).port;
   return {
     upstream,
     httpsPort: portOf(httpsUpstream),
+    mutualTlsPort: portOf(mutualUpstream),
     tokens,
     httpsTokensPort: portOf(httpsTokens),
+    pki,
     caFile: pki.caFile,
     async close() {
-      httpsUpstream.closeAllConnections();
-      httpsTokens.closeAllConnections();
-      await Promise.all([closeServer(httpsUpstream), closeServer(httpsTokens), upstream.close(), tokens.close()]);
+      const servers = [httpsUpstream, mutualUpstream, httpsTokens];
+      for (const server of servers) server.closeAllConnections();
+      await Promise.all([...servers.map((server) => closeServer(server)), upstream.close(), tokens.close()]);
     },
   };
 }

@@ -105,6 +105,19 @@ describe('an outbound proxy that fails', { skip: opensslMissing }, () => {
     }
   });
 
+  test('407 while fetching the discovery document (auth.issuer): /readyz names the document and the proxy', async () => {
+    const issuer = `https://${privateHost}:${targets.httpsTokensPort}`;
+    const sidecar = await startSidecar({ routes: [httpsRoute(wrongPassword, {}, { tokenUrl: undefined, issuer })] }, { clock: new ManualClock() });
+    try {
+      assert.match(
+        await tokenFailure(sidecar),
+        new RegExp(`^discovery document ${issuer.replace(/\./g, '\\.')}/\\.well-known/openid-configuration unreachable: the outbound proxy ${proxyName().replace(/\./g, '\\.')} refused the connection to ${privateHost.replace(/\./g, '\\.')}:${targets.httpsTokensPort}: 407 Proxy Authentication Required`),
+      );
+    } finally {
+      await sidecar.close();
+    }
+  });
+
   test('407 on the upstream tunnel, and on an absolute-form request: 502 outbound_proxy_refused naming host:port; a WebSocket dial too', async () => {
     const port = Number(new URL(targets.upstream.url).port);
     const routes = [
@@ -229,7 +242,7 @@ describe('an outbound proxy that fails', { skip: opensslMissing }, () => {
     const refused = await runToEnd(['check', '--config', config()], { https_proxy: wrongPassword, HTTPS_PROXY: proxy.url });
     cliOutputs.push(refused.output);
     assert.equal(refused.code, 1, refused.output);
-    assert.match(refused.output, new RegExp(`^FAILED {2}api: token endpoint unreachable: the outbound proxy 127\\.0\\.0\\.1:${proxy.port} refused the connection to ${privateHost.replace(/\./g, '\\.')}:${targets.httpsTokensPort}: 407 Proxy Authentication Required; check the user and password in the proxy URL; not retrying$`, 'm'));
+    assert.match(refused.output, new RegExp(`^FAILED {2}api: token endpoint unreachable: the outbound proxy 127\\.0\\.0\\.1:${proxy.port} refused the connection to ${privateHost.replace(/\./g, '\\.')}:${targets.httpsTokensPort}: 407 Proxy Authentication Required; check the user and password in the proxy URL; not retrying \\(BSC_OUTBOUND_PROXY_REFUSED\\)$`, 'm'));
     const bad = await runToEnd(['check', '--config', config()], { HTTPS_PROXY: `socks5://${proxyUser}:${encodeURIComponent(proxyPassword)}@127.0.0.1:1080` });
     cliOutputs.push(bad.output);
     assert.equal(bad.code, 2, bad.output);

@@ -109,6 +109,37 @@ describe('requests through an outbound proxy', { skip: opensslMissing }, () => {
     });
   });
 
+  test('auth.issuer: the discovery document and the token request both go through the proxy', async () => {
+    const start = (await proxy.requests()).length;
+    const issuer = `https://${privateHost}:${targets.httpsTokensPort}`;
+    const route = { name: 'api', upstream: `https://${privateHost}:${targets.httpsPort}`, tls: { caFile: targets.caFile }, auth: { issuer, clientId: 'id', clientSecret: 'proxied-client-secret', retry, tls: { caFile: targets.caFile } } };
+    const before = targets.tokens.requests.length;
+    await withSidecar({ routes: [route] }, { HTTPS_PROXY: proxy.url }, async (sidecar) => {
+      assert.equal((await call(`${sidecar.proxyUrl}/x`)).status, 200);
+      assert.equal(targets.tokens.requests.length, before + 1, 'the token came from the discovered endpoint');
+      const seen = await asked(start);
+      assert.ok(seen.length >= 2 && seen.every((r) => r.method === 'CONNECT' && r.authorized), JSON.stringify(seen));
+      assert.ok(seen.some((r) => r.url === `${privateHost}:${targets.httpsTokensPort}`), 'discovery and the token request');
+    });
+  });
+
+  test('a client certificate (mutual TLS) is presented inside the tunnel', async () => {
+    const client = targets.pki.client('sidecar-through-proxy');
+    const auth = { tokenUrl: targets.tokens.url, clientId: 'id', clientSecret: 'proxied-client-secret', retry };
+    const upstream = `https://${privateHost}:${targets.mutualTlsPort}`;
+    const routes = [
+      { name: 'with-cert', prefix: '/with', upstream, tls: { caFile: targets.caFile, certFile: client.certFile, keyFile: client.keyFile }, auth },
+      { name: 'without', prefix: '/without', upstream, tls: { caFile: targets.caFile }, auth },
+    ];
+    const start = (await proxy.requests()).length;
+    await withSidecar({ outboundProxy: { url: proxy.url, noProxy: '127.0.0.1' }, routes }, {}, async (sidecar) => {
+      const answered = await call(`${sidecar.proxyUrl}/with/x`);
+      assert.equal(answered.status, 200, answered.text);
+      assert.equal((await call(`${sidecar.proxyUrl}/without/x`)).status, 502, 'the upstream wants a certificate');
+      assert.ok((await asked(start)).every((r) => r.method === 'CONNECT' && r.url === `${privateHost}:${targets.mutualTlsPort}`));
+    });
+  });
+
   test('the certificate is checked against the target name through the tunnel, with the route\u2019s TLS settings', async () => {
     const start = (await proxy.requests()).length;
     const auth = { tokenUrl: targets.tokens.url, clientId: 'id', clientSecret: 'proxied-client-secret', retry };
