@@ -80,6 +80,7 @@ export class TokenSource {
   #consecutiveFailures = 0;
   #timer: TimerHandle | undefined;
   #closed = false;
+  #closedReason = 'the sidecar is shutting down';
   /** When a rejection (401) last made it drop the current token. */
   #droppedOn401At = Number.NEGATIVE_INFINITY;
   /** Bumped when the credential files change, so a fetch that read the old ones can tell. */
@@ -106,7 +107,7 @@ export class TokenSource {
   async getToken(): Promise<string> {
     const token = this.peek();
     if (token) return token;
-    if (this.#closed) throw this.#unavailable('the sidecar is shutting down');
+    if (this.#closed) throw this.#unavailable(this.#closedReason);
     const now = this.#clock.now();
     if (!this.#inflight && this.#lastError && now < this.#retryNotBefore) {
       throw this.#unavailable(this.#lastError.message, this.#retryNotBefore - now);
@@ -124,6 +125,7 @@ export class TokenSource {
     stopWaiting.abort();
     const fresh = this.peek();
     if (fresh) return fresh;
+    if (this.#closed) throw this.#unavailable(this.#closedReason);
     if (result === timedOut) throw this.#unavailable(`no token after waiting ${wait} ms; the token endpoint is slow or failing`);
     throw this.#unavailable(this.#lastError?.message ?? 'no token', Math.max(0, this.#retryNotBefore - this.#clock.now()));
   }
@@ -190,8 +192,15 @@ export class TokenSource {
     };
   }
 
-  close(): void {
+  /**
+   * Stops fetching and drops the token: it is never handed out again (a reload that changed the
+   * route's auth closes its source). Callers still waiting for a token get a TokenError (503)
+   * with `reason`.
+   */
+  close(reason?: string): void {
     this.#closed = true;
+    if (reason !== undefined) this.#closedReason = reason;
+    this.#current = undefined;
     this.#closing.abort();
     if (this.#timer) this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
