@@ -3,49 +3,23 @@
 // while the old token is valid, and the next token uses the new secret, without a restart.
 
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { startEchoUpstream, type EchoUpstream } from '../../src/demo/echo-upstream.js';
 import { audit } from '../helpers/audit.js';
 import { ManualClock } from '../helpers/clock.js';
+import { secretVolume, type Volume } from '../helpers/config.js';
 import { issue, signingKey, startScriptedTokenServer, type ScriptedTokenServer } from '../helpers/servers.js';
 import { eventually, startSidecar, type TestSidecar } from '../helpers/sidecar.js';
-
-/** A directory laid out as the kubelet lays out a mounted Secret. */
-function secretVolume(files: Record<string, string>): { dir: string; rotate(files: Record<string, string>): void } {
-  const dir = mkdtempSync(join(tmpdir(), 'bsc-secret-'));
-  let generation = 0;
-  let current = '';
-  const writeGeneration = (values: Record<string, string>) => {
-    generation += 1;
-    const name = `..2026_11_25_12_00_0${generation}.000000001`;
-    mkdirSync(join(dir, name));
-    for (const [file, value] of Object.entries(values)) writeFileSync(join(dir, name, file), value);
-    return name;
-  };
-  current = writeGeneration(files);
-  symlinkSync(current, join(dir, '..data'));
-  for (const file of Object.keys(files)) symlinkSync(join('..data', file), join(dir, file));
-  return {
-    dir,
-    rotate(values) {
-      const previous = current;
-      current = writeGeneration(values);
-      symlinkSync(current, join(dir, '..data_tmp'));
-      renameSync(join(dir, '..data_tmp'), join(dir, '..data')); // the atomic swap
-      rmSync(join(dir, previous), { recursive: true });
-    },
-  };
-}
 
 interface Rig {
   tokens: ScriptedTokenServer;
   upstream: EchoUpstream;
   sidecar: TestSidecar;
   clock: ManualClock;
-  volume: ReturnType<typeof secretVolume>;
+  volume: Volume;
   /** Secrets the token endpoint accepts now. */
   accepted: Set<string>;
   /** Every status the proxy answered. */

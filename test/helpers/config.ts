@@ -1,7 +1,8 @@
-// Config test helpers: files in a fresh temporary directory, and the problems a config is rejected with.
+// Config test helpers: files in a fresh temporary directory, a directory laid out as a Kubernetes
+// volume, and the problems a config is rejected with.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '../../src/errors.js';
@@ -29,4 +30,37 @@ export function problems(fn: () => unknown): string[] {
     return [...err.problems];
   }
   assert.fail('expected the config to be rejected');
+}
+
+export interface Volume {
+  readonly dir: string;
+  /** Replaces every file at once, as the kubelet does: a new timestamped directory, then the `..data` symlink swapped onto it. */
+  rotate(files: Record<string, string>): void;
+}
+
+/** A directory laid out as the kubelet lays out a mounted Secret or ConfigMap: each file a symlink through `..data`. */
+export function secretVolume(files: Record<string, string>): Volume {
+  const dir = mkdtempSync(join(tmpdir(), 'bsc-secret-'));
+  let generation = 0;
+  let current = '';
+  const writeGeneration = (values: Record<string, string>) => {
+    generation += 1;
+    const name = `..2026_11_25_12_00_${String(generation).padStart(2, '0')}.000000001`;
+    mkdirSync(join(dir, name));
+    for (const [file, value] of Object.entries(values)) writeFileSync(join(dir, name, file), value);
+    return name;
+  };
+  current = writeGeneration(files);
+  symlinkSync(current, join(dir, '..data'));
+  for (const file of Object.keys(files)) symlinkSync(join('..data', file), join(dir, file));
+  return {
+    dir,
+    rotate(values) {
+      const previous = current;
+      current = writeGeneration(values);
+      symlinkSync(current, join(dir, '..data_tmp'));
+      renameSync(join(dir, '..data_tmp'), join(dir, '..data')); // the atomic swap
+      rmSync(join(dir, previous), { recursive: true });
+    },
+  };
 }
