@@ -15,116 +15,76 @@ import { closeServer } from '../../src/demo/token-server.js';
 import { audit, call } from '../helpers/audit.js';
 import { eventually } from '../helpers/sidecar.js';
 import { closeOf, echo, openSocket, refusalOf } from '../helpers/websocket.js';
-import { apiRoute, gate, startRig } from './rig.js';
+import { apiRoute, connections, gate, oneRoute, replayingOnHeldRefresh, startRig, waitingOnHeldRefresh, withRig } from './rig.js';
 
 after(() => audit.assertNothingLeaked());
 
-const connections = (server: { getConnections(cb: (err: Error | null, count: number) => void): void }) => new Promise<number>((resolve) => server.getConnections((_err, count) => resolve(count)));
-
 describe('reload during a token refresh', () => {
-  test('unchanged auth: the refresh goes on; a request waiting for it is sent with its token on the route it arrived on; no other grant', async () => {
-    const r = await startRig(({ tokenUrl, a }) => ({ routes: [apiRoute('api', tokenUrl, a)] }));
-    try {
-      assert.equal((await r.get('/x')).status, 200);
-      const source = r.sidecar.sidecar.tokenSources.get('api')!;
-      const second = r.holdGrant(2);
-      // The upstream rejected the token: it is dropped and a new one fetched (held at the endpoint).
-      void source.invalidate(r.tokenOf(1)!);
-      await eventually(() => r.tokens.requests.length === 2);
-      const waiting = r.get('/waiting');
-      await eventually(() => r.sidecar.sidecar.proxy.inFlightRequests === 1);
+  test('unchanged auth: the refresh goes on; a request waiting for it is sent with its token on the route it arrived on; no other grant', () =>
+    withRig(oneRoute, async (r) => {
+      const { source, waiting, release } = await waitingOnHeldRefresh(r);
       await r.sidecar.reload({ routes: [apiRoute('api', r.tokens.url, r.b.url)] });
       assert.equal(r.sidecar.sidecar.tokenSources.get('api'), source, 'the same source, still fetching');
-      second.release();
+      release();
       const answer = await waiting;
       assert.equal(answer.status, 200, "sent through the replaced route's pool, open until its last request is done");
       assert.deepEqual(r.tokensSeen(r.a), [r.tokenOf(1), r.tokenOf(2)], 'on the upstream of the route it arrived on');
       assert.equal((await r.get('/y')).status, 200);
       assert.deepEqual(r.tokensSeen(r.b), [r.tokenOf(2)]);
       assert.equal(r.tokens.requests.length, 2);
-    } finally {
-      await r.close();
-    }
-  });
+    }));
 
-  test('changed auth: the refresh is abandoned, a request waiting on it gets 503, the new source makes its own grant; the abandoned token is never sent', async () => {
-    const r = await startRig(({ tokenUrl, a }) => ({ routes: [apiRoute('api', tokenUrl, a)] }));
-    try {
-      assert.equal((await r.get('/x')).status, 200);
-      const source = r.sidecar.sidecar.tokenSources.get('api')!;
-      const second = r.holdGrant(2);
-      // The upstream rejected the token: it is dropped and a new one fetched (held at the endpoint).
-      void source.invalidate(r.tokenOf(1)!);
-      await eventually(() => r.tokens.requests.length === 2);
-      const waiting = r.get('/waiting');
-      await eventually(() => r.sidecar.sidecar.proxy.inFlightRequests === 1);
+  test('changed auth: the refresh is abandoned, a request waiting on it gets 503, the new source makes its own grant; the abandoned token is never sent', () =>
+    withRig(oneRoute, async (r) => {
+      const { source, waiting, release } = await waitingOnHeldRefresh(r);
       await r.sidecar.reload({ routes: [apiRoute('api', r.tokens.url, r.a.url, {}, { clientSecret: 'reload-secret-2' })] });
+      assert.equal(source.status().state, 'closed');
       const refused = await waiting;
       assert.equal(refused.status, 503);
       assert.equal(refused.json().error, 'token_unavailable');
       assert.match(String(refused.json().message), /auth settings changed in a config reload; retry/);
       assert.ok(refused.headers.get('retry-after'));
-      second.release();
+      release();
       assert.equal((await r.get('/after')).status, 200);
       await eventually(() => r.tokenOf(2) !== undefined);
       const basic = Buffer.from((r.tokens.requests[2]?.headers.authorization ?? '').slice(6), 'base64').toString();
       assert.equal(basic, 'reload-client:reload-secret-2', 'the new source asks with the new secret');
       assert.deepEqual(r.tokensSeen(r.a).slice(1), [r.tokenOf(3)], 'after the first request, only the new source token');
       assert.ok(!r.tokensSeen(r.a).includes(r.tokenOf(2)!), 'the abandoned token is never sent');
-    } finally {
-      await r.close();
-    }
-  });
+    }));
 });
 
 describe('reload during a 401 replay', () => {
-  test('unchanged auth: the request is replayed with the new token on the route it started on; the next one goes to the new upstream', async () => {
-    const r = await startRig(({ tokenUrl, a }) => ({ routes: [apiRoute('api', tokenUrl, a)] }));
-    try {
-      assert.equal((await r.get('/warm')).status, 200);
-      r.revoked.add(r.tokenOf(1)!);
-      const second = r.holdGrant(2);
-      const replaying = r.get('/replay');
-      await eventually(() => r.tokens.requests.length === 2);
+  test('unchanged auth: the request is replayed with the new token on the route it started on; the next one goes to the new upstream', () =>
+    withRig(oneRoute, async (r) => {
+      const { replaying, release } = await replayingOnHeldRefresh(r);
       await r.sidecar.reload({ routes: [apiRoute('api', r.tokens.url, r.b.url)] });
-      second.release();
+      release();
       const answer = await replaying;
       assert.equal(answer.status, 200);
       assert.deepEqual(r.tokensSeen(r.a), [r.tokenOf(1), r.tokenOf(1), r.tokenOf(2)], 'warm, the 401, the replay: all on A');
       assert.equal((await r.get('/next')).status, 200);
       assert.deepEqual(r.tokensSeen(r.b), [r.tokenOf(2)]);
       assert.equal(r.tokens.requests.length, 2, 'one refresh for the 401, none for the reload');
-    } finally {
-      await r.close();
-    }
-  });
+    }));
 
-  test("changed auth: the request gets the upstream's 401 (its token source is closed); the next one carries the new source's token", async () => {
-    const r = await startRig(({ tokenUrl, a }) => ({ routes: [apiRoute('api', tokenUrl, a)] }));
-    try {
-      assert.equal((await r.get('/warm')).status, 200);
-      r.revoked.add(r.tokenOf(1)!);
-      const second = r.holdGrant(2);
-      const replaying = r.get('/replay');
-      await eventually(() => r.tokens.requests.length === 2);
+  test("changed auth: the request gets the upstream's 401 (its token source is closed); the next one carries the new source's token", () =>
+    withRig(oneRoute, async (r) => {
+      const { replaying, release } = await replayingOnHeldRefresh(r);
       await r.sidecar.reload({ routes: [apiRoute('api', r.tokens.url, r.a.url, {}, { scope: 'other' })] });
       const answer = await replaying;
       assert.equal(answer.status, 401);
       assert.match(answer.headers.get('www-authenticate') ?? '', /invalid_token/);
-      second.release();
+      release();
       assert.equal((await r.get('/next')).status, 200);
       await eventually(() => r.tokenOf(2) !== undefined);
       assert.deepEqual(r.tokensSeen(r.a), [r.tokenOf(1), r.tokenOf(1), r.tokenOf(3)]);
-    } finally {
-      await r.close();
-    }
-  });
+    }));
 });
 
 describe('reloads in quick succession and under load', () => {
-  test('reloads started together apply one after the other, in order; a bad one in between changes nothing', async () => {
-    const r = await startRig(({ tokenUrl, a }) => ({ routes: [apiRoute('api', tokenUrl, a)] }));
-    try {
+  test('reloads started together apply one after the other, in order; a bad one in between changes nothing', () =>
+    withRig(oneRoute, async (r) => {
       const results = await Promise.all([
         r.sidecar.reload({ routes: [apiRoute('api', r.tokens.url, r.b.url)] }),
         r.sidecar.reload({ routes: [apiRoute('api', r.tokens.url, r.b.url), apiRoute('two', r.tokens.url, r.a.url, { prefix: '/two' })] }),
@@ -138,10 +98,7 @@ describe('reloads in quick succession and under load', () => {
       assert.equal((await r.get('/api/x')).status, 200);
       assert.equal((await r.get('/two/x')).status, 200);
       assert.equal(r.tokens.requests.length, 2, 'api kept its token source through all of them');
-    } finally {
-      await r.close();
-    }
-  });
+    }));
 
   test('20 clients looping requests while the config changes 6 times (upstream, headers, auth, routes): every request succeeds', async () => {
     const r = await startRig(({ tokenUrl, a, b }) => ({ routes: [apiRoute('api', tokenUrl, a), apiRoute('other', tokenUrl, b, { prefix: '/other' })] }));
@@ -218,9 +175,8 @@ describe('what is in flight finishes on the route it started on', () => {
     }
   });
 
-  test('an open WebSocket survives a reload that removes its route; a new upgrade there gets 404', async () => {
-    const r = await startRig(({ tokenUrl, a }) => ({ routes: [apiRoute('api', tokenUrl, a, { prefix: '/api' }), apiRoute('ws', tokenUrl, a, { prefix: '/ws', websocket: true })] }));
-    try {
+  test('an open WebSocket survives a reload that removes its route; a new upgrade there gets 404', () =>
+    withRig(({ tokenUrl, a }) => ({ routes: [apiRoute('api', tokenUrl, a, { prefix: '/api' }), apiRoute('ws', tokenUrl, a, { prefix: '/ws', websocket: true })] }), async (r) => {
       const wsUrl = `${r.sidecar.proxyUrl.replace('http', 'ws')}/ws/chat`;
       const socket = await openSocket(wsUrl);
       assert.equal((await echo(socket, 'before')).data.toString(), 'before');
@@ -230,22 +186,15 @@ describe('what is in flight finishes on the route it started on', () => {
       const closed = closeOf(socket);
       socket.close(1000, 'done');
       assert.equal((await closed).code, 1000);
-    } finally {
-      await r.close();
-    }
-  });
+    }));
 
-  test('a reload that adds the first WebSocket route: upgrades work at once', async () => {
-    const r = await startRig(({ tokenUrl, a }) => ({ routes: [apiRoute('api', tokenUrl, a, { prefix: '/api' })] }));
-    try {
+  test('a reload that adds the first WebSocket route: upgrades work at once', () =>
+    withRig(({ tokenUrl, a }) => ({ routes: [apiRoute('api', tokenUrl, a, { prefix: '/api' })] }), async (r) => {
       const wsUrl = `${r.sidecar.proxyUrl.replace('http', 'ws')}/ws/chat`;
       await r.sidecar.reload({ routes: [apiRoute('api', r.tokens.url, r.a.url, { prefix: '/api' }), apiRoute('ws', r.tokens.url, r.a.url, { prefix: '/ws', websocket: true })] });
       const socket = await openSocket(wsUrl);
       assert.equal((await echo(socket, 'hello')).data.toString(), 'hello');
       socket.close();
       assert.equal((await refusalOf(`${r.sidecar.proxyUrl.replace('http', 'ws')}/api/x`)).status, 400, 'the route without websocket still refuses');
-    } finally {
-      await r.close();
-    }
-  });
+    }));
 });

@@ -1,11 +1,13 @@
 // A test stand for reloads: a scripted token endpoint that issues a distinct token per grant, two
 // echo upstreams (A and B), and an in-process sidecar whose config the test reloads.
 
+import assert from 'node:assert/strict';
 import { startEchoUpstream, type EchoUpstream } from '../../src/demo/echo-upstream.js';
 import { audit, call, type Answer } from '../helpers/audit.js';
 import { issue, signingKey, startScriptedTokenServer, type ScriptedTokenServer } from '../helpers/servers.js';
-import { startSidecar, type TestSidecar } from '../helpers/sidecar.js';
+import { eventually, startSidecar, type TestSidecar } from '../helpers/sidecar.js';
 import type { SidecarOptions } from '../../src/server.js';
+import type { TokenSource } from '../../src/token/token-source.js';
 
 export interface Rig {
   readonly tokens: ScriptedTokenServer;
@@ -69,6 +71,19 @@ export async function startRig(config: (urls: { tokenUrl: string; a: string; b: 
   };
 }
 
+/** The usual config: route "api" at "/" to upstream A. */
+export const oneRoute = ({ tokenUrl, a }: { tokenUrl: string; a: string }): Record<string, unknown> => ({ routes: [apiRoute('api', tokenUrl, a)] });
+
+/** Starts a stand, runs `check` on it, and closes it whatever happens. */
+export async function withRig(config: Parameters<typeof startRig>[0], check: (r: Rig) => Promise<void>, options: Parameters<typeof startRig>[1] = {}): Promise<void> {
+  const r = await startRig(config, options);
+  try {
+    await check(r);
+  } finally {
+    await r.close();
+  }
+}
+
 /** A route whose credentials the scripted token endpoint accepts; `auth` overrides its auth fields. */
 export function apiRoute(name: string, tokenUrl: string, upstream: string, extra: Record<string, unknown> = {}, auth: Record<string, unknown> = {}): Record<string, unknown> {
   return {
@@ -77,6 +92,36 @@ export function apiRoute(name: string, tokenUrl: string, upstream: string, extra
     auth: { tokenUrl, clientId: 'reload-client', clientSecret: 'reload-secret-1', retry: { retries: 1, minDelayMs: 10, maxDelayMs: 50, maxTimeMs: 2000 }, ...auth },
     ...extra,
   };
+}
+
+/** Open connections to a test server (an upstream the sidecar keeps a pool to). */
+export function connections(server: { getConnections(cb: (err: Error | null, count: number) => void): void }): Promise<number> {
+  return new Promise((resolve) => server.getConnections((_err, count) => resolve(count)));
+}
+
+/**
+ * Route "api" of `r` had its first token; now the upstream rejects it: the token is dropped, the
+ * refresh is held at the endpoint (grant 2) until release(), and a request waits for it.
+ */
+export async function waitingOnHeldRefresh(r: Rig): Promise<{ source: TokenSource; waiting: Promise<Answer>; release(): void }> {
+  assert.equal((await r.get('/x')).status, 200);
+  const source = r.sidecar.sidecar.tokenSources.get('api') as TokenSource;
+  const { release } = r.holdGrant(2);
+  void source.invalidate(r.tokenOf(1) as string);
+  await eventually(() => r.tokens.requests.length === 2);
+  const waiting = r.get('/waiting');
+  await eventually(() => r.sidecar.sidecar.proxy.inFlightRequests === 1);
+  return { source, waiting, release };
+}
+
+/** Route "api" of `r` had its first token; the upstream revokes it; a request answered 401 waits for the refresh held at the endpoint. */
+export async function replayingOnHeldRefresh(r: Rig): Promise<{ replaying: Promise<Answer>; release(): void }> {
+  assert.equal((await r.get('/warm')).status, 200);
+  r.revoked.add(r.tokenOf(1) as string);
+  const { release } = r.holdGrant(2);
+  const replaying = r.get('/replay');
+  await eventually(() => r.tokens.requests.length === 2);
+  return { replaying, release };
 }
 
 /** A promise the test resolves by hand. */

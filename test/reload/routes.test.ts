@@ -12,17 +12,15 @@ import { audit, call } from '../helpers/audit.js';
 import { tempFiles } from '../helpers/config.js';
 import { issue, startScriptedTokenServer } from '../helpers/servers.js';
 import { eventually } from '../helpers/sidecar.js';
-import { apiRoute, startRig } from './rig.js';
+import { apiRoute, connections, oneRoute, startRig, withRig } from './rig.js';
 
 after(() => audit.assertNothingLeaked());
 
 const json = <T = Record<string, unknown>>(answer: { json<U>(): U }) => answer.json<T>();
-const connections = (server: { getConnections(cb: (err: Error | null, count: number) => void): void }) => new Promise<number>((resolve) => server.getConnections((_err, count) => resolve(count)));
 
 describe('reload: routes', () => {
-  test('a route added serves its prefix at once; the existing route keeps its token source and its token', async () => {
-    const r = await startRig(({ tokenUrl, a }) => ({ routes: [apiRoute('api', tokenUrl, a)] }));
-    try {
+  test('a route added serves its prefix at once; the existing route keeps its token source and its token', () =>
+    withRig(oneRoute, async (r) => {
       assert.equal((await r.get('/x')).status, 200);
       const source = r.sidecar.sidecar.tokenSources.get('api');
       const result = await r.sidecar.reload({ routes: [apiRoute('api', r.tokens.url, r.a.url), apiRoute('other', r.tokens.url, r.b.url, { prefix: '/other' })] });
@@ -38,14 +36,10 @@ describe('reload: routes', () => {
       const line = r.lines('config reloaded')[0];
       assert.deepEqual(line?.added, ['other']);
       assert.deepEqual(line?.newTokenSources, ['other']);
-    } finally {
-      await r.close();
-    }
-  });
+    }));
 
-  test('a route removed answers 404 no_route; its token source is closed and its upstream connections go', async () => {
-    const r = await startRig(({ tokenUrl, a, b }) => ({ routes: [apiRoute('api', tokenUrl, a, { prefix: '/a' }), apiRoute('gone', tokenUrl, b, { prefix: '/b' })] }));
-    try {
+  test('a route removed answers 404 no_route; its token source is closed and its upstream connections go', () =>
+    withRig(({ tokenUrl, a, b }) => ({ routes: [apiRoute('api', tokenUrl, a, { prefix: '/a' }), apiRoute('gone', tokenUrl, b, { prefix: '/b' })] }), async (r) => {
       assert.equal((await r.get('/b/x')).status, 200);
       assert.equal(await connections(r.b.server), 1, 'a keep-alive connection to B');
       const gone = r.sidecar.sidecar.tokenSources.get('gone');
@@ -60,14 +54,10 @@ describe('reload: routes', () => {
       assert.deepEqual(r.lines('config reloaded')[0]?.removed, ['gone']);
       assert.ok(!(await call(`${r.sidecar.adminUrl}/readyz`)).text.includes('"gone"'), '/readyz shows the routes in force');
       assert.ok(!(await r.sidecar.sidecar.metrics.registry.metrics()).includes('bearer_sidecar_token_expiry_seconds{route="gone"}'));
-    } finally {
-      await r.close();
-    }
-  });
+    }));
 
-  test('a changed upstream, prefix, header policy and body limit apply to new requests; same auth, same token', async () => {
-    const r = await startRig(({ tokenUrl, a }) => ({ routes: [apiRoute('api', tokenUrl, a, { prefix: '/api' })] }));
-    try {
+  test('a changed upstream, prefix, header policy and body limit apply to new requests; same auth, same token', () =>
+    withRig(({ tokenUrl, a }) => ({ routes: [apiRoute('api', tokenUrl, a, { prefix: '/api' })] }), async (r) => {
       const before = await r.get('/api/x', { headers: { cookie: 'c=1' } });
       assert.equal(json<{ headers: Record<string, string> }>(before).headers.cookie, 'c=1');
       await r.sidecar.reload({ routes: [apiRoute('api', r.tokens.url, `${r.b.url}/base`, { prefix: '/v2api', forwardCookies: false, maxBodyBytes: 10 })] });
@@ -82,14 +72,11 @@ describe('reload: routes', () => {
       assert.equal(r.tokens.requests.length, 1, 'no new grant');
       assert.deepEqual(r.tokensSeen(r.b), [r.tokens.issued[0]], 'the same token');
       assert.deepEqual([...(r.lines('config reloaded')[0]?.changed as Record<string, string[]>).api!].sort(), ['forwardCookies', 'maxBodyBytes', 'prefix', 'upstreamBasePath', 'upstreamOrigin']);
-    } finally {
-      await r.close();
-    }
-  });
+    }));
 
   test('changed credentials, scope, method or token URL: a new token source and a new grant each time; an older token is never sent again', async () => {
     const second = await startScriptedTokenServer(() => ({ status: 200, body: issue(3600, { grant: 'second' }) }));
-    const r = await startRig(({ tokenUrl, a }) => ({ routes: [apiRoute('api', tokenUrl, a)] }));
+    const r = await startRig(oneRoute);
     try {
       assert.equal((await r.get('/x')).status, 200);
       const changes: Record<string, unknown>[] = [{ clientSecret: 'reload-secret-2' }, { clientSecret: 'reload-secret-2', scope: 'ports:read' }, { clientSecret: 'reload-secret-2', scope: 'ports:read', method: 'client_secret_post' }];
@@ -117,9 +104,8 @@ describe('reload: routes', () => {
     }
   });
 
-  test('the same config again: outcome unchanged, nothing rebuilt, counted', async () => {
-    const r = await startRig(({ tokenUrl, a }) => ({ routes: [apiRoute('api', tokenUrl, a)] }));
-    try {
+  test('the same config again: outcome unchanged, nothing rebuilt, counted', () =>
+    withRig(oneRoute, async (r) => {
       const { hash, loadedAt } = r.sidecar.sidecar.live;
       const source = r.sidecar.sidecar.tokenSources.get('api');
       const result = await r.sidecar.reload({ routes: [apiRoute('api', r.tokens.url, r.a.url)] });
@@ -128,16 +114,12 @@ describe('reload: routes', () => {
       assert.equal(r.sidecar.sidecar.tokenSources.get('api'), source);
       assert.equal(await r.metric('bearer_sidecar_config_reloads_total{outcome="unchanged"}'), 1);
       assert.equal(await r.metric('bearer_sidecar_config_reloads_total{outcome="success"}'), 0);
-    } finally {
-      await r.close();
-    }
-  });
+    }));
 });
 
 describe('reload: a config that does not load', () => {
-  test('problems in the schema: the old config keeps serving, one error line names every problem by its field path', async () => {
-    const r = await startRig(({ tokenUrl, a }) => ({ routes: [apiRoute('api', tokenUrl, a)] }));
-    try {
+  test('problems in the schema: the old config keeps serving, one error line names every problem by its field path', () =>
+    withRig(oneRoute, async (r) => {
       const hash = r.sidecar.sidecar.live.hash;
       const errorsBefore = r.sidecar.logs.filter((line) => line.includes('"level":"error"')).length;
       const result = await r.sidecar.reload({ routes: [apiRoute('api', r.tokens.url, 'not a url'), apiRoute('b', r.tokens.url, r.b.url, { maxBodyBytes: -1 })], logLevel: 'loud' });
@@ -152,13 +134,10 @@ describe('reload: a config that does not load', () => {
       assert.equal((await r.get('/x')).status, 200, 'the old config serves');
       assert.equal(r.sidecar.sidecar.live.hash, hash);
       assert.equal(await r.metric('bearer_sidecar_config_reloads_total{outcome="failure"}'), 1);
-    } finally {
-      await r.close();
-    }
-  });
+    }));
 
   test('a file that does not parse, or is gone: the same, naming the file', async () => {
-    const r = await startRig(({ tokenUrl, a }) => ({ routes: [apiRoute('api', tokenUrl, a)] }));
+    const r = await startRig(oneRoute);
     const files = tempFiles('bsc-reload-bad-');
     try {
       const broken = files.file('config.yaml', 'routes: [ { name: api\n');
@@ -176,9 +155,8 @@ describe('reload: a config that does not load', () => {
 });
 
 describe('reload: settings beyond the routes', () => {
-  test('listen and admin changes are refused with a line saying a restart is needed; the rest applies', async () => {
-    const r = await startRig(({ tokenUrl, a }) => ({ routes: [apiRoute('api', tokenUrl, a)] }));
-    try {
+  test('listen and admin changes are refused with a line saying a restart is needed; the rest applies', () =>
+    withRig(oneRoute, async (r) => {
       const result = await r.sidecar.reload({ listen: { port: 1, maxHeaderBytes: 4096 }, admin: { host: '127.0.0.2', port: 2 }, routes: [apiRoute('api', r.tokens.url, r.b.url)] });
       assert.equal(result.outcome, 'success');
       assert.deepEqual(result.restartNeeded, ['listen.port', 'listen.maxHeaderBytes', 'admin.host', 'admin.port']);
@@ -192,10 +170,7 @@ describe('reload: settings beyond the routes', () => {
       assert.equal(live.inbound.maxHeaderBytes, 16_384);
       assert.deepEqual(live.admin, { host: '127.0.0.1', port: 0 });
       assert.equal((await call(`${r.sidecar.adminUrl}/livez`)).status, 200);
-    } finally {
-      await r.close();
-    }
-  });
+    }));
 
   test('the shared-secret header: a new value applies at the next request; its file is read again at every reload', async () => {
     const files = tempFiles('bsc-reload-secret-');
@@ -225,9 +200,8 @@ describe('reload: settings beyond the routes', () => {
     }
   });
 
-  test('allowedClients, maxInFlight, logLevel and drainTimeoutMs reload too', async () => {
-    const r = await startRig(({ tokenUrl, a }) => ({ routes: [apiRoute('api', tokenUrl, a)] }), { logLevel: 'info' });
-    try {
+  test('allowedClients, maxInFlight, logLevel and drainTimeoutMs reload too', () =>
+    withRig(oneRoute, async (r) => {
       await r.sidecar.reload({ listen: { port: 0, allowedClients: ['10.0.0.0/8'], maxInFlight: 7 }, logLevel: 'debug', drainTimeoutMs: 1234, routes: [apiRoute('api', r.tokens.url, r.a.url)] });
       assert.equal((await r.get('/x')).status, 403, 'loopback is no longer allowed');
       assert.equal(r.sidecar.sidecar.logger.level, 'debug');
@@ -237,14 +211,10 @@ describe('reload: settings beyond the routes', () => {
       assert.equal((await r.get('/x')).status, 200);
       assert.equal(r.sidecar.sidecar.logger.level, 'info');
       assert.equal(r.sidecar.sidecar.proxy.inFlightRequests, 0);
-    } finally {
-      await r.close();
-    }
-  });
+    }, { logLevel: 'info' }));
 
-  test('/readyz, the log and /metrics show which config is in force: its hash and when it was loaded', async () => {
-    const r = await startRig(({ tokenUrl, a }) => ({ routes: [apiRoute('api', tokenUrl, a)] }));
-    try {
+  test('/readyz, the log and /metrics show which config is in force: its hash and when it was loaded', () =>
+    withRig(oneRoute, async (r) => {
       await eventually(async () => (await call(`${r.sidecar.adminUrl}/readyz`)).status === 200);
       const first = json<{ config: { hash: string; loadedAt: string } }>(await call(`${r.sidecar.adminUrl}/readyz`)).config;
       assert.match(first.hash, /^[0-9a-f]{12}$/);
@@ -264,8 +234,5 @@ describe('reload: settings beyond the routes', () => {
       assert.equal(await r.metric('bearer_sidecar_config_reloads_total{outcome="success"}'), 1);
       assert.equal(await r.metric('bearer_sidecar_config_reloads_total{outcome="unchanged"}'), 1);
       assert.equal(await r.metric('bearer_sidecar_config_reloads_total{outcome="failure"}'), 1);
-    } finally {
-      await r.close();
-    }
-  });
+    }));
 });
