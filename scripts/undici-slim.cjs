@@ -12,6 +12,7 @@ const Pool = require('undici/lib/dispatcher/pool')
 const Agent = require('undici/lib/dispatcher/agent')
 const errors = require('undici/lib/core/errors')
 const util = require('undici/lib/core/util')
+const buildConnector = require('undici/lib/core/connect')
 const { getGlobalDispatcher } = require('undici/lib/global')
 
 // What undici's index does for every dispatcher: request(), stream(), pipeline()... as methods.
@@ -29,4 +30,4 @@ function request (url, opts) {
   })
 }
 
-module.exports = { Dispatcher, Pool, Agent, errors, request }
+module.exports = { Dispatcher, Pool, Agent, errors, request, buildConnector }

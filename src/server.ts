@@ -22,6 +22,7 @@ import { guardServerOptions, installGuard } from './proxy/guard.js';
 import { mountProxy, ProxyRoute } from './proxy/routes.js';
 import type { WebSocketProxy } from './proxy/websocket.js';
 import type { Clock } from './token/clock.js';
+import { credentialSources } from './token/client-auth/index.js';
 import { exchangeClientCredentials, type Token } from './token/exchange.js';
 import { TokenSource } from './token/token-source.js';
 import { tokenDispatcher, warnUnverifiedTls } from './tls.js';
@@ -174,6 +175,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
         tokens,
         sharedSecretHeader: inbound.sharedSecretHeader?.name,
         websockets,
+        logger,
         onBrokenResponse: (request, error) => reportFailure(request, error, 'warn', 'upstream failed mid-response; response cut'),
       });
     },
@@ -297,7 +299,7 @@ interface RouteTokenDeps {
 /** A route's TokenSource, with the dispatcher its token requests use and the watch of its credential files. */
 function createRouteTokens(route: RouteConfig, { logger, metrics, clock, fetchToken }: RouteTokenDeps): RouteTokens {
   const { auth } = route;
-  const dispatcher = tokenDispatcher(auth.tls);
+  const dispatcher = tokenDispatcher(auth.tls, logger);
   const fetch =
     fetchToken ??
     ((r: RouteConfig, signal: AbortSignal) => exchangeClientCredentials(r.auth, { signal, ...(dispatcher ? { dispatcher } : {}), ...(clock ? { now: () => clock.now() } : {}) }));
@@ -314,7 +316,7 @@ function createRouteTokens(route: RouteConfig, { logger, metrics, clock, fetchTo
     onFetch: (outcome) => metrics.tokenFetch(route.name, outcome),
     ...(clock ? { clock } : {}),
   });
-  const watch = watchSecretFiles([auth.clientId, auth.clientSecret], () => source.credentialsChanged(), { logger });
+  const watch = watchSecretFiles(credentialSources(auth), () => source.credentialsChanged(), { logger });
   return {
     source,
     async close(reason) {

@@ -9,7 +9,7 @@ import { interpolate } from './interpolate.js';
 import { presets } from './presets.js';
 import { configSchema, normalisePrefix, type RawAuth, type RawRoute } from './schema.js';
 import { SecretSource } from './secret.js';
-import { resolveInbound, resolveTls } from './security.js';
+import { resolveInbound, resolveSigningKey, resolveTls } from './security.js';
 import type { AuthConfig, RouteConfig, SidecarConfig } from './types.js';
 
 export interface LoadOptions {
@@ -96,14 +96,24 @@ function resolveAuth(auth: RawAuth, at: string, problems: string[]): AuthConfig 
     problems.push(`${at}.tokenUrl: http:// would send the client secret in clear text; use https:// or set allowInsecureTokenUrl: true`);
   }
   const clientId = secretSource(auth.clientId, auth.clientIdFile, `${at}.clientIdFile`, problems);
-  const clientSecret = secretSource(auth.clientSecret, auth.clientSecretFile, `${at}.clientSecretFile`, problems);
+  const method = auth.method ?? preset?.method ?? 'client_secret_basic';
+  if (method === 'tls_client_auth' && url.protocol !== 'https:') problems.push(`${at}.tokenUrl: tls_client_auth needs https:// (the client certificate goes in the TLS handshake)`);
+  // The schema has checked which credentials each method has.
+  const secretBased = method === 'client_secret_basic' || method === 'client_secret_post';
+  const clientSecret = secretBased ? secretSource(auth.clientSecret, auth.clientSecretFile, `${at}.clientSecretFile`, problems) : undefined;
+  const signing =
+    method === 'private_key_jwt' ? resolveSigningKey({ privateKeyFile: auth.privateKeyFile as string, signingAlgorithm: auth.signingAlgorithm, certificateFile: auth.certificateFile }, at, problems) : undefined;
   if (auth.retry.minDelayMs > auth.retry.maxDelayMs) problems.push(`${at}.retry.minDelayMs: must not exceed maxDelayMs`);
   return {
     preset: auth.preset as AuthConfig['preset'],
     tokenUrl,
-    method: auth.method ?? preset?.method ?? 'client_secret_basic',
+    method,
     clientId,
     clientSecret,
+    privateKey: signing?.privateKey,
+    keyId: auth.keyId,
+    certificate: signing?.certificate,
+    signingAlgorithm: auth.signingAlgorithm,
     scope: auth.scope || undefined,
     audience: auth.audience || undefined,
     extraParams: auth.extraParams,

@@ -1,7 +1,8 @@
 // Built-in settings for the APIs this project was first built for. Every value can be overridden
 // in a route's config; a preset only fills what the route leaves out.
 
-export type AuthMethod = 'client_secret_basic' | 'client_secret_post';
+/** Client authentication at the token endpoint (RFC 6749 §2.3, RFC 7523 §2.2, RFC 8705 §2); presets use the first two. */
+export type AuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'tls_client_auth';
 
 export interface Preset {
   readonly tokenUrl: string;

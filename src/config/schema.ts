@@ -3,6 +3,7 @@
 
 import * as z from 'zod';
 import { parseCidr } from './cidr.js';
+import { signingAlgorithms } from './keys.js';
 import { presetNames } from './presets.js';
 
 // The config is validated once, at start: zod's JIT (parsers generated with new Function) costs
@@ -24,11 +25,22 @@ const port = z.number().int().min(0).max(65_535);
 const host = z.string().min(1);
 
 /** TLS to one remote: verification is on unless switched off by name. */
-const tlsSchema = z.strictObject({
-  /** PEM CA bundle trusted in addition to Node's bundled CAs (a private CA). */
-  caFile: z.string().min(1).optional(),
-  rejectUnauthorized: z.boolean().default(true),
-});
+const tlsSchema = z
+  .strictObject({
+    /** PEM CA bundle trusted in addition to Node's bundled CAs (a private CA). */
+    caFile: z.string().min(1).optional(),
+    rejectUnauthorized: z.boolean().default(true),
+    /** A client certificate (PEM, chain allowed) and its key, presented to the remote: mutual TLS. */
+    certFile: z.string().min(1).optional(),
+    keyFile: z.string().min(1).optional(),
+    /** The passphrase of an encrypted keyFile. */
+    keyPassphraseFile: z.string().min(1).optional(),
+  })
+  .superRefine((tls, ctx) => {
+    if (tls.certFile && !tls.keyFile) ctx.addIssue({ code: 'custom', path: ['keyFile'], message: 'is required with certFile (the client certificate\'s private key)' });
+    if (tls.keyFile && !tls.certFile) ctx.addIssue({ code: 'custom', path: ['certFile'], message: 'is required with keyFile (the client certificate)' });
+    if (tls.keyPassphraseFile && !tls.keyFile) ctx.addIssue({ code: 'custom', path: ['keyPassphraseFile'], message: 'applies only with keyFile' });
+  });
 
 /** Header names a shared secret must not take: the sidecar or HTTP itself gives them meaning. */
 const reservedHeaders = new Set(['authorization', 'proxy-authorization', 'host', 'cookie', 'content-length', 'content-type', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer', 'keep-alive', 'expect']);
@@ -54,11 +66,19 @@ const retrySchema = z.strictObject({
 const authSchema = z.strictObject({
   preset: z.enum(presetNames as [string, ...string[]]).optional(),
   tokenUrl: httpUrl.optional(),
-  method: z.enum(['client_secret_basic', 'client_secret_post']).optional(),
+  method: z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth']).optional(),
   clientId: z.string().min(1, 'must not be empty').optional(),
   clientIdFile: z.string().min(1).optional(),
   clientSecret: z.string().min(1, 'must not be empty').optional(),
   clientSecretFile: z.string().min(1).optional(),
+  /** private_key_jwt: the PEM private key that signs the client assertion, read at every token request. */
+  privateKeyFile: z.string().min(1).optional(),
+  /** private_key_jwt: the JWS `kid`, the key's id at the identity provider. */
+  keyId: z.string().min(1, 'must not be empty').optional(),
+  /** private_key_jwt: the key's X.509 certificate (PEM), for the JWS `x5t#S256` by which some providers (Microsoft Entra ID) find the key. */
+  certificateFile: z.string().min(1).optional(),
+  /** private_key_jwt: the JWS algorithm; by default the one the key's type implies. */
+  signingAlgorithm: z.enum(signingAlgorithms).optional(),
   scope: z.string().optional(),
   audience: z.string().optional(),
   /** Extra form fields sent with every token request. */
@@ -82,7 +102,7 @@ const authSchema = z.strictObject({
   retry: retrySchema.default(() => retrySchema.parse({})),
   /** Allow an http:// token URL on a non-loopback host (secrets would cross the network in clear). */
   allowInsecureTokenUrl: z.boolean().default(false),
-  /** TLS to the token endpoint. */
+  /** TLS to the token endpoint (certFile and keyFile: the client certificate of tls_client_auth). */
   tls: tlsSchema.default(() => tlsSchema.parse({})),
 });
 
@@ -218,8 +238,33 @@ function checkAuth(auth: RawAuth, upstream: string | undefined, at: (string | nu
   if (!upstream && !auth.preset) ctx.addIssue({ code: 'custom', path: [...at, 'upstream'], message: 'is required (or set auth.preset)' });
   if (auth.clientId && auth.clientIdFile) ctx.addIssue({ code: 'custom', path: [...at, 'auth', 'clientIdFile'], message: 'set clientId or clientIdFile, not both' });
   else need(auth.clientId ?? auth.clientIdFile, 'clientId', 'is required (or clientIdFile)');
-  if (auth.clientSecret && auth.clientSecretFile) ctx.addIssue({ code: 'custom', path: [...at, 'auth', 'clientSecretFile'], message: 'set clientSecret or clientSecretFile, not both' });
-  else need(auth.clientSecret ?? auth.clientSecretFile, 'clientSecret', 'is required (or clientSecretFile)');
+  checkCredentials(auth, [...at, 'auth'], ctx);
+}
+
+/** What each client authentication method needs, and the fields it would silently ignore. */
+function checkCredentials(auth: RawAuth, at: (string | number)[], ctx: z.RefinementCtx): void {
+  const problem = (path: string[], message: string) => ctx.addIssue({ code: 'custom', path: [...at, ...path], message });
+  // Presets name only secret-based methods.
+  const method = auth.method ?? 'client_secret_basic';
+  const secretBased = method === 'client_secret_basic' || method === 'client_secret_post';
+  if (secretBased) {
+    if (auth.clientSecret && auth.clientSecretFile) problem(['clientSecretFile'], 'set clientSecret or clientSecretFile, not both');
+    else if (!(auth.clientSecret ?? auth.clientSecretFile)) problem(['clientSecret'], 'is required (or clientSecretFile)');
+  } else {
+    for (const field of ['clientSecret', 'clientSecretFile'] as const) {
+      if (auth[field] !== undefined) problem([field], `is not used with method: ${method}; remove it`);
+    }
+  }
+  if (method === 'private_key_jwt') {
+    if (!auth.privateKeyFile) problem(['privateKeyFile'], 'is required with method: private_key_jwt (the PEM private key that signs the client assertion)');
+  } else {
+    for (const field of ['privateKeyFile', 'keyId', 'certificateFile', 'signingAlgorithm'] as const) {
+      if (auth[field] !== undefined) problem([field], 'applies only with method: private_key_jwt');
+    }
+  }
+  if (method === 'tls_client_auth' && !auth.tls.certFile && !auth.tls.keyFile) {
+    problem(['tls', 'certFile'], 'is required with method: tls_client_auth (the client certificate, with tls.keyFile)');
+  }
 }
 
 /** `/a/` and `/a` serve the same requests, so they count as one prefix. */

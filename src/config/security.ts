@@ -1,13 +1,15 @@
 // Resolves the security settings of a config: who may use the listener (listen.allowedClients,
-// listen.sharedSecretHeader), its limits, and TLS trust for upstreams and token endpoints. Files
-// are read here, once, so a missing CA or secret file fails at start-up with its field's path.
+// listen.sharedSecretHeader), its limits, and TLS trust and client certificates for upstreams and
+// token endpoints. Files are read here, so a missing or unusable CA, secret, certificate or key
+// file fails at start-up with its field's path.
 
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseCidr, type Cidr } from './cidr.js';
+import { algorithmMismatch, certificateThumbprint, defaultSigningAlgorithm, readClientCertificate, readPrivateKey, signingKeyEncryptedHint, type KeyFileError, type SigningAlgorithm } from './keys.js';
 import type { RawListen, RawTls } from './schema.js';
 import { SecretSource } from './secret.js';
-import type { InboundConfig, SharedSecretHeader, TlsConfig } from './types.js';
+import type { ClientCertificateConfig, InboundConfig, SharedSecretHeader, TlsConfig } from './types.js';
 
 const minSecretLength = 16;
 
@@ -46,5 +48,56 @@ export function resolveTls(tls: RawTls, at: string, problems: string[]): TlsConf
       ca = undefined;
     }
   }
-  return { ca, caFile: tls.caFile, rejectUnauthorized: tls.rejectUnauthorized };
+  const resolved = { ca, caFile: tls.caFile, rejectUnauthorized: tls.rejectUnauthorized };
+  // The schema has checked that certFile and keyFile come together.
+  if (!tls.certFile || !tls.keyFile) return resolved;
+  return { ...resolved, clientCertificate: resolveClientCertificate(tls.certFile, tls.keyFile, tls.keyPassphraseFile, at, problems) };
+}
+
+/** The client certificate's files, checked now; they are read again when they change (src/tls.ts). */
+function resolveClientCertificate(certFile: string, keyFile: string, passphraseFile: string | undefined, at: string, problems: string[]): ClientCertificateConfig {
+  const config = { cert: SecretSource.fromFile(certFile), key: SecretSource.fromFile(keyFile), keyPassphrase: passphraseFile === undefined ? undefined : SecretSource.fromFile(passphraseFile) };
+  try {
+    readClientCertificate(config);
+  } catch (err) {
+    const field = { cert: 'certFile', key: 'keyFile', passphrase: 'keyPassphraseFile' }[(err as KeyFileError).field];
+    problems.push(`${at}.${field}: ${(err as Error).message}`);
+  }
+  return config;
+}
+
+/**
+ * private_key_jwt's signing key (and certificate), checked now: the key opens, it is of a type a
+ * JWS algorithm signs with, `alg` (when set) fits it, and the certificate is the key's. Both files
+ * are read again at every token request.
+ */
+export function resolveSigningKey(
+  auth: { privateKeyFile: string; signingAlgorithm: SigningAlgorithm | undefined; certificateFile: string | undefined },
+  at: string,
+  problems: string[],
+): { privateKey: SecretSource; certificate: SecretSource | undefined } {
+  const privateKey = SecretSource.fromFile(auth.privateKeyFile);
+  const certificate = auth.certificateFile === undefined ? undefined : SecretSource.fromFile(auth.certificateFile);
+  let key: KeyObject;
+  try {
+    key = readPrivateKey(privateKey, undefined, signingKeyEncryptedHint);
+    try {
+      defaultSigningAlgorithm(key);
+    } catch (err) {
+      throw new Error(`${auth.privateKeyFile} ${(err as Error).message}`);
+    }
+  } catch (err) {
+    problems.push(`${at}.privateKeyFile: ${(err as Error).message}`);
+    return { privateKey, certificate };
+  }
+  const mismatch = auth.signingAlgorithm && algorithmMismatch(auth.signingAlgorithm, key);
+  if (mismatch) problems.push(`${at}.signingAlgorithm: ${mismatch}`);
+  if (certificate) {
+    try {
+      certificateThumbprint(certificate, key);
+    } catch (err) {
+      problems.push(`${at}.certificateFile: ${(err as Error).message}`);
+    }
+  }
+  return { privateKey, certificate };
 }

@@ -2,6 +2,7 @@
 // load.ts and frozen; nothing downstream re-validates or mutates it.
 
 import type { Cidr } from './cidr.js';
+import type { SigningAlgorithm } from './keys.js';
 import type { AuthMethod, PresetName } from './presets.js';
 import type { SecretSource } from './secret.js';
 
@@ -19,6 +20,17 @@ export interface TlsConfig {
   readonly ca: string | undefined;
   readonly caFile: string | undefined;
   readonly rejectUnauthorized: boolean;
+  /** A client certificate presented to the remote (mutual TLS); its files are read again when they change. */
+  readonly clientCertificate?: ClientCertificateConfig | undefined;
+}
+
+export interface ClientCertificateConfig {
+  /** certFile: the PEM certificate, with its chain. */
+  readonly cert: SecretSource;
+  /** keyFile: its PEM private key. */
+  readonly key: SecretSource;
+  /** keyPassphraseFile, for an encrypted key. */
+  readonly keyPassphrase: SecretSource | undefined;
 }
 
 export interface AuthConfig {
@@ -26,7 +38,16 @@ export interface AuthConfig {
   readonly tokenUrl: string;
   readonly method: AuthMethod;
   readonly clientId: SecretSource;
-  readonly clientSecret: SecretSource;
+  /** client_secret_basic and client_secret_post only. */
+  readonly clientSecret: SecretSource | undefined;
+  /** private_key_jwt only: the PEM key that signs the client assertion, read at every token request. */
+  readonly privateKey: SecretSource | undefined;
+  /** private_key_jwt: the JWS kid. */
+  readonly keyId: string | undefined;
+  /** private_key_jwt: the key's certificate, read with the key; its thumbprint is the JWS x5t#S256. */
+  readonly certificate: SecretSource | undefined;
+  /** private_key_jwt: undefined means the algorithm the key's type implies (src/config/keys.ts). */
+  readonly signingAlgorithm: SigningAlgorithm | undefined;
   readonly scope: string | undefined;
   readonly audience: string | undefined;
   readonly extraParams: Readonly<Record<string, string>>;

@@ -10,10 +10,11 @@
 // a route that a reload replaced closes its pool once its last request is done.
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
 import { Pool } from 'undici';
 import type { RouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
-import { tlsConnectOptions } from '../tls.js';
+import { undiciConnect } from '../tls.js';
 import type { TokenSource } from '../token/token-source.js';
 import { failed, Forwarder, type ForwarderOptions } from './forward.js';
 import { requestHeaderPolicy, responseHeaderPolicy } from './headers.js';
@@ -43,12 +44,14 @@ export interface ProxyRouteOptions {
   readonly sharedSecretHeader?: string | undefined;
   /** Carries the route's WebSocket upgrades (routes with `websocket: true`). */
   readonly websockets?: WebSocketProxy | undefined;
+  /** For what TLS has to say (a client certificate that cannot be read). */
+  readonly logger: Logger;
   /** Told of upstream failures after a response had begun (forward.ts). */
   readonly onBrokenResponse?: ForwarderOptions['onBrokenResponse'];
 }
 
 /** The keep-alive connection pool a route forwards through. */
-export function upstreamPool(route: RouteConfig, connections: number): Pool {
+export function upstreamPool(route: RouteConfig, connections: number, logger: Logger): Pool {
   return new Pool(route.upstreamOrigin, {
     connections,
     pipelining: 1,
@@ -56,7 +59,7 @@ export function upstreamPool(route: RouteConfig, connections: number): Pool {
     connectTimeout: route.connectTimeoutMs,
     headersTimeout: route.responseTimeoutMs,
     bodyTimeout: route.responseTimeoutMs,
-    connect: tlsConnectOptions(route.tls),
+    connect: undiciConnect(route.tls, { timeoutMs: route.connectTimeoutMs, logger }),
   });
 }
 
@@ -76,7 +79,7 @@ export class ProxyRoute {
   #retired = false;
   #closing: Promise<void> | undefined;
 
-  constructor({ route, tokens, connections = 128, sharedSecretHeader, websockets, onBrokenResponse }: ProxyRouteOptions) {
+  constructor({ route, tokens, connections = 128, sharedSecretHeader, websockets, logger, onBrokenResponse }: ProxyRouteOptions) {
     this.name = route.name;
     this.prefix = route.prefix;
     this.config = route;
@@ -85,7 +88,7 @@ export class ProxyRoute {
     const responseHeaders = responseHeaderPolicy(route);
     this.#mapping = { prefix: route.prefix, basePath: route.upstreamBasePath };
     this.#maxBodyBytes = route.maxBodyBytes;
-    this.#pool = upstreamPool(route, connections);
+    this.#pool = upstreamPool(route, connections, logger);
     this.#forwarder = new Forwarder({ route: route.name, tokens, pool: this.#pool, requestHeaders, responseHeaders, replayBodyLimitBytes: route.replayBodyLimitBytes, ...(onBrokenResponse ? { onBrokenResponse } : {}) });
     this.#websockets = route.websocket ? websockets : undefined;
     this.#upgrades = {

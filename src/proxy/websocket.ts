@@ -178,7 +178,7 @@ export class WebSocketProxy {
           autoPong: false,
           followRedirects: false,
           perMessageDeflate: true,
-          ...tlsConnectOptions(route.tls),
+          ...tlsConnectOptions(route.tls, this.#logger),
         });
       } catch (err) {
         // ws refuses malformed subprotocol lists before dialling.

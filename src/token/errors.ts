@@ -26,3 +26,8 @@ export class TokenError extends SidecarError {
 export function isTokenError(err: unknown): err is TokenError {
   return err instanceof TokenError;
 }
+
+/** A credential file could not be read. A mounted Secret can be briefly missing while Kubernetes swaps it: worth another try. */
+export function credentialsUnreadable(err: unknown): TokenError {
+  return new TokenError('BSC_TOKEN_NETWORK', `cannot read credentials: ${(err as Error).message}`, { retryable: true });
+}

@@ -1,9 +1,10 @@
-// One OAuth2 client-credentials token request (RFC 6749 §4.4): a POST, a timeout, and a checked
-// response. Every failure is a TokenError that says whether retrying can help. No caching, no
-// retries: token-source.ts composes those around this.
+// One OAuth2 client-credentials token request (RFC 6749 §4.4): a POST, authenticated the route's
+// way (client-auth/), a timeout, and a checked response. Every failure is a TokenError that says
+// whether retrying can help. No caching, no retries: token-source.ts composes those around this.
 
 import { request, type Dispatcher } from 'undici';
 import type { AuthConfig } from '../config/types.js';
+import { clientAuthentication } from './client-auth/index.js';
 import { TokenError } from './errors.js';
 import { jwtExpiry } from './jwt.js';
 
@@ -27,31 +28,19 @@ const permanentErrors = new Set(['invalid_client', 'invalid_grant', 'unauthorize
 const maxResponseBytes = 256 * 1024;
 
 export async function exchangeClientCredentials(auth: AuthConfig, options: ExchangeOptions = {}): Promise<Token> {
-  let clientId: string;
-  let clientSecret: string;
-  try {
-    clientId = auth.clientId.read();
-    clientSecret = auth.clientSecret.read();
-  } catch (err) {
-    // A mounted Secret can be briefly missing while Kubernetes swaps it: worth another try.
-    throw new TokenError('BSC_TOKEN_NETWORK', `cannot read credentials: ${(err as Error).message}`, { retryable: true });
-  }
-
+  const tokenUrl = auth.tokenUrl;
+  const client = await clientAuthentication(auth, tokenUrl, (options.now ?? Date.now)());
   const form = new URLSearchParams({ grant_type: 'client_credentials' });
   if (auth.scope) form.set('scope', auth.scope);
   if (auth.audience) form.set('audience', auth.audience);
   for (const [key, value] of Object.entries(auth.extraParams)) form.set(key, value);
+  // After extraParams: they cannot override the client's authentication.
+  for (const [key, value] of Object.entries(client.form)) form.set(key, value);
   const headers: Record<string, string> = {
     'content-type': 'application/x-www-form-urlencoded',
     accept: 'application/json',
+    ...client.headers,
   };
-  if (auth.method === 'client_secret_basic') {
-    // RFC 6749 §2.3.1: form-urlencode id and secret before base64, so ':' and '%' survive.
-    headers.authorization = `Basic ${Buffer.from(`${formEncode(clientId)}:${formEncode(clientSecret)}`).toString('base64')}`;
-  } else {
-    form.set('client_id', clientId);
-    form.set('client_secret', clientSecret);
-  }
 
   const timeout = AbortSignal.timeout(auth.timeoutMs);
   const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
@@ -60,7 +49,7 @@ export async function exchangeClientCredentials(auth: AuthConfig, options: Excha
   let retryAfter: string | string[] | undefined;
   let text: string;
   try {
-    const response = await request(auth.tokenUrl, {
+    const response = await request(tokenUrl, {
       method: 'POST',
       headers,
       body: form.toString(),
@@ -82,9 +71,9 @@ export async function exchangeClientCredentials(auth: AuthConfig, options: Excha
     throw new TokenError('BSC_TOKEN_NETWORK', `token endpoint unreachable: ${code ?? (err as Error).message}`, { retryable: true, cause: err });
   }
 
-  const scrub = (message: string) => scrubSecrets(message, [clientSecret]);
+  const scrub = (message: string) => scrubSecrets(message, client.secrets);
   if (status >= 200 && status < 300) return parseTokenResponse(text, status, auth, startedAt, scrub);
-  throw errorFromResponse(status, text, retryAfter, (options.now ?? Date.now)(), scrub);
+  throw errorFromResponse(status, text, retryAfter, (options.now ?? Date.now)(), scrub, client.rejectedHint);
 }
 
 function parseTokenResponse(text: string, status: number, auth: AuthConfig, startedAt: number, scrub: (m: string) => string): Token {
@@ -134,7 +123,7 @@ function parseTokenResponse(text: string, status: number, auth: AuthConfig, star
   };
 }
 
-function errorFromResponse(status: number, text: string, retryAfter: string | string[] | undefined, now: number, scrub: (m: string) => string): TokenError {
+function errorFromResponse(status: number, text: string, retryAfter: string | string[] | undefined, now: number, scrub: (m: string) => string, rejectedHint: string): TokenError {
   let oauthError: string | undefined;
   let description: string | undefined;
   try {
@@ -148,7 +137,7 @@ function errorFromResponse(status: number, text: string, retryAfter: string | st
   const message = scrub(`token endpoint answered ${status}${detail}`.slice(0, 300));
   const retryable = (status === 408 || status === 429 || status >= 500) && !(oauthError && permanentErrors.has(oauthError));
   if (!retryable) {
-    const hint = oauthError === 'invalid_client' || status === 401 ? '; check the client id and secret (and that the key is for this environment)' : '';
+    const hint = oauthError === 'invalid_client' || status === 401 ? `; ${rejectedHint}` : '';
     return new TokenError('BSC_TOKEN_REJECTED', `${message}${hint}; not retrying`, { retryable: false, status });
   }
   return new TokenError('BSC_TOKEN_HTTP_ERROR', message, { retryable: true, retryAfterMs: parseRetryAfter(retryAfter, now), status });
@@ -161,10 +150,6 @@ export function parseRetryAfter(value: string | string[] | undefined, now: numbe
   if (/^\d+$/.test(text.trim())) return Number(text.trim()) * 1000;
   const date = Date.parse(text);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
-}
-
-function formEncode(value: string): string {
-  return new URLSearchParams({ v: value }).toString().slice(2);
 }
 
 async function readLimited(body: AsyncIterable<Buffer> & { destroy(): unknown }): Promise<string> {
@@ -181,7 +166,7 @@ async function readLimited(body: AsyncIterable<Buffer> & { destroy(): unknown })
   return Buffer.concat(chunks).toString('utf8');
 }
 
-function scrubSecrets(message: string, secrets: string[]): string {
+function scrubSecrets(message: string, secrets: readonly string[]): string {
   let out = message;
   for (const secret of secrets) if (secret.length >= 4) out = out.replaceAll(secret, '[redacted]');
   return out;

@@ -81,7 +81,7 @@ routes:
     assert.equal(route?.prefix, '/api');
     assert.equal(route?.auth.tokenUrl, 'https://auth.example.com/oauth/token');
     assert.equal(route?.auth.clientId.read(), 'abc');
-    assert.equal(route?.auth.clientSecret.read(), 's3cr3t');
+    assert.equal(route?.auth.clientSecret?.read(), 's3cr3t');
     assert.equal(route?.auth.scope, 'read write');
     assert.equal(route?.auth.audience, 'https://api.example.com');
     assert.deepEqual(route?.auth.extraParams, { resource: 'x', literal: '${NOT_A_VAR}' });
@@ -96,9 +96,9 @@ routes:
   test('secrets from files are trimmed, re-read on every use, and never serialised', () => {
     const secretFile = file('secret', 'first-secret\n');
     const [route] = resolveConfig(minimal({ preset: 'megaport', clientSecret: undefined, clientSecretFile: secretFile })).routes;
-    assert.equal(route?.auth.clientSecret.read(), 'first-secret');
+    assert.equal(route?.auth.clientSecret?.read(), 'first-secret');
     writeFileSync(secretFile, 'rotated-secret');
-    assert.equal(route?.auth.clientSecret.read(), 'rotated-secret');
+    assert.equal(route?.auth.clientSecret?.read(), 'rotated-secret');
     const config = resolveConfig(minimal({ preset: 'megaport' }));
     assert.doesNotMatch(JSON.stringify(config), /a-very-secret-value/);
     assert.doesNotMatch(inspect(config, { depth: 10 }), /a-very-secret-value/);
@@ -190,7 +190,7 @@ describe('environment variables', () => {
     const [route] = config.routes;
     assert.equal(route?.name, 'megaport-staging');
     assert.equal(route?.auth.tokenUrl, 'https://auth-m2m-staging.megaport.com/oauth2/token');
-    assert.equal(route?.auth.clientSecret.read(), 'from-file');
+    assert.equal(route?.auth.clientSecret?.read(), 'from-file');
     assert.deepEqual(config.listen, { host: '0.0.0.0', port: 18081 });
     assert.equal(route?.auth.scope, 'read');
     assert.deepEqual(route?.auth.extraParams, { resource: 'urn:x', tenant: '7' });
@@ -202,7 +202,7 @@ describe('environment variables', () => {
     assert.ok(lines.some((l) => l.startsWith('BEARER_SIDECAR_PORT (listen.port: ')), lines.join('\n'));
     const { raw } = configFromEnv({ BEARER_SIDECAR_CLIENT_SECRET: 'a${B}c' });
     const config = resolveConfig({ ...raw, routes: [{ ...(raw.routes as Record<string, unknown>[])[0], auth: { ...((raw.routes as { auth: Record<string, unknown> }[])[0]?.auth ?? {}), preset: 'megaport', clientId: 'x' } }] }, { env: {} });
-    assert.equal(config.routes[0]?.auth.clientSecret.read(), 'a${B}c');
+    assert.equal(config.routes[0]?.auth.clientSecret?.read(), 'a${B}c');
   });
 
   test('no configuration at all is a clear error', () => {

@@ -10,7 +10,7 @@ import { describe, test } from 'node:test';
 import { startEchoUpstream, type EchoUpstream } from '../../src/demo/echo-upstream.js';
 import { audit } from '../helpers/audit.js';
 import { ManualClock } from '../helpers/clock.js';
-import { secretVolume, type Volume } from '../helpers/config.js';
+import { secretVolume } from '../helpers/config.js';
 import { issue, signingKey, startScriptedTokenServer, type ScriptedTokenServer } from '../helpers/servers.js';
 import { eventually, startSidecar, type TestSidecar } from '../helpers/sidecar.js';
 
@@ -19,7 +19,7 @@ interface Rig {
   upstream: EchoUpstream;
   sidecar: TestSidecar;
   clock: ManualClock;
-  volume: Volume;
+  volume: ReturnType<typeof secretVolume>;
   /** Secrets the token endpoint accepts now. */
   accepted: Set<string>;
   /** Every status the proxy answered. */

@@ -126,7 +126,7 @@ test('kubernetes: the Secret is mounted as files exactly where the config reads 
   // No credential in the config itself, and the loader reads both files.
   assert.doesNotMatch(configText, /clientSecret:|clientId:/);
   assert.equal(config.routes[0]?.auth.clientId.read(), 'id');
-  assert.equal(config.routes[0]?.auth.clientSecret.read(), 'secret');
+  assert.equal(config.routes[0]?.auth.clientSecret?.read(), 'secret');
 });
 
 test('kubernetes: probes hit /livez and /readyz on the admin port, bound for the kubelet; the proxy stays on loopback', () => {

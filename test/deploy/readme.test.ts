@@ -1,4 +1,4 @@
-// The README's deployment section (between <!-- deployment:start --> and <!-- deployment:end -->):
+// docs/deployment.md (between <!-- deployment:start --> and <!-- deployment:end -->):
 // its copy-paste blocks must match the files they use.
 
 import assert from 'node:assert/strict';
@@ -9,7 +9,7 @@ import { envVariables } from '../../src/config/env.js';
 import { loadConfig } from '../../src/config/index.js';
 import { environmentOf, finalStage, last, list, obj, parseDockerfile, read, readYaml, root, str } from './files.js';
 
-const readme = read('README.md');
+const readme = read('docs/deployment.md');
 const start = readme.indexOf('<!-- deployment:start -->');
 const end = readme.indexOf('<!-- deployment:end -->');
 const section = readme.slice(start, end);
@@ -19,7 +19,7 @@ const commands = blocks.flatMap((b) => b.split('\n')).map((line) => line.replace
 const dockerRuns = commands.filter((c) => c.startsWith('docker run '));
 const tag = str(obj(list(readYaml('deploy/kubernetes/base/kustomization.yaml'), 'images')[0]), 'newTag');
 
-test('README: a deployment section with Docker, docker-compose and Kubernetes, each with a copy-paste block', () => {
+test('docs/deployment.md: a deployment section with Docker, docker-compose and Kubernetes, each with a copy-paste block', () => {
   assert.ok(start >= 0 && end > start, 'the deployment markers');
   for (const heading of ['### Docker', '### docker-compose', '### Kubernetes']) assert.ok(section.includes(`\n${heading}\n`), heading);
   assert.ok(blocks.length >= 4);
@@ -27,14 +27,14 @@ test('README: a deployment section with Docker, docker-compose and Kubernetes, e
   assert.ok(section.includes(`\`${base}\``), `names the runtime base the Dockerfile uses (${base})`);
 });
 
-test('README: every file and directory the blocks name exists', () => {
+test('docs/deployment.md: every file and directory the blocks name exists', () => {
   const paths = new Set<string>();
   for (const match of section.matchAll(/(?<![\w/.-])((?:config|deploy)\/[\w./-]+|\.env\.example|docker-compose\.yml|Dockerfile)/g)) paths.add((match[1] as string).replace(/[.:]$/, ''));
   assert.ok(paths.size >= 6);
   for (const path of paths) assert.ok(existsSync(join(root, path)), `${path} exists`);
 });
 
-test('README: docker run blocks use the image tag, the exposed ports and the config mount the files define', () => {
+test('docs/deployment.md: docker run blocks use the image tag, the exposed ports and the config mount the files define', () => {
   assert.ok(commands.some((c) => c === `docker build -t bearer-sidecar:${tag} .`), 'docker build with the tag the kustomization uses');
   const exposed = last(finalStage(parseDockerfile(read('Dockerfile'))), 'EXPOSE')?.args.split(/\s+/) ?? [];
   assert.equal(dockerRuns.length, 2);
@@ -74,7 +74,7 @@ test('README: docker run blocks use the image tag, the exposed ports and the con
   assert.equal(envConfig.routes[0]?.auth.preset, 'megaport-staging');
 });
 
-test('README: compose blocks name the services, URL and override the files define', () => {
+test('docs/deployment.md: compose blocks name the services, URL and override the files define', () => {
   const services = obj(readYaml('docker-compose.yml'), 'services');
   for (const c of commands.filter((x) => /^docker compose (exec|logs)/.test(x))) {
     const name = /^docker compose (?:exec|logs)(?: -f)? (\S+)/.exec(c)?.[1] ?? '';
@@ -87,7 +87,7 @@ test('README: compose blocks name the services, URL and override the files defin
   assert.ok(commands.includes('docker compose up --build --detach --wait'));
 });
 
-test('README: kubectl blocks create the Secret the Deployment mounts and apply the kustomizations that exist', () => {
+test('docs/deployment.md: kubectl blocks create the Secret the Deployment mounts and apply the kustomizations that exist', () => {
   const pod = obj(readYaml('deploy/kubernetes/base/deployment.yaml'), 'spec', 'template', 'spec');
   const secret = list(pod, 'volumes').map((v) => obj(v)).find((v) => v.secret !== undefined);
   assert.ok(secret);

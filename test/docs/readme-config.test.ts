@@ -1,21 +1,24 @@
-// The README documents every environment variable and every config field the schema accepts, so
-// the docs cannot fall behind the code.
+// The docs (README.md and docs/*.md) name every environment variable and every config field the
+// schema accepts, so they cannot fall behind the code.
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { envVariables } from '../../src/config/env.js';
 import { configSchema } from '../../src/config/schema.js';
 
-const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+const docsDir = new URL('../../docs/', import.meta.url);
+const readme = [new URL('../../README.md', import.meta.url), ...readdirSync(docsDir).filter((f) => f.endsWith('.md')).map((f) => new URL(f, docsDir))]
+  .map((file) => readFileSync(file, 'utf8'))
+  .join('\n');
 
-test('README names every BEARER_SIDECAR_* variable that --help lists', () => {
+test('the docs name every BEARER_SIDECAR_* variable that --help lists', () => {
   const missing = envVariables.map((v) => v.name).filter((name) => !readme.includes(name));
   assert.deepEqual(missing, []);
   assert.ok(readme.includes('BEARER_SIDECAR_CONFIG'));
 });
 
-test('README names every config field of the schema', () => {
+test('the docs name every config field of the schema', () => {
   const fields = new Set<string>();
   const walk = (schema: unknown): void => {
     const def = (schema as { _zod?: { def?: Record<string, unknown> } })._zod?.def;

@@ -1,4 +1,4 @@
-// The README's protocols section (between <!-- protocols:start --> and <!-- protocols:end -->):
+// docs/protocols.md's protocols section (between <!-- protocols:start --> and <!-- protocols:end -->):
 // each block marked <!-- example: NAME --> is run as it stands against the demo stack (dist/demo/
 // run.js), with only the demo's address swapped for this test's; its `→` lines say what it must
 // print. Config blocks must load. A block renamed, added or removed fails here until this list
@@ -18,7 +18,7 @@ import { run, type Running } from '../helpers/process.js';
 import { freePort } from '../helpers/servers.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const readme = readFileSync(join(root, 'README.md'), 'utf8');
+const readme = readFileSync(join(root, 'docs/protocols.md'), 'utf8');
 const section = readme.slice(readme.indexOf('<!-- protocols:start -->'), readme.indexOf('<!-- protocols:end -->'));
 const examples = new Map([...section.matchAll(/<!-- example: ([\w-]+) -->\n```(\w+)\n([\s\S]*?)```/g)].map((m) => [m[1] as string, { lang: m[2] as string, code: m[3] as string }]));
 

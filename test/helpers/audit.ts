@@ -21,6 +21,10 @@ export const audit = {
   addSecret(value: string): void {
     if (value.trim().length >= 4) secrets.add(value.trim());
   },
+  /** A PEM private key: each line of its base64 body, so that any part of it leaking is caught (a JSON log line would escape the newlines of the whole). */
+  addPrivateKey(pem: string): void {
+    for (const line of pem.split('\n')) if (/^[A-Za-z0-9+/=]{16,}$/.test(line.trim())) secrets.add(line.trim());
+  },
   /** Issued tokens, live. */
   addTokens(list: readonly string[]): void {
     tokenLists.push(list);
@@ -45,7 +49,7 @@ export const audit = {
   /** Fails naming the kind of value that leaked, never printing the value itself. */
   assertNothingLeaked(extraOutputs: readonly string[] = []): void {
     const text = [...outputs.flat(), ...answers, ...extraOutputs].join('\n');
-    for (const secret of secrets) assert.ok(!text.includes(secret), `a client secret (${secret.length} chars) appears in the output`);
+    for (const secret of secrets) assert.ok(!text.includes(secret), `a secret (${secret.length} chars) appears in the output`);
     const tokens = tokenLists.flat();
     for (const [i, token] of tokens.entries()) assert.ok(!text.includes(token), `issued token #${i} appears in the output`);
     assert.doesNotMatch(text, /ey[A-Za-z0-9_-]{10,}\.ey[A-Za-z0-9_-]{4,}/, 'something shaped like a JWT appears in the output');

@@ -1,5 +1,5 @@
-// Config test helpers: files in a fresh temporary directory, a directory laid out as a Kubernetes
-// volume, and the problems a config is rejected with.
+// Config test helpers: files in a fresh temporary directory, a directory laid out as a mounted
+// Kubernetes Secret, and the problems a config is rejected with.
 
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -32,20 +32,14 @@ export function problems(fn: () => unknown): string[] {
   assert.fail('expected the config to be rejected');
 }
 
-export interface Volume {
-  readonly dir: string;
-  /** Replaces every file at once, as the kubelet does: a new timestamped directory, then the `..data` symlink swapped onto it. */
-  rotate(files: Record<string, string>): void;
-}
-
-/** A directory laid out as the kubelet lays out a mounted Secret or ConfigMap: each file a symlink through `..data`. */
-export function secretVolume(files: Record<string, string>): Volume {
+/** A directory laid out as the kubelet lays out a mounted Secret. */
+export function secretVolume(files: Record<string, string>): { dir: string; rotate(files: Record<string, string>): void } {
   const dir = mkdtempSync(join(tmpdir(), 'bsc-secret-'));
   let generation = 0;
   let current = '';
   const writeGeneration = (values: Record<string, string>) => {
     generation += 1;
-    const name = `..2026_11_25_12_00_${String(generation).padStart(2, '0')}.000000001`;
+    const name = `..2026_11_25_12_00_0${generation}.000000001`;
     mkdirSync(join(dir, name));
     for (const [file, value] of Object.entries(values)) writeFileSync(join(dir, name, file), value);
     return name;

@@ -20,7 +20,11 @@ export interface TestSidecar {
 export async function startSidecar(raw: Record<string, unknown>, options: Omit<SidecarOptions, 'logger'> & { logLevel?: string } = {}): Promise<TestSidecar> {
   const resolve = (raw: Record<string, unknown>) => {
     const config = resolveConfig({ listen: { port: 0 }, admin: { port: 0 }, drainTimeoutMs: 2000, logLevel: options.logLevel ?? audit.logLevel, ...raw });
-    for (const route of config.routes) audit.addSecret(route.auth.clientSecret.read());
+    for (const route of config.routes) {
+      const { clientSecret, privateKey } = route.auth;
+      if (clientSecret) audit.addSecret(clientSecret.read());
+      for (const key of [privateKey, route.auth.tls.clientCertificate?.key, route.tls.clientCertificate?.key]) if (key) audit.addPrivateKey(key.read());
+    }
     return config;
   };
   const config = resolve(raw);

@@ -4,38 +4,16 @@
 // test time; without it these tests are skipped, saying so.
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { closeServer } from '../../src/demo/token-server.js';
+import { makeTestPki, opensslMissing } from '../helpers/certs.js';
 import { issue, startScriptedTokenServer, type ScriptedTokenServer } from '../helpers/servers.js';
 import { startSidecar } from '../helpers/sidecar.js';
 
-function hasOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** A private CA and a certificate it signed for 127.0.0.1 / localhost. */
-function makeCertificates(dir: string): { caFile: string; key: Buffer; cert: Buffer } {
-  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  run('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=bearer-sidecar test CA');
-  run('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
-  run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.cnf');
-  return { caFile: join(dir, 'ca.pem'), key: readFileSync(join(dir, 'server.key')), cert: readFileSync(join(dir, 'server.pem')) };
-}
-
-const skip = hasOpenssl() ? false : 'the openssl CLI is not installed; TLS tests need it to make certificates';
-
-describe('TLS to upstreams and token endpoints', { skip }, () => {
+describe('TLS to upstreams and token endpoints', { skip: opensslMissing }, () => {
   let caFile: string;
   let httpsUpstream: Server;
   let upstreamUrl: string;
@@ -45,10 +23,9 @@ describe('TLS to upstreams and token endpoints', { skip }, () => {
   let tokens: ScriptedTokenServer;
 
   before(async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'bsc-tls-'));
-    execFileSync('sh', ['-c', 'printf "subjectAltName=IP:127.0.0.1,DNS:localhost\\n" > san.cnf'], { cwd: dir });
-    const made = makeCertificates(dir);
-    caFile = made.caFile;
+    const pki = makeTestPki();
+    const made = pki.server;
+    caFile = pki.caFile;
     httpsUpstream = createServer({ key: made.key, cert: made.cert }, (req, res) => {
       upstreamSaw.push(req.headers.authorization);
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ path: req.url }));

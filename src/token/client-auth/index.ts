@@ -1,0 +1,56 @@
+// Client authentication at the token endpoint: one small module per method, each turning the
+// route's credentials into the form fields and headers of one token request (golang/oauth2's
+// AuthStyle, oauth4webapi's ClientAuth). exchange.ts sends the request. The TLS half of
+// tls_client_auth, the client certificate, belongs to the connection: the token dispatcher
+// presents auth.tls's certificate (src/tls.ts) whatever the method.
+
+import type { AuthMethod } from '../../config/presets.js';
+import type { SecretSource } from '../../config/secret.js';
+import type { AuthConfig } from '../../config/types.js';
+import { credentialsUnreadable } from '../errors.js';
+import { clientSecretBasic, clientSecretPost } from './client-secret.js';
+import { privateKeyJwt } from './private-key-jwt.js';
+import { tlsClientAuth } from './tls-client-auth.js';
+
+/** What one token request carries to authenticate the client. */
+export interface ClientAuthentication {
+  readonly form: Readonly<Record<string, string>>;
+  readonly headers: Readonly<Record<string, string>>;
+  /** Values in this request that must never reach a message (scrubbed from the endpoint's answers). */
+  readonly secrets: readonly string[];
+  /** What to check when the endpoint rejects the client (invalid_client, 401). */
+  readonly rejectedHint: string;
+}
+
+export interface ClientAuthRequest {
+  readonly auth: AuthConfig;
+  readonly clientId: string;
+  /** The token endpoint URL this request goes to: the audience of a client assertion. */
+  readonly tokenUrl: string;
+  /** Wall-clock now, ms. */
+  readonly now: number;
+}
+
+const methods: Readonly<Record<AuthMethod, (request: ClientAuthRequest) => ClientAuthentication | Promise<ClientAuthentication>>> = {
+  client_secret_basic: clientSecretBasic,
+  client_secret_post: clientSecretPost,
+  private_key_jwt: privateKeyJwt,
+  tls_client_auth: tlsClientAuth,
+};
+
+/** The authentication of one token request to `tokenUrl`, from the credentials as they are now (files are read again). Throws TokenError. */
+export async function clientAuthentication(auth: AuthConfig, tokenUrl: string, now: number): Promise<ClientAuthentication> {
+  let clientId: string;
+  try {
+    clientId = auth.clientId.read();
+  } catch (err) {
+    throw credentialsUnreadable(err);
+  }
+  return methods[auth.method]({ auth, clientId, tokenUrl, now });
+}
+
+/** Every credential a token request reads: when one of these files changes, a failed request may now succeed. */
+export function credentialSources(auth: AuthConfig): SecretSource[] {
+  const certificate = auth.tls.clientCertificate;
+  return [auth.clientId, auth.clientSecret, auth.privateKey, auth.certificate, certificate?.cert, certificate?.key, certificate?.keyPassphrase].filter((source) => source !== undefined);
+}
