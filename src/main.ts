@@ -19,7 +19,8 @@ const usage = `bearer-sidecar ${version}
 A localhost proxy that adds OAuth2 client-credentials bearer tokens to every request it forwards.
 
 Usage:
-  bearer-sidecar [serve] [--config FILE]     run the proxy (the default)
+  bearer-sidecar [serve] [--config FILE] [--watch-config]
+                                             run the proxy (the default); SIGHUP reloads the config
   bearer-sidecar check   [--config FILE]     fetch one token per route; print ok or the reason; exit 1 on failure
   bearer-sidecar token   [--config FILE] [--route NAME]
                                              print a fresh access token to stdout, for scripts
