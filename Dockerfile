@@ -21,6 +21,8 @@ RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY scripts/bundle.mjs scripts/undici-slim.cjs ./scripts/
+# The licences of the production dependencies the run stage ships (scripts/licenses.mjs).
+COPY LICENSE THIRD_PARTY_LICENSES ./
 # npm run build: tsc, then dist/main.js becomes a single-file bundle of the CLI (see src/cli.ts).
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 # Node's compile cache for the bundle, so that a container's first start skips most of its
@@ -31,7 +33,7 @@ RUN mkdir dist/.compile-cache && chown 1000:1000 dist/.compile-cache
 USER 1000:1000
 RUN node dist/cli.js --version > /dev/null && chmod -R a+rX,go-w dist/.compile-cache
 
-# ---- run: Node runtime + dist/ + production node_modules + package.json, as a non-root user ----
+# ---- run: Node runtime + dist/ + production node_modules + package.json + licences, as a non-root user ----
 FROM node:${NODE_VERSION}-trixie-slim AS runtime
 RUN rm -rf /usr/local/lib/node_modules /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
     /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-*
@@ -43,6 +45,7 @@ WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/LICENSE /app/THIRD_PARTY_LICENSES ./
 # The "node" user of the base image, by number so that Kubernetes' runAsNonRoot can verify it.
 USER 1000:1000
 # 8080: the proxy (listen.port); 9901: the admin listener with /livez and /readyz (admin.port).

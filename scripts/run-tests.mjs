@@ -1,10 +1,27 @@
-// Runs every test/**/*.test.ts with Node's test runner (TypeScript through tsx). Node 20's
-// runner takes no glob patterns, so the files are listed here. Extra arguments are passed on,
-// e.g. `npm test -- --test-name-pattern=refresh`.
+// Runs every test/**/*.test.ts with Node's test runner (TypeScript through tsx), once on each
+// runtime the tests prove: the Node that runs this script (the machine's) and Node 24, the exact
+// release the image runs (Dockerfile ARG NODE_VERSION; scripts/node24 pins the same, and
+// test/deploy/node-version.test.ts keeps the two in step). The Node 24 binary comes from the npm
+// registry's node-<platform>-<arch> package, installed into scripts/node24/node_modules on first
+// use (`npm ci --prefix scripts/node24`, from its own lockfile) rather than as a devDependency of
+// the project: a dependency that provides a `node` bin would shadow the machine's Node in every
+// npm script.
+//
+//   npm test                                    all files, on both runtimes
+//   npm test -- test/x/y.test.ts                these files, on both runtimes
+//   npm test -- --test-name-pattern=refresh     other arguments go to the test runner
+//   BEARER_SIDECAR_TEST_NODE=current|24|both    which runtimes (default both)
+//
+// Each run starts with a header naming its runtime; when both ran, the closing lines are the
+// runner's summary (ℹ tests, ℹ pass, ℹ fail, ...) summed over the two, and the exit code is 0
+// only if both passed. Node 20's runner takes no glob patterns, so the files are listed here.
 
-import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const node24Dir = fileURLToPath(new URL('node24/', import.meta.url));
 
 function find(dir) {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
@@ -14,13 +31,82 @@ function find(dir) {
   });
 }
 
+/** The pinned Node 24 binary, installed first if it is missing or not the pinned version. */
+function node24() {
+  const { optionalDependencies } = JSON.parse(readFileSync(join(node24Dir, 'package.json'), 'utf8'));
+  const platform = process.platform === 'win32' ? 'win' : process.platform;
+  const name = `node-${platform}-${process.arch}`;
+  const version = optionalDependencies[name];
+  if (!version) {
+    fail(`no Node 24 package for ${process.platform}-${process.arch} in scripts/node24/package.json (the registry has none for darwin); run BEARER_SIDECAR_TEST_NODE=current npm test`);
+  }
+  const dir = join(node24Dir, 'node_modules', name);
+  const installed = () => existsSync(join(dir, 'package.json')) && JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).version === version;
+  if (!installed()) {
+    process.stdout.write(`# installing Node ${version} for the tests: npm ci --prefix scripts/node24\n`);
+    const npm = spawnSync('npm', ['ci', '--prefix', node24Dir, '--no-audit', '--no-fund'], { stdio: 'inherit', shell: process.platform === 'win32' });
+    if (npm.status !== 0 || !installed()) fail(`could not install ${name}@${version} (npm ci --prefix scripts/node24 failed)`);
+  }
+  return join(dir, process.platform === 'win32' ? 'node.exe' : 'bin/node');
+}
+
+function fail(message) {
+  process.stderr.write(`run-tests: ${message}\n`);
+  process.exit(1);
+}
+
+function runtimes() {
+  const choice = process.env.BEARER_SIDECAR_TEST_NODE ?? 'both';
+  if (!['current', '24', 'both'].includes(choice)) fail(`BEARER_SIDECAR_TEST_NODE must be current, 24 or both, not "${choice}"`);
+  const list = [];
+  if (choice !== '24') list.push({ path: process.execPath, version: process.version });
+  if (choice !== 'current') {
+    const path = node24();
+    const version = spawnSync(path, ['--version'], { encoding: 'utf8' }).stdout.trim();
+    if (!list.some((r) => r.version === version)) list.push({ path, version });
+  }
+  return list;
+}
+
+const summaryKeys = ['tests', 'suites', 'pass', 'fail', 'cancelled', 'skipped', 'todo', 'duration_ms'];
+
+/** Runs the test runner on one runtime, passing its output through; resolves with its exit code and summary. */
+function runOn(runtime, files, options) {
+  process.stdout.write(`\n# ==== tests on Node ${runtime.version} (${runtime.path}): ${files.length} file(s) ====\n\n`);
+  const child = spawn(
+    runtime.path,
+    ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=4', '--test-timeout=120000', ...options, ...files],
+    { stdio: ['inherit', 'pipe', 'inherit'], env: { ...process.env, NODE_NO_WARNINGS: '1', ...(process.stdout.isTTY ? { FORCE_COLOR: '1' } : {}) } },
+  );
+  const summary = {};
+  let rest = '';
+  child.stdout.on('data', (data) => {
+    process.stdout.write(data);
+    const lines = (rest + data.toString()).split('\n');
+    rest = lines.pop();
+    for (const line of lines) {
+      // eslint-disable-next-line no-control-regex
+      const match = /^ℹ (\w+) ([\d.]+)$/.exec(line.replace(/\x1b\[[\d;]*m/g, '').trimEnd());
+      if (match && summaryKeys.includes(match[1])) summary[match[1]] = Number(match[2]);
+    }
+  });
+  return new Promise((resolve) => child.on('close', (code, signal) => resolve({ runtime, code: code ?? (signal ? 1 : 0), summary })));
+}
+
 const args = process.argv.slice(2);
 const explicit = args.filter((a) => a.endsWith('.test.ts'));
 const files = explicit.length > 0 ? explicit : find('test').sort();
 const options = args.filter((a) => !a.endsWith('.test.ts'));
-const result = spawnSync(
-  process.execPath,
-  ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=4', '--test-timeout=120000', ...options, ...files],
-  { stdio: 'inherit', env: { ...process.env, NODE_NO_WARNINGS: '1' } },
-);
-process.exit(result.status ?? 1);
+
+const results = [];
+for (const runtime of runtimes()) results.push(await runOn(runtime, files, options));
+
+if (results.length > 1) {
+  process.stdout.write(`\n# ==== both runtimes ====\n`);
+  process.stdout.write(`ℹ runtimes ${results.map((r) => `Node ${r.runtime.version} ${r.code === 0 ? 'passed' : 'FAILED'}`).join(', ')}\n`);
+  for (const key of summaryKeys) {
+    const total = results.reduce((sum, r) => sum + (r.summary[key] ?? 0), 0);
+    process.stdout.write(`ℹ ${key} ${key === 'duration_ms' ? total.toFixed(3) : total}\n`);
+  }
+}
+process.exit(results.every((r) => r.code === 0) ? 0 : 1);

@@ -10,14 +10,8 @@ import { changedFields, configHash, sameValue } from './config/compare.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { RouteTable } from './proxy/route-table.js';
 import type { ProxyRoute } from './proxy/routes.js';
+import type { RouteTokens } from './token/create.js';
 import type { TokenSource } from './token/token-source.js';
-
-/** A route's token source with what it needs besides (its token-endpoint dispatcher, its credential-file watch). */
-export interface RouteTokens {
-  readonly source: TokenSource;
-  /** Stops the source (`reason` goes to callers still waiting for a token) and what belongs to it. */
-  close(reason?: string): Promise<void>;
-}
 
 export interface LiveRoute {
   readonly config: RouteConfig;

@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { envVariables } from './config/env.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { ConfigError } from './errors.js';
-import type { Token } from './token/exchange.js';
+import type { TokenFetcher } from './token/fetcher.js';
 
 // What only some verbs need is imported when it is needed: --help and --version load neither the
 // config schema (zod, yaml) nor the server; `check` and `token` do not load the server's
@@ -152,13 +152,19 @@ async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile
 async function check(config: SidecarConfig): Promise<number> {
   let failed = 0;
   for (const route of config.routes) {
-    try {
-      const t = await exchangeWithRouteTls(route);
-      process.stdout.write(`ok      ${route.name}: token valid for ${Math.round(t.lifetimeSeconds)} s (from ${t.lifetimeFrom}) from ${route.auth.tokenUrl}\n`);
-    } catch (err) {
-      failed += 1;
-      process.stdout.write(`FAILED  ${route.name}: ${(err as Error).message}\n`);
-    }
+    await withTokenFetcher(route, async (fetcher) => {
+      try {
+        const t = await fetcher.fetch();
+        const endpoint = fetcher.endpoint;
+        const from = endpoint?.issuer ? `${endpoint.url} (discovered from issuer ${endpoint.issuer})` : endpoint?.url;
+        if (endpoint?.warning) process.stdout.write(`warning ${route.name}: ${endpoint.warning}\n`);
+        process.stdout.write(`ok      ${route.name}: token valid for ${Math.round(t.lifetimeSeconds)} s (from ${t.lifetimeFrom}) from ${from}\n`);
+      } catch (err) {
+        failed += 1;
+        const code = (err as { code?: unknown }).code;
+        process.stdout.write(`FAILED  ${route.name}: ${(err as Error).message}${typeof code === 'string' && code.startsWith('BSC_') ? ` (${code})` : ''}\n`);
+      }
+    });
   }
   return failed === 0 ? 0 : 1;
 }
@@ -172,21 +178,24 @@ async function token(config: SidecarConfig, routeName: string | undefined): Prom
     process.stderr.write(`bearer-sidecar: ${routeName ? `no route named "${routeName}"` : 'several routes; pick one with --route'} (routes: ${names})\n`);
     return 2;
   }
-  try {
-    const t = await exchangeWithRouteTls(route);
-    process.stdout.write(`${t.accessToken}\n`);
-    return 0;
-  } catch (err) {
-    process.stderr.write(`bearer-sidecar: ${route.name}: ${(err as Error).message}\n`);
-    return 1;
-  }
+  return withTokenFetcher(route, async (fetcher) => {
+    try {
+      const t = await fetcher.fetch();
+      process.stdout.write(`${t.accessToken}\n`);
+      return 0;
+    } catch (err) {
+      process.stderr.write(`bearer-sidecar: ${route.name}: ${(err as Error).message}\n`);
+      return 1;
+    }
+  });
 }
 
-async function exchangeWithRouteTls(route: RouteConfig): Promise<Token> {
-  const [{ exchangeClientCredentials }, { tokenDispatcher }] = await Promise.all([import('./token/exchange.js'), import('./tls.js')]);
+/** Runs `use` with the route's token fetcher, as the server makes it: its TLS settings, discovery when auth.issuer is set. */
+async function withTokenFetcher<T>(route: RouteConfig, use: (fetcher: TokenFetcher) => Promise<T>): Promise<T> {
+  const [{ TokenFetcher }, { tokenDispatcher }] = await Promise.all([import('./token/fetcher.js'), import('./tls.js')]);
   const dispatcher = tokenDispatcher(route.auth.tls);
   try {
-    return await exchangeClientCredentials(route.auth, dispatcher ? { dispatcher } : {});
+    return await use(new TokenFetcher(route.auth, { dispatcher }));
   } finally {
     await dispatcher?.close();
   }

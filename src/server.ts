@@ -9,10 +9,10 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { createAdminApp, setLogLevel } from './admin.js';
 import { sameValue } from './config/compare.js';
-import { watchConfigFile, watchSecretFiles, type SecretWatch } from './config/secret-watch.js';
+import { watchConfigFile, type SecretWatch } from './config/secret-watch.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { ConfigError } from './errors.js';
-import { keepSocketSettings, nextGeneration, type Generation, type GenerationChange, type RouteFactories, type RouteTokens } from './generation.js';
+import { keepSocketSettings, nextGeneration, type Generation, type GenerationChange, type RouteFactories } from './generation.js';
 import { listenerUrl, listenProxy } from './listen.js';
 import { createLogger } from './logger.js';
 import { createMetrics, type Metrics, type ReloadOutcome } from './metrics.js';
@@ -22,15 +22,15 @@ import { guardServerOptions, installGuard } from './proxy/guard.js';
 import { mountProxy, ProxyRoute } from './proxy/routes.js';
 import type { WebSocketProxy } from './proxy/websocket.js';
 import type { Clock } from './token/clock.js';
-import { credentialSources } from './token/client-auth/index.js';
-import { exchangeClientCredentials, type Token } from './token/exchange.js';
-import { TokenSource } from './token/token-source.js';
-import { tokenDispatcher, warnUnverifiedTls } from './tls.js';
+import { createRouteTokenSource } from './token/create.js';
+import type { Token } from './token/exchange.js';
+import type { TokenSource } from './token/token-source.js';
+import { warnUnverifiedTls } from './tls.js';
 
 export interface SidecarOptions {
   readonly logger?: Logger;
   readonly clock?: Clock;
-  /** Replaces the token exchange (tests). */
+  /** Replaces the token exchange, discovery included (tests). */
   readonly fetchToken?: (route: RouteConfig, signal: AbortSignal) => Promise<Token>;
   /** Where the config comes from: reload() calls it again (the CLI reads its file or the environment again). */
   readonly loadConfig?: () => SidecarConfig;
@@ -167,9 +167,17 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
   await mountProxy(proxy, notFound);
 
   const make: RouteFactories = {
-    tokens: (route) => createRouteTokens(route, { logger, metrics, clock: options.clock, fetchToken: options.fetchToken }),
+    tokens: (route) => {
+      const { clock, fetchToken } = options;
+      return createRouteTokenSource(route, {
+        logger,
+        onFetch: (outcome) => metrics.tokenFetch(route.name, outcome),
+        ...(clock ? { clock } : {}),
+        ...(fetchToken ? { fetchToken: (signal: AbortSignal) => fetchToken(route, signal) } : {}),
+      });
+    },
     proxy: (route, tokens, { inbound }) => {
-      warnUnverifiedTls(route, logger);
+      warnUnverifiedTls(route.name, 'upstream', route.tls, logger);
       return new ProxyRoute({
         route,
         tokens,
@@ -285,44 +293,6 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       const routes = [...current.routes.values()];
       await Promise.all([...routes.map((route) => route.tokens.close()), ...routes.map((route) => route.proxy.close()), ...retired.map((route) => route.close())]);
       await admin.close();
-    },
-  };
-}
-
-interface RouteTokenDeps {
-  readonly logger: Logger;
-  readonly metrics: Metrics;
-  readonly clock: Clock | undefined;
-  readonly fetchToken: SidecarOptions['fetchToken'];
-}
-
-/** A route's TokenSource, with the dispatcher its token requests use and the watch of its credential files. */
-function createRouteTokens(route: RouteConfig, { logger, metrics, clock, fetchToken }: RouteTokenDeps): RouteTokens {
-  const { auth } = route;
-  const dispatcher = tokenDispatcher(auth.tls, logger);
-  const fetch =
-    fetchToken ??
-    ((r: RouteConfig, signal: AbortSignal) => exchangeClientCredentials(r.auth, { signal, ...(dispatcher ? { dispatcher } : {}), ...(clock ? { now: () => clock.now() } : {}) }));
-  const source = new TokenSource({
-    name: route.name,
-    fetchToken: (signal) => fetch(route, signal),
-    refreshAheadRatio: auth.refreshAheadRatio,
-    refreshAheadMinSeconds: auth.refreshAheadMinSeconds,
-    safetyMarginSeconds: auth.safetyMarginSeconds,
-    tokenWaitMs: auth.tokenWaitMs,
-    refreshOn401CooldownSeconds: auth.refreshOn401CooldownSeconds,
-    retry: auth.retry,
-    logger,
-    onFetch: (outcome) => metrics.tokenFetch(route.name, outcome),
-    ...(clock ? { clock } : {}),
-  });
-  const watch = watchSecretFiles(credentialSources(auth), () => source.credentialsChanged(), { logger });
-  return {
-    source,
-    async close(reason) {
-      watch.close();
-      source.close(reason);
-      await dispatcher?.close();
     },
   };
 }

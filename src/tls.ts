@@ -10,7 +10,7 @@ import { createSecureContext, rootCertificates, type ConnectionOptions, type Sec
 import type { Logger } from 'pino';
 import { Agent, buildConnector } from 'undici';
 import { readClientCertificate } from './config/keys.js';
-import type { ClientCertificateConfig, RouteConfig, TlsConfig } from './config/types.js';
+import type { ClientCertificateConfig, TlsConfig } from './config/types.js';
 
 /** Secure contexts by TLS setting (the config's objects are frozen; a reloaded config brings new ones). */
 const contexts = new WeakMap<TlsConfig, { current(logger?: Logger): SecureContext } | undefined>();
@@ -54,11 +54,9 @@ export function tokenDispatcher(tls: TlsConfig, logger?: Logger): Agent | undefi
 }
 
 /** One loud line per connection that is not verified: it should never go unnoticed in production. */
-export function warnUnverifiedTls(route: RouteConfig, logger: Logger): void {
-  for (const [target, tls] of [['upstream', route.tls], ['token endpoint', route.auth.tls]] as const) {
-    if (!tls.rejectUnauthorized) {
-      logger.warn({ route: route.name, target }, `TLS certificate verification is OFF for the ${target} of route "${route.name}": anyone on the network path can read its tokens`);
-    }
+export function warnUnverifiedTls(routeName: string, target: 'upstream' | 'token endpoint', tls: TlsConfig, logger: Pick<Logger, 'warn'>): void {
+  if (!tls.rejectUnauthorized) {
+    logger.warn({ route: routeName, target }, `TLS certificate verification is OFF for the ${target} of route "${routeName}": anyone on the network path can read its tokens`);
   }
 }
 

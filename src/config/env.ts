@@ -7,6 +7,8 @@ export interface EnvVariable {
   readonly path: string;
   readonly description: string;
   readonly kind?: 'number' | 'boolean' | 'form' | 'list';
+  /** Set but empty is a value ("" scheme: the bare token), not "unset". */
+  readonly emptyIsValue?: boolean;
 }
 
 export const envPrefix = 'BEARER_SIDECAR_';
@@ -15,6 +17,7 @@ export const envVariables: readonly EnvVariable[] = [
   { name: 'BEARER_SIDECAR_UPSTREAM', path: 'routes[0].upstream', description: 'upstream API base URL (the preset gives one)' },
   { name: 'BEARER_SIDECAR_PRESET', path: 'routes[0].auth.preset', description: 'megaport | megaport-staging | cyxtera' },
   { name: 'BEARER_SIDECAR_TOKEN_URL', path: 'routes[0].auth.tokenUrl', description: 'token endpoint (the preset gives one)' },
+  { name: 'BEARER_SIDECAR_ISSUER', path: 'routes[0].auth.issuer', description: 'instead of the token URL: the issuer whose discovery document names it' },
   { name: 'BEARER_SIDECAR_AUTH_METHOD', path: 'routes[0].auth.method', description: 'client_secret_basic | client_secret_post | private_key_jwt | tls_client_auth' },
   { name: 'BEARER_SIDECAR_CLIENT_ID', path: 'routes[0].auth.clientId', description: 'client id (API key)' },
   { name: 'BEARER_SIDECAR_CLIENT_ID_FILE', path: 'routes[0].auth.clientIdFile', description: 'file holding the client id' },
@@ -28,6 +31,8 @@ export const envVariables: readonly EnvVariable[] = [
   { name: 'BEARER_SIDECAR_AUDIENCE', path: 'routes[0].auth.audience', description: 'audience form field' },
   { name: 'BEARER_SIDECAR_EXTRA_PARAMS', path: 'routes[0].auth.extraParams', description: 'more form fields, as a=1&b=2', kind: 'form' },
   { name: 'BEARER_SIDECAR_ALLOW_INSECURE_TOKEN_URL', path: 'routes[0].auth.allowInsecureTokenUrl', description: 'true to allow an http:// token URL off loopback', kind: 'boolean' },
+  { name: 'BEARER_SIDECAR_INJECT_HEADER', path: 'routes[0].inject.header', description: 'header the token goes in (default Authorization)' },
+  { name: 'BEARER_SIDECAR_INJECT_SCHEME', path: 'routes[0].inject.scheme', description: 'scheme before the token (default Bearer; set but empty: the bare token)', emptyIsValue: true },
   { name: 'BEARER_SIDECAR_ROUTE_NAME', path: 'routes[0].name', description: 'route name in logs and /readyz (default: the preset, else "api")' },
   { name: 'BEARER_SIDECAR_PREFIX', path: 'routes[0].prefix', description: 'local path prefix (default /)' },
   { name: 'BEARER_SIDECAR_HOST', path: 'listen.host', description: 'proxy listen address (default 127.0.0.1)' },
@@ -66,7 +71,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): EnvConfig {
   const raw: Record<string, unknown> = { routes: [{ auth: {} }] };
   for (const variable of envVariables) {
     const value = env[variable.name];
-    if (value === undefined || value === '') continue;
+    if (value === undefined || (value === '' && !variable.emptyIsValue)) continue;
     setPath(raw, variable.path, convert(value, variable.kind));
   }
   const route = (raw.routes as Record<string, unknown>[])[0] as Record<string, unknown>;

@@ -5,12 +5,13 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { credentialUrlProblem } from './endpoint-url.js';
 import { interpolate } from './interpolate.js';
 import { presets } from './presets.js';
-import { configSchema, normalisePrefix, type RawAuth, type RawRoute } from './schema.js';
+import { configSchema, inProcessSchema, normalisePrefix, type RawAuth, type RawRoute } from './schema.js';
 import { SecretSource } from './secret.js';
 import { resolveInbound, resolveSigningKey, resolveTls } from './security.js';
-import type { AuthConfig, RouteConfig, SidecarConfig } from './types.js';
+import type { AuthConfig, RouteConfig, SidecarConfig, TlsConfig } from './types.js';
 
 export interface LoadOptions {
   readonly env?: NodeJS.ProcessEnv;
@@ -64,6 +65,33 @@ export function resolveConfig(input: unknown, options: LoadOptions = {}): Sideca
   });
 }
 
+/** What the library takes from a program, resolved (see inProcessSchema). */
+export interface InProcessConfig {
+  readonly auth: AuthConfig;
+  readonly tls: TlsConfig;
+  readonly replayBodyLimitBytes: number;
+}
+
+/**
+ * Validates and resolves a route's `auth` (and the plugin's `tls`, `replayBodyLimitBytes`) given in
+ * code, by the config file's rules and with its messages, each led by the field's path
+ * (`auth.clientSecret: is required (or clientSecretFile)`). Strings are taken as they are: no
+ * ${VAR} interpolation (that is the config file's). Secret and CA files are read once here, as at
+ * start-up. Throws ConfigError.
+ */
+export function resolveInProcessOptions(input: { auth?: unknown; tls?: unknown; replayBodyLimitBytes?: unknown }): InProcessConfig {
+  const result = inProcessSchema.safeParse(input);
+  if (!result.success) throw namedError(result.error.issues.map(formatIssue), undefined);
+  const problems: string[] = [];
+  const resolved = {
+    auth: resolveAuth(result.data.auth, 'auth', problems),
+    tls: resolveTls(result.data.tls, 'tls', problems),
+    replayBodyLimitBytes: result.data.replayBodyLimitBytes,
+  };
+  if (problems.length > 0) throw namedError(problems, undefined);
+  return deepFreeze(resolved);
+}
+
 function resolveRoute(route: RawRoute, at: string, problems: string[]): RouteConfig {
   const preset = route.auth.preset ? presets[route.auth.preset as keyof typeof presets] : undefined;
   const upstream = new URL((route.upstream ?? preset?.upstream) as string);
@@ -76,6 +104,7 @@ function resolveRoute(route: RawRoute, at: string, problems: string[]): RouteCon
     upstreamBasePath: upstream.pathname.replace(/\/+$/, ''),
     websocket: route.websocket,
     auth: resolveAuth(route.auth, `${at}.auth`, problems),
+    inject: { header: route.inject.header.toLowerCase(), scheme: route.inject.scheme },
     connectTimeoutMs: route.connectTimeoutMs,
     responseTimeoutMs: route.responseTimeoutMs,
     tls: resolveTls(route.tls, `${at}.tls`, problems),
@@ -88,16 +117,17 @@ function resolveRoute(route: RawRoute, at: string, problems: string[]): RouteCon
 
 function resolveAuth(auth: RawAuth, at: string, problems: string[]): AuthConfig {
   const preset = auth.preset ? presets[auth.preset as keyof typeof presets] : undefined;
-  const tokenUrl = (auth.tokenUrl ?? preset?.tokenUrl) as string;
-  const url = new URL(tokenUrl);
-  // Credentials in the URL would be printed by `check` and logged; they belong in clientId/clientSecret.
-  if (url.username || url.password) problems.push(`${at}.tokenUrl: must not carry credentials (use clientId and clientSecret)`);
-  if (url.protocol === 'http:' && !isLoopback(url.hostname) && !auth.allowInsecureTokenUrl) {
-    problems.push(`${at}.tokenUrl: http:// would send the client secret in clear text; use https:// or set allowInsecureTokenUrl: true`);
-  }
+  // A tokenUrl given wins over an issuer; an issuer given wins over a preset's tokenUrl.
+  const tokenUrl = auth.tokenUrl ?? (auth.issuer === undefined ? preset?.tokenUrl : undefined);
+  const issuer = tokenUrl === undefined ? auth.issuer : undefined;
+  if (tokenUrl !== undefined) checkCredentialUrl(tokenUrl, `${at}.tokenUrl`, auth.allowInsecureTokenUrl, problems);
+  if (issuer !== undefined) checkIssuer(issuer, `${at}.issuer`, auth.allowInsecureTokenUrl, problems);
   const clientId = secretSource(auth.clientId, auth.clientIdFile, `${at}.clientIdFile`, problems);
   const method = auth.method ?? preset?.method ?? 'client_secret_basic';
-  if (method === 'tls_client_auth' && url.protocol !== 'https:') problems.push(`${at}.tokenUrl: tls_client_auth needs https:// (the client certificate goes in the TLS handshake)`);
+  const endpoint = tokenUrl ?? issuer;
+  if (method === 'tls_client_auth' && endpoint !== undefined && new URL(endpoint).protocol !== 'https:') {
+    problems.push(`${at}.${tokenUrl === undefined ? 'issuer' : 'tokenUrl'}: tls_client_auth needs https:// (the client certificate goes in the TLS handshake)`);
+  }
   // The schema has checked which credentials each method has.
   const secretBased = method === 'client_secret_basic' || method === 'client_secret_post';
   const clientSecret = secretBased ? secretSource(auth.clientSecret, auth.clientSecretFile, `${at}.clientSecretFile`, problems) : undefined;
@@ -107,7 +137,9 @@ function resolveAuth(auth: RawAuth, at: string, problems: string[]): AuthConfig 
   return {
     preset: auth.preset as AuthConfig['preset'],
     tokenUrl,
+    issuer,
     method,
+    methodSet: (auth.method ?? preset?.method) !== undefined,
     clientId,
     clientSecret,
     privateKey: signing?.privateKey,
@@ -126,6 +158,7 @@ function resolveAuth(auth: RawAuth, at: string, problems: string[]): AuthConfig 
     tokenWaitMs: auth.tokenWaitMs,
     refreshOn401CooldownSeconds: auth.refreshOn401CooldownSeconds,
     retry: auth.retry,
+    allowInsecureTokenUrl: auth.allowInsecureTokenUrl,
     tls: resolveTls(auth.tls, `${at}.tls`, problems),
   };
 }
@@ -141,9 +174,16 @@ function secretSource(value: string | undefined, file: string | undefined, fileF
   return source;
 }
 
-export function isLoopback(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '');
-  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
+function checkCredentialUrl(value: string, field: string, allowInsecure: boolean, problems: string[], risk?: string): void {
+  const problem = credentialUrlProblem(new URL(value), allowInsecure, risk);
+  if (problem) problems.push(`${field}: ${problem}`);
+}
+
+/** RFC 8414 §2: an issuer is an https URL without query or fragment (http on loopback, as token URLs). */
+function checkIssuer(value: string, field: string, allowInsecure: boolean, problems: string[]): void {
+  const url = new URL(value);
+  if (url.search || url.hash) problems.push(`${field}: must not carry a query string or fragment (RFC 8414 §2)`);
+  else checkCredentialUrl(value, field, allowInsecure, problems, 'would let anyone on the network path change the token endpoint the client secret is sent to');
 }
 
 function formatIssue(issue: z.core.$ZodIssue): string {

@@ -45,13 +45,43 @@ const tlsSchema = z
 /** Header names a shared secret must not take: the sidecar or HTTP itself gives them meaning. */
 const reservedHeaders = new Set(['authorization', 'proxy-authorization', 'host', 'cookie', 'content-length', 'content-type', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer', 'keep-alive', 'expect']);
 
+/** RFC 9110 §5.6.2 token characters: header names and authentication schemes. */
+const tokenChars = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
+
 const sharedSecretHeaderSchema = z.strictObject({
   name: z
     .string()
-    .regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be a header name such as x-sidecar-key')
+    .regex(tokenChars, 'must be a header name such as x-sidecar-key')
     .refine((name) => !reservedHeaders.has(name.toLowerCase()), 'must not be a standard header; use your own such as x-sidecar-key'),
   value: z.string().min(16, 'must be at least 16 characters').optional(),
   valueFile: z.string().min(1).optional(),
+});
+
+/**
+ * Header names the token must not go in: those that frame the message or the connection, that HTTP
+ * or the WebSocket handshake gives meaning to, or that the sidecar sets itself. Authorization is
+ * the default, so it is allowed here.
+ */
+const notInjectable = new Set([
+  ...[...reservedHeaders].filter((name) => name !== 'authorization'),
+  'proxy-connection',
+  'x-request-id',
+  'set-cookie',
+  'forwarded',
+  ...['key', 'version', 'extensions', 'protocol', 'accept'].map((suffix) => `sec-websocket-${suffix}`),
+]);
+
+/** Where a route puts its token: `header: scheme token`, or the bare token when scheme is "". */
+const injectSchema = z.strictObject({
+  header: z
+    .string()
+    .regex(tokenChars, 'must be a header name such as Authorization or X-Api-Token')
+    .refine((name) => !notInjectable.has(name.toLowerCase()), 'is a header HTTP or the sidecar gives its own meaning; use Authorization or your API\'s header such as X-Api-Token')
+    .default('Authorization'),
+  scheme: z
+    .string()
+    .refine((scheme) => scheme === '' || tokenChars.test(scheme), 'must be an authentication scheme such as Bearer or Token (letters, digits, no spaces), or "" for the bare token')
+    .default('Bearer'),
 });
 
 const retrySchema = z.strictObject({
@@ -63,9 +93,11 @@ const retrySchema = z.strictObject({
   maxTimeMs: z.number().int().positive().default(60_000),
 });
 
-const authSchema = z.strictObject({
+export const authSchema = z.strictObject({
   preset: z.enum(presetNames as [string, ...string[]]).optional(),
   tokenUrl: httpUrl.optional(),
+  /** Instead of tokenUrl: the token endpoint comes from this issuer's discovery document (RFC 8414, OpenID Connect Discovery). */
+  issuer: httpUrl.optional(),
   method: z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth']).optional(),
   clientId: z.string().min(1, 'must not be empty').optional(),
   clientIdFile: z.string().min(1).optional(),
@@ -117,6 +149,8 @@ const routeSchema = z.strictObject({
   upstream: httpUrl.optional(),
   websocket: z.boolean().default(false),
   auth: authSchema,
+  /** The header the token goes in, and the scheme before it. */
+  inject: injectSchema.default(() => injectSchema.parse({})),
   /** Upstream timeouts: TCP/TLS connect, and waiting for response headers or body data. */
   connectTimeoutMs: z.number().int().positive().default(10_000),
   responseTimeoutMs: z.number().int().positive().default(60_000),
@@ -212,6 +246,9 @@ export const configSchema = z
   .superRefine((config, ctx) => {
     const names = new Map<string, number>();
     const prefixes = new Map<string, number>();
+    // A shared-secret header of a reserved name (Authorization, say) is refused on its own line.
+    const secretName = config.listen.sharedSecretHeader?.name.toLowerCase();
+    const clashes = (header: string) => secretName !== undefined && !reservedHeaders.has(secretName) && header.toLowerCase() === secretName;
     config.routes.forEach((route, index) => {
       const previousName = names.get(route.name);
       if (previousName !== undefined) {
@@ -222,7 +259,11 @@ export const configSchema = z
       if (previousPrefix !== undefined) {
         ctx.addIssue({ code: 'custom', path: ['routes', index, 'prefix'], message: `"${route.prefix}" is already the prefix of routes[${previousPrefix}]` });
       } else prefixes.set(prefix, index);
-      checkAuth(route.auth, route.upstream, ['routes', index], ctx);
+      checkAuth(route.auth, ['routes', index], ctx);
+      if (!route.upstream && !route.auth.preset) ctx.addIssue({ code: 'custom', path: ['routes', index, 'upstream'], message: 'is required (or set auth.preset)' });
+      if (clashes(route.inject.header)) {
+        ctx.addIssue({ code: 'custom', path: ['routes', index, 'inject', 'header'], message: "is listen.sharedSecretHeader's name, which the sidecar removes; pick another" });
+      }
     });
     const secretHeader = config.listen.sharedSecretHeader;
     if (secretHeader && (secretHeader.value === undefined) === (secretHeader.valueFile === undefined)) {
@@ -230,12 +271,11 @@ export const configSchema = z
     }
   });
 
-function checkAuth(auth: RawAuth, upstream: string | undefined, at: (string | number)[], ctx: z.RefinementCtx): void {
+function checkAuth(auth: RawAuth, at: (string | number)[], ctx: z.RefinementCtx): void {
   const need = (present: unknown, field: string, message: string) => {
     if (!present) ctx.addIssue({ code: 'custom', path: [...at, 'auth', field], message });
   };
-  need(auth.tokenUrl ?? auth.preset, 'tokenUrl', 'is required (or set a preset)');
-  if (!upstream && !auth.preset) ctx.addIssue({ code: 'custom', path: [...at, 'upstream'], message: 'is required (or set auth.preset)' });
+  need(auth.tokenUrl ?? auth.issuer ?? auth.preset, 'tokenUrl', 'is required (or set issuer, or a preset)');
   if (auth.clientId && auth.clientIdFile) ctx.addIssue({ code: 'custom', path: [...at, 'auth', 'clientIdFile'], message: 'set clientId or clientIdFile, not both' });
   else need(auth.clientId ?? auth.clientIdFile, 'clientId', 'is required (or clientIdFile)');
   checkCredentials(auth, [...at, 'auth'], ctx);
@@ -267,6 +307,19 @@ function checkCredentials(auth: RawAuth, at: (string | number)[], ctx: z.Refinem
   }
 }
 
+/**
+ * What a program gives the library (createTokenSource, the Fastify plugin): a route's `auth`, and
+ * for the plugin the route's `tls` and `replayBodyLimitBytes`, validated by the same rules under
+ * the same names, so a problem reads `auth.clientSecret: ...` as it would in a config file.
+ */
+export const inProcessSchema = z
+  .strictObject({
+    auth: authSchema,
+    tls: routeSchema.shape.tls,
+    replayBodyLimitBytes: routeSchema.shape.replayBodyLimitBytes,
+  })
+  .superRefine((options, ctx) => checkAuth(options.auth, [], ctx));
+
 /** `/a/` and `/a` serve the same requests, so they count as one prefix. */
 export function normalisePrefix(prefix: string): string {
   return prefix.length > 1 && prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
@@ -275,5 +328,9 @@ export function normalisePrefix(prefix: string): string {
 export type RawConfig = z.infer<typeof configSchema>;
 export type RawRoute = z.infer<typeof routeSchema>;
 export type RawAuth = z.infer<typeof authSchema>;
+/** A route's `auth` as written (before defaults): what createTokenSource and the Fastify plugin take. */
+export type AuthOptions = z.input<typeof authSchema>;
+/** A route's `tls` as written. */
+export type TlsOptions = z.input<typeof routeSchema.shape.tls>;
 export type RawListen = z.infer<typeof listenSchema>;
 export type RawTls = z.infer<typeof tlsSchema>;

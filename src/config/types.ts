@@ -35,8 +35,13 @@ export interface ClientCertificateConfig {
 
 export interface AuthConfig {
   readonly preset: PresetName | undefined;
-  readonly tokenUrl: string;
+  /** The token endpoint; undefined when it is discovered from `issuer` (exactly one of the two is set). */
+  readonly tokenUrl: string | undefined;
+  /** The issuer whose discovery document names the token endpoint; undefined when `tokenUrl` is set. */
+  readonly issuer: string | undefined;
   readonly method: AuthMethod;
+  /** False when `method` is the default: discovery may then pick client_secret_post instead. */
+  readonly methodSet: boolean;
   readonly clientId: SecretSource;
   /** client_secret_basic and client_secret_post only. */
   readonly clientSecret: SecretSource | undefined;
@@ -60,7 +65,16 @@ export interface AuthConfig {
   readonly tokenWaitMs: number;
   readonly refreshOn401CooldownSeconds: number;
   readonly retry: RetryConfig;
+  /** An http:// token URL, issuer or discovered token endpoint is accepted off loopback. */
+  readonly allowInsecureTokenUrl: boolean;
   readonly tls: TlsConfig;
+}
+
+export interface InjectConfig {
+  /** Lower case. */
+  readonly header: string;
+  /** "" for the bare token. */
+  readonly scheme: string;
 }
 
 export interface RouteConfig {
@@ -73,6 +87,8 @@ export interface RouteConfig {
   readonly upstreamBasePath: string;
   readonly websocket: boolean;
   readonly auth: AuthConfig;
+  /** Where the token goes: `header: scheme token` (scheme "" sends the bare token). */
+  readonly inject: InjectConfig;
   readonly connectTimeoutMs: number;
   readonly responseTimeoutMs: number;
   readonly tls: TlsConfig;

@@ -18,6 +18,8 @@ export interface EchoUpstreamOptions {
   readonly signingKey: string;
   /** Tokens to refuse although validly signed (revoked), for tests of the 401 replay. */
   readonly isRevoked?: (token: string) => boolean;
+  /** Where the token is read from (a route's inject): default `authorization` with `Bearer`; scheme "" for the bare token. */
+  readonly tokenIn?: { readonly header: string; readonly scheme: string };
 }
 
 export interface EchoRecord {
@@ -44,27 +46,29 @@ export async function startEchoUpstream(options: EchoUpstreamOptions): Promise<E
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     received.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
     if (!claimsOf(req)) {
-      const body = JSON.stringify({ error: 'invalid_token', message: req.headers.authorization ? 'bearer token rejected' : 'no bearer token' });
+      const body = JSON.stringify({ error: 'invalid_token', message: req.headers[tokenHeader] ? 'bearer token rejected' : 'no bearer token' });
       socket.end(`HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
       return;
     }
     websockets.handleUpgrade(req, socket, head, (ws) => websockets.emit('connection', ws, req));
   });
 
+  const tokenHeader = options.tokenIn?.header.toLowerCase() ?? 'authorization';
+  const tokenPrefix = options.tokenIn ? (options.tokenIn.scheme ? `${options.tokenIn.scheme} ` : '') : 'Bearer ';
+
   function claimsOf(req: IncomingMessage): Record<string, unknown> | undefined {
-    const auth = req.headers.authorization ?? '';
-    const token = auth.startsWith('Bearer ') ? auth.slice(7) : '';
+    const value = req.headers[tokenHeader];
+    const token = typeof value === 'string' && value.startsWith(tokenPrefix) ? value.slice(tokenPrefix.length) : '';
     return token && !options.isRevoked?.(token) ? verifyJwt(token, options.signingKey) : undefined;
   }
 
   function handle(req: IncomingMessage, res: ServerResponse): void {
     received.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
-    const auth = req.headers.authorization ?? '';
     const claims = claimsOf(req);
     if (!claims) {
       req.resume();
       res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer error="invalid_token"' });
-      res.end(JSON.stringify({ error: 'invalid_token', message: auth ? 'bearer token rejected' : 'no bearer token' }));
+      res.end(JSON.stringify({ error: 'invalid_token', message: req.headers[tokenHeader] ? 'bearer token rejected' : 'no bearer token' }));
       return;
     }
     const url = new URL(req.url ?? '/', 'http://upstream');

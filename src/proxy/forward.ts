@@ -21,6 +21,7 @@ import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { errors, type Dispatcher } from 'undici';
 import { SidecarError } from '../errors.js';
+import { tokenAfterRejection } from '../token/rejected.js';
 import type { TokenSource } from '../token/token-source.js';
 import type { RequestHeaderBuilder, ResponseHeaderBuilder } from './headers.js';
 
@@ -79,7 +80,7 @@ export function failed(reply: FastifyReply, err: unknown): void {
 }
 
 /** True once the caller's connection is gone (or its response closed): nothing can reach it. */
-function callerGone(res: ServerResponse): boolean {
+export function callerGone(res: ServerResponse): boolean {
   return res.destroyed || res.socket === null || res.socket.destroyed;
 }
 
@@ -135,7 +136,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       {
         path: this.#path,
         method: request.method as Dispatcher.HttpMethod,
-        headers: this.#options.requestHeaders(request.raw, `Bearer ${this.#token}`, request.id),
+        headers: this.#options.requestHeaders(request.raw, this.#token, request.id),
         body: this.#body ?? null,
       },
       this,
@@ -244,19 +245,13 @@ class Exchange implements Dispatcher.DispatchHandler {
    */
   #replayOrRelay(controller: Dispatcher.DispatchController, headers: Record<string, string | string[] | undefined>): void {
     const { tokens, route } = this.#options;
-    const rejected = this.#token;
     this.#deciding = true;
-    // Not awaited: a failing token endpoint may keep the refresh busy for long; getToken waits
-    // at most tokenWaitMs, and returns the same token when the report was ignored (cooldown).
-    void tokens.invalidate(rejected);
-    tokens
-      .getToken()
-      .catch(() => undefined)
+    tokenAfterRejection(tokens, this.#token)
       .then((fresh) => {
         this.#deciding = false;
         if (this.#done) return;
         const ended = this.#endedWhileDeciding;
-        if (!fresh || fresh === rejected) {
+        if (!fresh) {
           this.#request.log.debug({ route }, 'upstream answered 401 and no other token is available; passing the 401 on');
           if (!this.#relayHead(controller, 401, headers)) return;
           if (ended) this.onResponseEnd();
@@ -294,14 +289,15 @@ export function requestBody(request: FastifyRequest): Readable | undefined {
 }
 
 /** The body's length when it is known and small enough to keep; else undefined. */
-function keptLength(request: FastifyRequest, limitBytes: number): number | undefined {
+export function keptLength(request: FastifyRequest, limitBytes: number): number | undefined {
   const header = request.headers['content-length'];
   if (request.headers['transfer-encoding'] !== undefined || header === undefined || !/^\d+$/.test(header)) return undefined;
   const length = Number(header);
   return length <= limitBytes ? length : undefined;
 }
 
-async function readBody(body: Readable, length: number): Promise<Buffer> {
+/** Reads a body of a known `length` into memory; BSC_BAD_REQUEST when it does not match. */
+export async function readBody(body: Readable, length: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   try {

@@ -1,6 +1,7 @@
 // What a route does to headers: the request headers sent upstream are built in one pass from the
 // caller's (hop-by-hop, Host, forwarded headers, cookies and the listener's shared-secret header
-// left out; Authorization and X-Request-Id set by us), and the upstream's response headers are
+// left out; the token's header (routes[].inject, Authorization by default) and X-Request-Id set by
+// us), and the upstream's response headers are
 // copied back the same way (hop-by-hop out, Location mapped back under the route's prefix, cookies
 // only when the route forwards them). The name sets are built once per route; per request this
 // is one loop over the headers there are, into a fresh object (no deletes of absent names).
@@ -17,7 +18,7 @@ export type OutgoingHeaders = Record<string, string | string[]>;
  * send a request that carries it. Host is the upstream's (undici sets it from the origin);
  * Transfer-Encoding is undici's to choose for the body it sends.
  */
-const hopByHopRequestHeaders = ['connection', 'proxy-authorization', 'proxy-connection', 'keep-alive', 'te', 'trailer', 'upgrade', 'expect', 'host', 'transfer-encoding'];
+export const hopByHopRequestHeaders = ['connection', 'proxy-authorization', 'proxy-connection', 'keep-alive', 'te', 'trailer', 'upgrade', 'expect', 'host', 'transfer-encoding'];
 
 /** Headers through which a caller could claim to be someone or somewhere else to the upstream. */
 const forwardedHeaderNames = ['forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-prefix', 'x-real-ip'];
@@ -28,21 +29,26 @@ export interface HeaderPolicyOptions {
   readonly sharedSecretHeader?: string | undefined;
 }
 
-/** Builds the headers of an upstream request: the caller's, filtered, plus Authorization and X-Request-Id. */
-export type RequestHeaderBuilder = (raw: IncomingMessage, authorization: string, requestId: string) => OutgoingHeaders;
+/** Builds the headers of an upstream request: the caller's, filtered, plus the token's header and X-Request-Id. */
+export type RequestHeaderBuilder = (raw: IncomingMessage, token: string, requestId: string) => OutgoingHeaders;
 
 export function requestHeaderPolicy({ route, sharedSecretHeader }: HeaderPolicyOptions): RequestHeaderBuilder {
   const drop = new Set([
     ...hopByHopRequestHeaders,
-    // Whatever the caller sent as Authorization or X-Request-Id is replaced, never forwarded.
+    // Whatever the caller sent as Authorization, X-Request-Id or the token's header is replaced (or
+    // dropped: Authorization also when the token goes elsewhere), never forwarded.
     'authorization',
     'x-request-id',
+    route.inject.header,
     ...(sharedSecretHeader ? [sharedSecretHeader.toLowerCase()] : []),
     ...(route.forwardedHeaders === 'pass' ? [] : forwardedHeaderNames.filter((name) => route.forwardedHeaders === 'strip' || name !== 'x-forwarded-for')),
     ...(route.forwardCookies ? [] : ['cookie']),
   ]);
   const append = route.forwardedHeaders === 'append';
-  return (raw, authorization, requestId) => {
+  // Worked out once here, so a request costs what it did before the header was configurable.
+  const tokenHeader = route.inject.header;
+  const tokenPrefix = route.inject.scheme === '' ? '' : `${route.inject.scheme} `;
+  return (raw, token, requestId) => {
     const source = raw.headers;
     const headers: OutgoingHeaders = {};
     for (const name in source) {
@@ -60,7 +66,7 @@ export function requestHeaderPolicy({ route, sharedSecretHeader }: HeaderPolicyO
       headers['x-forwarded-proto'] = 'http';
       if (source.host) headers['x-forwarded-host'] = source.host;
     }
-    headers.authorization = authorization;
+    headers[tokenHeader] = tokenPrefix + token;
     headers['x-request-id'] = requestId;
     return headers;
   };

@@ -25,7 +25,7 @@ import type { UpgradeRoute, WebSocketProxy } from './websocket.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** The bearer token a WebSocket upgrade is dialled with. */
+    /** The token a WebSocket upgrade is dialled with (in the route's inject header). */
     bearerToken: string;
     /** The route serving this request, from the generation in force when it arrived; null when none serves its path. */
     sidecarRoute: ProxyRoute | null;
@@ -94,7 +94,7 @@ export class ProxyRoute {
     this.#upgrades = {
       route,
       tokens,
-      rewriteRequestHeaders: (request: FastifyRequest) => requestHeaders(request.raw, `Bearer ${request.bearerToken}`, request.id),
+      rewriteRequestHeaders: (request: FastifyRequest) => requestHeaders(request.raw, request.bearerToken, request.id),
       rewriteResponseHeaders: responseHeaders,
     };
   }

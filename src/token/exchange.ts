@@ -19,16 +19,21 @@ export interface Token {
 export interface ExchangeOptions {
   readonly signal?: AbortSignal;
   readonly dispatcher?: Dispatcher;
+  /** The token endpoint for this request (discovered from auth.issuer); default auth.tokenUrl. */
+  readonly tokenUrl?: string;
   /** Wall-clock now in ms, for JWT exp. */
   readonly now?: () => number;
 }
 
 /** OAuth2 error codes that no retry can fix (RFC 6749 §5.2). */
 const permanentErrors = new Set(['invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope', 'invalid_request']);
+/** The largest token response (and discovery document) read. */
 const maxResponseBytes = 256 * 1024;
 
 export async function exchangeClientCredentials(auth: AuthConfig, options: ExchangeOptions = {}): Promise<Token> {
-  const tokenUrl = auth.tokenUrl;
+  const tokenUrl = options.tokenUrl ?? auth.tokenUrl;
+  // A programming error, not a token failure: discovery resolves the URL before any exchange.
+  if (tokenUrl === undefined) throw new TypeError('no token URL: resolve auth.issuer first (token/discovery.ts)');
   const client = await clientAuthentication(auth, tokenUrl, (options.now ?? Date.now)());
   const form = new URLSearchParams({ grant_type: 'client_credentials' });
   if (auth.scope) form.set('scope', auth.scope);
@@ -79,14 +84,7 @@ export async function exchangeClientCredentials(auth: AuthConfig, options: Excha
 function parseTokenResponse(text: string, status: number, auth: AuthConfig, startedAt: number, scrub: (m: string) => string): Token {
   const malformed = (why: string) => new TokenError('BSC_TOKEN_MALFORMED', `token endpoint answered ${status} but ${why}`, { retryable: true, status });
   if (text.trim() === '') throw malformed('the body is empty');
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw malformed('the body is not JSON');
-  }
-  if (!body || typeof body !== 'object' || Array.isArray(body)) throw malformed('the body is not a JSON object');
-  const fields = body as Record<string, unknown>;
+  const fields = parseJsonObject(text, (why) => malformed(`the body ${why}`));
   const accessToken = fields.access_token;
   if (typeof accessToken !== 'string' || accessToken === '') throw malformed('access_token is missing');
   if (/[\s\x00-\x1f\x7f]/.test(accessToken)) throw malformed('access_token contains characters not allowed in a header');
@@ -138,9 +136,21 @@ function errorFromResponse(status: number, text: string, retryAfter: string | st
   const retryable = (status === 408 || status === 429 || status >= 500) && !(oauthError && permanentErrors.has(oauthError));
   if (!retryable) {
     const hint = oauthError === 'invalid_client' || status === 401 ? `; ${rejectedHint}` : '';
-    return new TokenError('BSC_TOKEN_REJECTED', `${message}${hint}; not retrying`, { retryable: false, status });
+    return new TokenError('BSC_TOKEN_REJECTED', `${message}${hint}; retrying cannot change this answer`, { retryable: false, status });
   }
   return new TokenError('BSC_TOKEN_HTTP_ERROR', message, { retryable: true, retryAfterMs: parseRetryAfter(retryAfter, now), status });
+}
+
+/** `text` as a JSON object, else the error `malformed` makes of why ("is not JSON", "is not a JSON object"). */
+export function parseJsonObject(text: string, malformed: (why: string) => Error): Record<string, unknown> {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw malformed('is not JSON');
+  }
+  if (!body || typeof body !== 'object' || Array.isArray(body)) throw malformed('is not a JSON object');
+  return body as Record<string, unknown>;
 }
 
 /** Retry-After as delta-seconds or an HTTP date (RFC 9110 §10.2.3). */
@@ -152,7 +162,7 @@ export function parseRetryAfter(value: string | string[] | undefined, now: numbe
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
-async function readLimited(body: AsyncIterable<Buffer> & { destroy(): unknown }): Promise<string> {
+export async function readLimited(body: AsyncIterable<Buffer> & { destroy(): unknown }): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {

@@ -13,8 +13,8 @@ import type { Token } from './exchange.js';
 
 export interface TokenSourceOptions {
   readonly name: string;
-  /** One attempt at a token; throws TokenError. */
-  readonly fetchToken: (signal: AbortSignal) => Promise<Token>;
+  /** One attempt at a token; `attempt` counts the attempts of one fetch cycle from 1. Throws TokenError. */
+  readonly fetchToken: (signal: AbortSignal, attempt: number) => Promise<Token>;
   readonly refreshAheadRatio: number;
   readonly refreshAheadMinSeconds: number;
   readonly safetyMarginSeconds: number;
@@ -36,6 +36,8 @@ export interface TokenStatus {
   /** Seconds until the current token may no longer be sent; absent without a token. */
   readonly expiresInSeconds?: number;
   readonly lastError?: string;
+  /** The stable code of lastError (BSC_...). */
+  readonly lastErrorCode?: string;
 }
 
 interface CachedToken {
@@ -67,6 +69,17 @@ export function tokenSchedule(
 /** The longest Retry-After honoured; a longer one is read as this. */
 const maxRetryAfterMs = 3_600_000;
 
+/**
+ * The wait between fetch cycles after the token endpoint rejected the request (a TokenError that
+ * is not retryable: invalid_client, unauthorized_client, invalid_scope, any 4xx but 408 and 429):
+ * 1 minute after the first rejection, doubling to 15 minutes. Such an answer cannot change until
+ * someone fixes the credentials or the client's registration. A change of the credential files is
+ * tried at once (credentialsChanged), so this schedule only paces the checks for a fix made
+ * elsewhere (at the provider), slowly enough that no provider's rate limit or lockout minds it;
+ * answers that can change (5xx, 429, timeouts) keep the retry config's faster backoff.
+ */
+export const rejectedRetry = { firstDelayMs: 60_000, maxDelayMs: 15 * 60_000 } as const;
+
 export class TokenSource {
   readonly name: string;
   readonly #options: TokenSourceOptions;
@@ -78,9 +91,11 @@ export class TokenSource {
   /** After a failed fetch, requests fail fast until then instead of hammering the endpoint. */
   #retryNotBefore = 0;
   #consecutiveFailures = 0;
+  /** Rejections (non-retryable failures) since the last token or credentials change. */
+  #rejections = 0;
   #timer: TimerHandle | undefined;
   #closed = false;
-  #closedReason = 'the sidecar is shutting down';
+  #closedReason = 'the token source is closed (shutting down)';
   /** When a rejection (401) last made it drop the current token. */
   #droppedOn401At = Number.NEGATIVE_INFINITY;
   /** Bumped when the credential files change, so a fetch that read the old ones can tell. */
@@ -105,9 +120,9 @@ export class TokenSource {
 
   /** A token that may be sent now, fetching one (once, for all callers) if needed. Throws TokenError. */
   async getToken(): Promise<string> {
+    if (this.#closed) throw this.#unavailable(this.#closedReason);
     const token = this.peek();
     if (token) return token;
-    if (this.#closed) throw this.#unavailable(this.#closedReason);
     const now = this.#clock.now();
     if (!this.#inflight && this.#lastError && now < this.#retryNotBefore) {
       throw this.#unavailable(this.#lastError.message, this.#retryNotBefore - now);
@@ -145,12 +160,16 @@ export class TokenSource {
         return Promise.resolve();
       }
       this.#current = undefined;
-      this.#retryNotBefore = 0;
       this.#droppedOn401At = now;
+      if (this.#rejectedUntil(now)) {
+        this.#options.logger?.warn({ route: this.name }, 'upstream rejected the token; the token endpoint rejected the credentials too, so no new token before the next scheduled attempt');
+        return Promise.resolve();
+      }
+      this.#retryNotBefore = 0;
       this.#options.logger?.warn({ route: this.name }, 'upstream rejected the token; fetching a new one');
     }
-    // A newer token already replaced the rejected one: nothing to fetch.
-    if (this.peek()) return Promise.resolve();
+    // A newer token already replaced the rejected one, or the credentials were rejected: nothing to fetch.
+    if (this.peek() || this.#rejectedUntil(now)) return Promise.resolve();
     return this.refresh().catch(() => {});
   }
 
@@ -165,6 +184,7 @@ export class TokenSource {
     if (!this.#lastError || this.#inflight) return; // a fetch under way retries at its end (see #reject)
     this.#options.logger?.info({ route: this.name }, 'credentials changed after a failed token request; retrying now');
     this.#retryNotBefore = 0;
+    this.#rejections = 0;
     void this.refresh().catch(() => {});
   }
 
@@ -188,7 +208,7 @@ export class TokenSource {
       name: this.name,
       state,
       ...(current ? { expiresInSeconds: Math.floor((current.usableUntil - now) / 1000) } : {}),
-      ...(this.#lastError ? { lastError: this.#lastError.message } : {}),
+      ...(this.#lastError ? { lastError: this.#lastError.message, lastErrorCode: this.#lastError.code } : {}),
     };
   }
 
@@ -214,9 +234,9 @@ export class TokenSource {
     let obtainedAt = 0;
     try {
       const token = await pRetry(
-        () => {
+        (attempt) => {
           obtainedAt = this.#clock.now();
-          return this.#options.fetchToken(signal);
+          return this.#options.fetchToken(signal, attempt);
         },
         {
           retries: retry.retries,
@@ -259,6 +279,7 @@ export class TokenSource {
     this.#current = { value: token.accessToken, lifetimeSeconds: token.lifetimeSeconds, usableUntil, refreshAt };
     this.#lastError = undefined;
     this.#consecutiveFailures = 0;
+    this.#rejections = 0;
     this.#retryNotBefore = 0;
     this.#schedule(refreshAt);
     this.#options.onFetch?.('success');
@@ -276,10 +297,14 @@ export class TokenSource {
   #reject(error: TokenError, credentialsChanged: boolean): void {
     this.#lastError = error;
     this.#consecutiveFailures += 1;
+    if (!error.retryable) this.#rejections += 1;
     const { minDelayMs, maxDelayMs } = this.#options.retry;
-    // Back off between whole fetch cycles too, growing with each failed cycle, and at least as
-    // long as the endpoint's Retry-After asked (up to an hour, against absurd values).
-    const grown = Math.min(maxDelayMs, Math.max(minDelayMs, 1000) * 2 ** Math.min(this.#consecutiveFailures - 1, 16));
+    // Back off between whole fetch cycles too, growing with each failed cycle (slowly after a
+    // rejection, see rejectedRetry), and at least as long as the endpoint's Retry-After asked (up
+    // to an hour, against absurd values).
+    const grown = error.retryable
+      ? Math.min(maxDelayMs, Math.max(minDelayMs, 1000) * 2 ** Math.min(this.#consecutiveFailures - 1, 16))
+      : Math.min(rejectedRetry.maxDelayMs, rejectedRetry.firstDelayMs * 2 ** Math.min(this.#rejections - 1, 16));
     const backoff = Math.max(grown, Math.min(error.retryAfterMs ?? 0, maxRetryAfterMs));
     const now = this.#clock.now();
     // Credentials that changed while this fetch used the old ones deserve an attempt at once.
@@ -308,6 +333,11 @@ export class TokenSource {
       this.#timer = undefined;
       void this.refresh().catch(() => {});
     }, at - this.#clock.now());
+  }
+
+  /** True while the last fetch was rejected (not retryable) and its next attempt is not yet due. */
+  #rejectedUntil(now: number): boolean {
+    return this.#lastError !== undefined && !this.#lastError.retryable && now < this.#retryNotBefore;
   }
 
   #unavailable(reason: string, retryAfterMs?: number): TokenError {

@@ -114,7 +114,7 @@ describe('bad config: one line per problem, led by the field path, never a secre
   const cases: [string, unknown, RegExp][] = [
     ['missing routes', {}, /^routes: is required$/],
     ['empty routes', { routes: [] }, /^routes: at least one route is required$/],
-    ['missing token URL', minimal({}, { upstream: 'https://x.example.com' }), /^routes\[0\]\.auth\.tokenUrl: is required \(or set a preset\)$/],
+    ['missing token URL', minimal({}, { upstream: 'https://x.example.com' }), /^routes\[0\]\.auth\.tokenUrl: is required \(or set issuer, or a preset\)$/],
     ['missing upstream', minimal({ tokenUrl: 'https://a.example.com/t' }), /^routes\[0\]\.upstream: is required/],
     ['wrong type', minimal({ preset: 'megaport', timeoutMs: 'soon' }), /^routes\[0\]\.auth\.timeoutMs: .*expected number/],
     ['bad URL', minimal({ tokenUrl: 'not a url' }, { upstream: 'https://x.example.com' }), /^routes\[0\]\.auth\.tokenUrl: must be an absolute http:\/\/ or https:\/\/ URL$/],

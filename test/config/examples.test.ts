@@ -9,12 +9,18 @@ import { loadConfigFile } from '../../src/config/load.js';
 const configDir = fileURLToPath(new URL('../../config/', import.meta.url));
 
 test('every example in config/ is a valid config once its variables are set', () => {
-  const secretFile = join(mkdtempSync(join(tmpdir(), 'bsc-examples-')), 'secret');
+  const dir = mkdtempSync(join(tmpdir(), 'bsc-examples-'));
+  const secretFile = join(dir, 'secret');
   writeFileSync(secretFile, 'example-secret\n');
-  // Any ${VAR} an example reads gets a value; *_FILE variables point at a readable file.
-  const env = new Proxy({} as NodeJS.ProcessEnv, {
-    get: (_target, name) => (typeof name === 'string' ? (name.endsWith('_FILE') ? secretFile : name.endsWith('_URL') ? 'http://127.0.0.1:9000/token' : 'a-value-of-sixteen-plus-characters') : undefined),
-  });
+  writeFileSync(join(dir, 'client-secret'), 'example-secret\n'); // systemd.yaml: ${CREDENTIALS_DIRECTORY}/client-secret
+  // Any ${VAR} an example reads gets a value; *_FILE variables point at a readable file, and
+  // *_DIRECTORY ones at the directory that holds it.
+  const value = (name: string) => {
+    if (name.endsWith('_FILE')) return secretFile;
+    if (name.endsWith('_DIRECTORY')) return dir;
+    return name.endsWith('_URL') ? 'http://127.0.0.1:9000/token' : 'a-value-of-sixteen-plus-characters';
+  };
+  const env = new Proxy({} as NodeJS.ProcessEnv, { get: (_target, name) => (typeof name === 'string' ? value(name) : undefined) });
   // compose.*.yaml files are docker-compose overrides, not sidecar configs.
   const files = readdirSync(configDir).filter((f) => /\.ya?ml$|\.json$/.test(f) && !f.startsWith('compose.'));
   assert.ok(files.length >= 4);

@@ -66,14 +66,16 @@ test('the slim request(): a POST with headers, body, timeouts and a dispatcher, 
   }
 });
 
-test('the bundle leaves out what the CLI never runs: fastify’s schema compilers and inject(), zod’s locales', () => {
+test('the bundle leaves out what the CLI never runs: fastify’s schema compilers and inject(), zod’s locales, the in-process library', () => {
   const map = JSON.parse(readFileSync(join(root, 'dist', 'main.js.map'), 'utf8')) as { sources: string[] };
   const bundled = (pkg: string) => map.sources.filter((source) => source.includes(`node_modules/${pkg}/`));
-  for (const pkg of ['ajv', '@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request']) {
+  // The Fastify plugin's forwarding (a peer dependency of bearer-sidecar/fastify) is not the sidecar's.
+  for (const pkg of ['ajv', '@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request', '@fastify/http-proxy', '@fastify/reply-from']) {
     assert.deepEqual(bundled(pkg), [], `${pkg} is not in dist/main.js`);
   }
   // fastify's error serializer uses fast-json-stringify's small runtime, not its compiler.
   assert.deepEqual(bundled('fast-json-stringify').filter((source) => !source.includes('/lib/serializer.js') && !source.includes('/lib/v8.js')), [], 'no fast-json-stringify compiler');
   assert.deepEqual(bundled('zod/v4/locales').filter((source) => !/\/(en|index)\.js$/.test(source)), [], 'only the English zod locale');
+  assert.deepEqual(map.sources.filter((source) => /\/src\/(fastify|library)\//.test(source)), [], 'nor the plugin, createTokenSource or the interceptor');
   assert.ok(bundled('fastify').length > 0 && bundled('zod').length > 0, 'the source map lists bundled packages');
 });

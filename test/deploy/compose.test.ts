@@ -51,6 +51,7 @@ test('compose: the sidecar is configured by environment variables alone and reac
   assert.equal(config.routes.length, 1);
   const route = config.routes[0];
   assert.ok(route);
+  assert.ok(route.auth.tokenUrl, 'a token URL, not an issuer');
   const tokenUrl = new URL(route.auth.tokenUrl);
   assert.equal(tokenUrl.hostname, 'token-server', 'the token endpoint by its service name');
   assert.equal(tokenUrl.port, tokenServer.PORT);

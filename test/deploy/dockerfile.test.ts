@@ -43,12 +43,12 @@ test('Dockerfile: the build stage installs from the lock file, compiles, and dro
   assert.ok(all.indexOf('npm run build') < all.search(/--omit=dev/), 'prune after the build');
   // What the build needs from the context (and .dockerignore must let through).
   const copied = build.instructions.filter((i) => i.keyword === 'COPY').flatMap((i) => copySources(i.args));
-  for (const path of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'src']) {
+  for (const path of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'src', 'LICENSE', 'THIRD_PARTY_LICENSES']) {
     assert.ok(copied.includes(path), `build stage copies ${path}`);
   }
 });
 
-test('Dockerfile: the runtime stage ships only package.json, dist/ and production node_modules from the build stage', () => {
+test('Dockerfile: the runtime stage ships only package.json, dist/, production node_modules and the licences from the build stage', () => {
   const copies = runtime.instructions.filter((i) => i.keyword === 'COPY' || i.keyword === 'ADD');
   assert.ok(copies.every((i) => i.keyword === 'COPY'), 'no ADD');
   const sources = copies.map((i) => {
@@ -56,7 +56,7 @@ test('Dockerfile: the runtime stage ships only package.json, dist/ and productio
     assert.equal(f.get('from'), 'build', `line ${i.line}: copies from the build stage, not the context`);
     return copySources(rest).join(' ');
   });
-  assert.deepEqual(sources.sort(), ['/app/dist', '/app/node_modules', '/app/package.json']);
+  assert.deepEqual(sources.sort(), ['/app/LICENSE /app/THIRD_PARTY_LICENSES', '/app/dist', '/app/node_modules', '/app/package.json']);
   assert.equal(last(runtime, 'WORKDIR')?.args, '/app', 'paths in ENTRYPOINT resolve from /app');
   assert.equal(last(build as Stage, 'WORKDIR')?.args, '/app');
   const env = runtime.instructions.filter((i) => i.keyword === 'ENV').map((i) => i.args).join(' ');
@@ -144,7 +144,7 @@ test('.dockerignore keeps .git, tests, node_modules, dist and .env out, and lets
   for (const path of ['.git/HEAD', 'node_modules/yaml/package.json', 'dist/cli.js', 'test/deploy/dockerfile.test.ts', '.env', 'coverage/x', 'README.md', 'docker-compose.yml']) {
     assert.ok(ignored(path), `${path} is kept out of the build context`);
   }
-  for (const path of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', ...filesUnder('src')]) {
+  for (const path of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'LICENSE', 'THIRD_PARTY_LICENSES', ...filesUnder('src')]) {
     assert.ok(!ignored(path), `${path} is in the build context`);
   }
 });

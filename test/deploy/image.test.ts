@@ -173,7 +173,7 @@ before(async () => {
   imageCommand = entrypoint;
   sidecar = start([...entrypoint, ...cmd], containerEnv);
   await until('/readyz 200', async () => (await fetch(`http://127.0.0.1:${adminPort}/readyz`).catch(() => undefined))?.status === 200, sidecar);
-});
+}, { timeout: 300_000 }); // a build and an npm ci: under a loaded machine (and beside global-install.test.ts's npm install) more than the runner's 120 s
 
 after(() => {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -184,6 +184,7 @@ test('image: the runtime layout has production dependencies only, and every one 
   assert.ok(existsSync(join(workdir, 'dist/cli.js')));
   assert.ok(existsSync(join(workdir, 'package.json')), 'package.json next to dist/ ("type": "module", --version)');
   assert.ok(!existsSync(join(workdir, 'src')), 'no sources');
+  for (const file of ['LICENSE', 'THIRD_PARTY_LICENSES']) assert.ok(existsSync(join(workdir, file)), `${file} ships in the image`);
   const names = Object.keys(packageJson.dependencies);
   for (const name of names) assert.ok(existsSync(join(workdir, 'node_modules', name, 'package.json')), `dependency ${name} is installed`);
   // Each one loads from the WORKDIR, its own dependencies included.

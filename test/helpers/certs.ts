@@ -6,8 +6,11 @@
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { closeServer } from '../../src/demo/token-server.js';
 
 function hasOpenssl(): boolean {
   try {
@@ -107,4 +110,22 @@ export function makeSigningKey(kind: SigningKeyKind): SigningKey {
       ...(privateKey.asymmetricKeyType === 'ec' ? { sec1: pem('sec1') } : {}),
     },
   };
+}
+
+export interface HttpsRecorder {
+  readonly url: string;
+  /** The Authorization header of every request that reached it. */
+  readonly saw: (string | undefined)[];
+  close(): Promise<void>;
+}
+
+/** An HTTPS server with this certificate (e.g. a TestPki's `server`) that answers 200 `{ path }` and records each request's Authorization. */
+export async function startHttpsRecorder(certificate: Pick<CertificateFiles, 'key' | 'cert'>): Promise<HttpsRecorder> {
+  const saw: (string | undefined)[] = [];
+  const server = createServer({ key: certificate.key, cert: certificate.cert }, (req, res) => {
+    saw.push(req.headers.authorization);
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ path: req.url }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, saw, close: () => closeServer(server) };
 }

@@ -11,6 +11,9 @@ export const signingKey = 'test-signing-key';
 
 export interface ScriptedRequest {
   readonly n: number;
+  readonly method: string;
+  /** The request target (path and query). */
+  readonly path: string;
   readonly headers: IncomingMessage['headers'];
   readonly form: Record<string, string>;
 }
@@ -32,7 +35,10 @@ export interface ScriptedTokenServer {
   close(): Promise<void>;
 }
 
-/** A token endpoint whose every answer the test decides; by default it issues valid demo JWTs. */
+/**
+ * A token endpoint whose every answer the test decides; by default it issues valid demo JWTs. It
+ * answers any method and path (an issuer's discovery documents too: `request.method`, `request.path`).
+ */
 export async function startScriptedTokenServer(script?: ScriptedTokenServer['script'], options: { port?: number } = {}): Promise<ScriptedTokenServer> {
   const requests: ScriptedRequest[] = [];
   const issued: string[] = [];
@@ -51,7 +57,7 @@ export async function startScriptedTokenServer(script?: ScriptedTokenServer['scr
   const server: Server = createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
-    const request = { n: requests.length + 1, headers: req.headers, form: Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString())) };
+    const request = { n: requests.length + 1, method: req.method ?? '', path: req.url ?? '', headers: req.headers, form: Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString())) };
     requests.push(request);
     const answer = await state.script(request);
     if (answer === 'hang') return void hanging.push(res);

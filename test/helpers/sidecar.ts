@@ -47,12 +47,12 @@ export async function startSidecar(raw: Record<string, unknown>, options: Omit<S
   return { sidecar, proxyUrl, adminUrl, logs, reload: (next) => sidecar.reload(() => resolve(next)), close };
 }
 
-/** A route whose credentials the demo/scripted token server accepts. */
-export function route(tokenUrl: string, upstream: string, extra: Record<string, unknown> = {}, auth: Record<string, unknown> = {}): Record<string, unknown> {
+/** A route whose credentials the demo/scripted token server accepts; without a tokenUrl, `auth` names an issuer. */
+export function route(tokenUrl: string | undefined, upstream: string, extra: Record<string, unknown> = {}, auth: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     name: 'api',
     upstream,
-    auth: { tokenUrl, clientId: 'test-client', clientSecret: 'test-secret', retry: { retries: 2, minDelayMs: 10, maxDelayMs: 50, maxTimeMs: 2000 }, ...auth },
+    auth: { ...(tokenUrl === undefined ? {} : { tokenUrl }), clientId: 'test-client', clientSecret: 'test-secret', retry: { retries: 2, minDelayMs: 10, maxDelayMs: 50, maxTimeMs: 2000 }, ...auth },
     ...extra,
   };
 }

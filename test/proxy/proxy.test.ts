@@ -182,19 +182,21 @@ describe('cold start and Cyxtera-style endpoint', () => {
 });
 
 describe('failures become JSON errors with the right status', () => {
-  test('invalid_client: 503 with the reason, route, Retry-After; one token request, no retry', async () => {
+  test('invalid_client: 503 with the reason, route, Retry-After until the next attempt (1 minute); one token request, however many requests', async () => {
     const tokens = await startScriptedTokenServer(() => ({ status: 401, body: { error: 'invalid_client' } }));
     const upstream = await startEchoUpstream({ signingKey });
     const sidecar = await startSidecar({ routes: [{ name: 'mp', upstream: upstream.url, auth: { tokenUrl: tokens.url, clientId: 'id', clientSecret: 'wrong-secret-123' } }] });
     try {
       const response = await fetch(`${sidecar.proxyUrl}/x`);
       assert.equal(response.status, 503);
-      assert.ok(Number(response.headers.get('retry-after')) >= 1);
+      const retryAfter = Number(response.headers.get('retry-after'));
+      assert.ok(retryAfter > 30 && retryAfter <= 60, `Retry-After ${retryAfter}: the next attempt is a minute after the rejection`);
       const body = (await response.json()) as { error: string; message: string; route: string };
       assert.equal(body.error, 'token_unavailable');
       assert.equal(body.route, 'mp');
       assert.match(body.message, /invalid_client/);
       assert.doesNotMatch(JSON.stringify(body), /wrong-secret-123/);
+      for (let i = 0; i < 5; i++) assert.equal((await fetch(`${sidecar.proxyUrl}/x`)).status, 503);
       assert.equal(tokens.requests.length, 1);
       assert.equal(upstream.received.length, 0, 'nothing reached the upstream without a token');
       const ready = await fetch(`${sidecar.adminUrl}/readyz`);

@@ -9,15 +9,15 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { closeServer } from '../../src/demo/token-server.js';
-import { makeTestPki, opensslMissing } from '../helpers/certs.js';
+import { makeTestPki, opensslMissing, startHttpsRecorder, type HttpsRecorder } from '../helpers/certs.js';
 import { issue, startScriptedTokenServer, type ScriptedTokenServer } from '../helpers/servers.js';
 import { startSidecar } from '../helpers/sidecar.js';
 
 describe('TLS to upstreams and token endpoints', { skip: opensslMissing }, () => {
   let caFile: string;
-  let httpsUpstream: Server;
+  let httpsUpstream: HttpsRecorder;
   let upstreamUrl: string;
-  const upstreamSaw: (string | undefined)[] = [];
+  let upstreamSaw: (string | undefined)[];
   let httpsTokens: Server;
   let httpsTokenUrl: string;
   let tokens: ScriptedTokenServer;
@@ -26,12 +26,9 @@ describe('TLS to upstreams and token endpoints', { skip: opensslMissing }, () =>
     const pki = makeTestPki();
     const made = pki.server;
     caFile = pki.caFile;
-    httpsUpstream = createServer({ key: made.key, cert: made.cert }, (req, res) => {
-      upstreamSaw.push(req.headers.authorization);
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ path: req.url }));
-    });
-    await new Promise<void>((resolve) => httpsUpstream.listen(0, '127.0.0.1', resolve));
-    upstreamUrl = `https://127.0.0.1:${(httpsUpstream.address() as AddressInfo).port}`;
+    httpsUpstream = await startHttpsRecorder(made);
+    upstreamUrl = httpsUpstream.url;
+    upstreamSaw = httpsUpstream.saw;
     httpsTokens = createServer({ key: made.key, cert: made.cert }, (req, res) => {
       req.resume();
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(issue(3600)));
@@ -41,7 +38,7 @@ describe('TLS to upstreams and token endpoints', { skip: opensslMissing }, () =>
     tokens = await startScriptedTokenServer();
   });
   after(async () => {
-    await Promise.all([closeServer(httpsUpstream), closeServer(httpsTokens), tokens.close()]);
+    await Promise.all([httpsUpstream.close(), closeServer(httpsTokens), tokens.close()]);
   });
 
   const auth = (extra: Record<string, unknown> = {}) => ({ tokenUrl: tokens.url, clientId: 'id', clientSecret: 'secret', retry: { retries: 0, minDelayMs: 1, maxDelayMs: 1, maxTimeMs: 2000 }, ...extra });

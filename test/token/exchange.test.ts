@@ -147,7 +147,7 @@ describe('response checks and error classes', () => {
       const err = await rejection(exchangeClientCredentials(auth(server.url, { clientSecret: 'S3cr3t-XYZ-42' })));
       assert.deepEqual([err.code, err.retryable], ['BSC_TOKEN_REJECTED', false]);
       assert.match(err.message, new RegExp(error));
-      assert.match(err.message, /not retrying/);
+      assert.match(err.message, /retrying cannot change this answer/);
       assert.doesNotMatch(err.message, /S3cr3t-XYZ-42/);
       assert.match(err.message, /bad secret \[redacted\]/);
     });

@@ -25,7 +25,7 @@ function scripted(...behaviours: ((n: number) => Promise<Token>)[]) {
 
 const ok = (lifetime: number) => async (n: number) => token(n, lifetime);
 const fail = (retryable: boolean, extra: Partial<{ retryAfterMs: number }> = {}) => async () => {
-  throw new TokenError(retryable ? 'BSC_TOKEN_HTTP_ERROR' : 'BSC_TOKEN_REJECTED', retryable ? 'token endpoint answered 503' : 'token endpoint answered 401: invalid_client; not retrying', { retryable, ...extra });
+  throw new TokenError(retryable ? 'BSC_TOKEN_HTTP_ERROR' : 'BSC_TOKEN_REJECTED', retryable ? 'token endpoint answered 503' : 'token endpoint answered 401: invalid_client; retrying cannot change this answer', { retryable, ...extra });
 };
 
 function source(fetchToken: TokenSourceOptions['fetchToken'], clock: ManualClock, options: Partial<TokenSourceOptions> = {}): TokenSource {
@@ -279,7 +279,7 @@ describe('rejections, rotation and Retry-After', () => {
     let release!: () => void;
     const fetcher = scripted(async () => {
       await new Promise<void>((resolve) => (release = resolve));
-      throw new TokenError('BSC_TOKEN_REJECTED', 'token endpoint answered 401: invalid_client; not retrying', { retryable: false });
+      throw new TokenError('BSC_TOKEN_REJECTED', 'token endpoint answered 401: invalid_client; retrying cannot change this answer', { retryable: false });
     }, ok(3600));
     const tokens = source(fetcher.fetchToken, clock);
     const first = tokens.refresh().catch(() => {});
@@ -300,6 +300,83 @@ describe('rejections, rotation and Retry-After', () => {
     const tokens = source(fetcher.fetchToken, clock, { retry: { retries: 0, minDelayMs: 1, maxDelayMs: 60_000, maxTimeMs: 5000 } });
     await assert.rejects(tokens.getToken(), (err: TokenError) => (err.retryAfterMs ?? 0) >= 19_000);
     assert.equal(clock.nextTimerAt(), clock.now() + 20_000);
+    tokens.close();
+  });
+});
+
+describe('wrong credentials (a rejection no retry can change)', () => {
+  /** A token source whose endpoint always fails (rejects, unless `retryable`), with the times it was asked, in seconds from the start. */
+  async function failing(retryable: boolean, options: Partial<TokenSourceOptions> = {}) {
+    const clock = new ManualClock();
+    const start = clock.now();
+    const askedAt: number[] = [];
+    const fetcher = scripted(async () => {
+      askedAt.push((clock.now() - start) / 1000);
+      return fail(retryable)();
+    });
+    const tokens = source(fetcher.fetchToken, clock, options);
+    await tokens.refresh().catch(() => {});
+    /** Moves the clock to the next timer and waits for the fetch it starts. */
+    const nextAttempt = async () => {
+      clock.advance(clock.nextTimerAt()! - clock.now());
+      await tokens.refresh().catch(() => {});
+    };
+    return { clock, tokens, fetcher, askedAt, nextAttempt };
+  }
+
+  test('the token endpoint is asked again after 1, 2, 4 and 8 minutes, then every 15 minutes, one request each time', async () => {
+    const { clock, tokens, fetcher, askedAt, nextAttempt } = await failing(false);
+    for (let i = 0; i < 7; i++) await nextAttempt();
+    assert.deepEqual(askedAt, [0, 60, 180, 420, 900, 1800, 2700, 3600]);
+    assert.equal(fetcher.calls(), 8, 'one request per attempt: no retries within one');
+    assert.equal(clock.nextTimerAt(), clock.now() + 15 * 60_000);
+    tokens.close();
+  });
+
+  test('answers that can change (503) keep the faster backoff: 1, 2, 4, 8, 16 s, then every retry.maxDelayMs', async () => {
+    const { tokens, askedAt, nextAttempt } = await failing(true, { retry: { retries: 0, minDelayMs: 500, maxDelayMs: 30_000, maxTimeMs: 60_000 } });
+    for (let i = 0; i < 7; i++) await nextAttempt();
+    assert.deepEqual(askedAt, [0, 1, 3, 7, 15, 31, 61, 91]);
+    tokens.close();
+  });
+
+  test('requests meanwhile fail fast with the time to the next attempt, and never cause a token request', async () => {
+    const { clock, tokens, fetcher } = await failing(false);
+    await assert.rejects(tokens.getToken(), (err: TokenError) => err.code === 'BSC_TOKEN_UNAVAILABLE' && err.retryAfterMs === 60_000 && /invalid_client/.test(err.message));
+    clock.advance(45_000);
+    for (let i = 0; i < 50; i++) {
+      await assert.rejects(tokens.getToken(), (err: TokenError) => err.code === 'BSC_TOKEN_UNAVAILABLE' && err.retryAfterMs === 15_000);
+    }
+    assert.equal(fetcher.calls(), 1);
+    assert.equal(tokens.status().state, 'unavailable');
+    tokens.close();
+  });
+
+  test('a change of the credential files is tried at once, and the schedule starts again at 1 minute', async () => {
+    const { clock, tokens, askedAt, nextAttempt } = await failing(false);
+    await nextAttempt(); // 60 s
+    await nextAttempt(); // 180 s; the next one would be at 420 s
+    clock.advance(10_000);
+    tokens.credentialsChanged();
+    await tokens.refresh().catch(() => {});
+    assert.deepEqual(askedAt, [0, 60, 180, 190]);
+    assert.equal(clock.nextTimerAt(), clock.now() + 60_000, 'the new credentials were rejected too: 1 minute');
+    tokens.close();
+  });
+
+  test('a token still valid when the refresh is rejected serves until it expires; an upstream 401 of it then fetches nothing', async () => {
+    const clock = new ManualClock();
+    const fetcher = scripted(ok(3600), fail(false));
+    const tokens = source(fetcher.fetchToken, clock, { refreshOn401CooldownSeconds: 0 });
+    await tokens.getToken();
+    await tokens.refresh().catch(() => {});
+    assert.equal(tokens.peek(), 'token-1', 'kept while valid');
+    assert.equal(clock.nextTimerAt(), clock.now() + 60_000);
+    await tokens.invalidate('token-1');
+    assert.equal(fetcher.calls(), 2, 'the credentials were just rejected: no new request for a revoked token');
+    assert.equal(tokens.peek(), undefined, 'the revoked token is dropped');
+    await assert.rejects(tokens.getToken(), (err: TokenError) => err.code === 'BSC_TOKEN_UNAVAILABLE' && err.retryAfterMs === 60_000);
+    assert.equal(fetcher.calls(), 2);
     tokens.close();
   });
 });

@@ -1,0 +1,65 @@
+// One route's token lifecycle, put together in one place for everyone who needs one: the sidecar
+// (server.ts), createTokenSource and the Fastify plugin. It builds the token request (the exchange
+// and the dispatcher it goes out through), the TokenSource around it (single flight, refresh
+// ahead, backoff) and the watch on its credential files; close() undoes all of it.
+
+import type { Logger } from 'pino';
+import { watchSecretFiles } from '../config/secret-watch.js';
+import type { AuthConfig } from '../config/types.js';
+import { tokenDispatcher, warnUnverifiedTls } from '../tls.js';
+import { credentialSources } from './client-auth/index.js';
+import type { Clock } from './clock.js';
+import type { Token } from './exchange.js';
+import { TokenFetcher } from './fetcher.js';
+import { TokenSource, type TokenSourceOptions } from './token-source.js';
+
+export interface RouteTokenSourceOptions {
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+  /** Replaces the token exchange (tests). */
+  readonly fetchToken?: (signal: AbortSignal, attempt: number) => Promise<Token>;
+  /** Told of every fetch's outcome (metrics). */
+  readonly onFetch?: TokenSourceOptions['onFetch'];
+}
+
+export interface RouteTokens {
+  readonly source: TokenSource;
+  /**
+   * Stops the source (its timers and any fetch under way; its token is dropped), the file watch,
+   * and the token dispatcher. `reason` goes to callers still waiting for a token (a reload says why).
+   */
+  close(reason?: string): Promise<void>;
+}
+
+/** Builds, but does not start, the token source of a route (`name` is used in logs and errors). */
+export function createRouteTokenSource(route: { readonly name: string; readonly auth: AuthConfig }, options: RouteTokenSourceOptions = {}): RouteTokens {
+  const { name, auth } = route;
+  const { logger, clock } = options;
+  if (logger) warnUnverifiedTls(name, 'token endpoint', auth.tls, logger);
+  const dispatcher = tokenDispatcher(auth.tls, logger);
+  // The token endpoint (auth.tokenUrl, or discovered from auth.issuer), then the exchange there.
+  const fetcher = new TokenFetcher(auth, { dispatcher, logger, route: name, now: clock && (() => clock.now()) });
+  const fetchToken = options.fetchToken ?? ((signal: AbortSignal, attempt: number) => fetcher.fetch(signal, attempt));
+  const source = new TokenSource({
+    name,
+    fetchToken,
+    refreshAheadRatio: auth.refreshAheadRatio,
+    refreshAheadMinSeconds: auth.refreshAheadMinSeconds,
+    safetyMarginSeconds: auth.safetyMarginSeconds,
+    tokenWaitMs: auth.tokenWaitMs,
+    refreshOn401CooldownSeconds: auth.refreshOn401CooldownSeconds,
+    retry: auth.retry,
+    ...(logger ? { logger } : {}),
+    ...(options.onFetch ? { onFetch: options.onFetch } : {}),
+    ...(clock ? { clock } : {}),
+  });
+  const watch = watchSecretFiles(credentialSources(auth), () => source.credentialsChanged(), logger ? { logger } : {});
+  return {
+    source,
+    async close(reason) {
+      watch.close();
+      source.close(reason);
+      await dispatcher?.close();
+    },
+  };
+}

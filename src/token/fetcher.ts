@@ -1,0 +1,49 @@
+// One token request for a route, as the token source makes it: the token endpoint (auth.tokenUrl,
+// or discovered from auth.issuer), then the exchange there. Used by the server and by the
+// `check` and `token` commands, so they fetch tokens the same way.
+
+import type { Logger } from 'pino';
+import type { Dispatcher } from 'undici';
+import type { AuthConfig } from '../config/types.js';
+import { TokenEndpointResolver, type TokenEndpoint } from './discovery.js';
+import { exchangeClientCredentials, type Token } from './exchange.js';
+
+export interface TokenFetcherOptions {
+  /** The route's token dispatcher (TLS settings of auth.tls); discovery goes through it too. */
+  readonly dispatcher?: Dispatcher | undefined;
+  readonly logger?: Logger | undefined;
+  readonly route?: string | undefined;
+  /** Wall-clock now in ms, for JWT exp. */
+  readonly now?: (() => number) | undefined;
+}
+
+export class TokenFetcher {
+  readonly #auth: AuthConfig;
+  readonly #options: TokenFetcherOptions;
+  readonly #endpoints: TokenEndpointResolver;
+
+  constructor(auth: AuthConfig, options: TokenFetcherOptions = {}) {
+    this.#auth = auth;
+    this.#options = options;
+    this.#endpoints = new TokenEndpointResolver(auth, options);
+  }
+
+  /** Where the last token request went (or goes, without discovery). */
+  get endpoint(): TokenEndpoint | undefined {
+    return this.#endpoints.current;
+  }
+
+  /** One attempt; `attempt` is its number within the fetch cycle. Throws TokenError. */
+  async fetch(signal?: AbortSignal, attempt = 1): Promise<Token> {
+    const endpoint = await this.#endpoints.resolve(signal, attempt);
+    // The method discovery chose, when the config left it to the default.
+    const auth = endpoint.method === this.#auth.method ? this.#auth : { ...this.#auth, method: endpoint.method };
+    const { dispatcher, now } = this.#options;
+    try {
+      return await exchangeClientCredentials(auth, { tokenUrl: endpoint.url, ...(signal ? { signal } : {}), ...(dispatcher ? { dispatcher } : {}), ...(now ? { now } : {}) });
+    } catch (err) {
+      this.#endpoints.tokenRequestFailed();
+      throw err;
+    }
+  }
+}
