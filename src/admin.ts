@@ -1,6 +1,6 @@
-// The admin listener: liveness, readiness, Prometheus metrics and the log level. Never proxied;
-// never shows a token. The admin port may be bound beyond loopback (Kubernetes probes), so
-// changing the log level is accepted from loopback callers only.
+// The admin listener: liveness, readiness (and which config is in force), Prometheus metrics and
+// the log level. Never proxied; never shows a token. The admin port may be bound beyond loopback
+// (Kubernetes probes), so changing the log level is accepted from loopback callers only.
 
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -10,16 +10,25 @@ import type { TokenSource } from './token/token-source.js';
 
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-export function createAdminApp(sources: readonly TokenSource[], metrics: Metrics, logger: Logger): FastifyInstance {
+/** What the admin app reports, read at each request: a reload changes both. */
+export interface AdminState {
+  /** The token sources of the routes in force. */
+  tokenSources(): Iterable<TokenSource>;
+  /** Which config is in force: its hash (config/compare.ts) and when it was loaded. */
+  config(): { readonly hash: string; readonly loadedAt: Date };
+}
+
+export function createAdminApp(state: AdminState, metrics: Metrics, logger: Logger): FastifyInstance {
   const app = Fastify({ loggerInstance: logger as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }), schemaController });
 
   app.get('/livez', async () => ({ status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {
-    const routes = sources.map((source) => source.status());
+    const routes = [...state.tokenSources()].map((source) => source.status());
     const ready = routes.every((route) => route.state === 'ready' || route.state === 'refreshing');
+    const { hash, loadedAt } = state.config();
     reply.code(ready ? 200 : 503);
-    return { ready, routes };
+    return { ready, routes, config: { hash, loadedAt: loadedAt.toISOString() } };
   });
 
   app.get('/metrics', async (_request, reply) => {

@@ -19,12 +19,16 @@ const usage = `bearer-sidecar ${version}
 A localhost proxy that adds OAuth2 client-credentials bearer tokens to every request it forwards.
 
 Usage:
-  bearer-sidecar [serve] [--config FILE]     run the proxy (the default)
+  bearer-sidecar [serve] [--config FILE] [--watch-config]
+                                             run the proxy (the default); SIGHUP reloads the config
   bearer-sidecar check   [--config FILE]     fetch one token per route; print ok or the reason; exit 1 on failure
   bearer-sidecar token   [--config FILE] [--route NAME]
                                              print a fresh access token to stdout, for scripts
 Options:
   -c, --config FILE   YAML or JSON config file (default: $BEARER_SIDECAR_CONFIG, else the variables below)
+      --watch-config  reload when the config file changes (also BEARER_SIDECAR_WATCH_CONFIG=true);
+                      SIGHUP reloads in any case: routes change without dropping a connection,
+                      a config that does not load changes nothing, listen and admin need a restart
       --route NAME    with "token": which route (needed when there are several)
   -h, --help          show this help
   -v, --version       print the version
@@ -42,7 +46,7 @@ Config values may use \${VAR} and \${VAR:-default}. Presets: megaport, megaport-
 Exit codes: 0 ok, 1 failure, 2 bad usage or configuration.`;
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  let values: { config?: string | undefined; route?: string | undefined; help?: boolean | undefined; version?: boolean | undefined };
+  let values: { config?: string | undefined; route?: string | undefined; 'watch-config'?: boolean | undefined; help?: boolean | undefined; version?: boolean | undefined };
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
@@ -50,6 +54,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       options: {
         config: { type: 'string', short: 'c' },
         route: { type: 'string' },
+        'watch-config': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -68,7 +73,18 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     return 2;
   }
 
-  const { loadConfig } = await import('./config/index.js');
+  const { configFile, loadConfig, watchConfigVariable } = await import('./config/index.js');
+  const watchValue = env[watchConfigVariable] ?? '';
+  if (!['', 'true', 'false'].includes(watchValue)) {
+    process.stderr.write(`bearer-sidecar: ${watchConfigVariable} must be true or false\n`);
+    return 2;
+  }
+  const watch = values['watch-config'] === true || watchValue === 'true';
+  const file = configFile(values.config, env);
+  if (watch && verb === 'serve' && !file) {
+    process.stderr.write(`bearer-sidecar: --watch-config (${watchConfigVariable}) needs a config file (--config or BEARER_SIDECAR_CONFIG); the environment cannot change under a running process\n`);
+    return 2;
+  }
   let config: SidecarConfig;
   try {
     config = loadConfig(values.config, env);
@@ -82,10 +98,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
 
   if (verb === 'check') return check(config);
   if (verb === 'token') return token(config, values.route);
-  return serve(config);
+  return serve(config, () => loadConfig(values.config, env), watch ? file : undefined);
 }
 
-async function serve(config: SidecarConfig): Promise<number> {
+/** Runs the proxy until a signal stops it; `load` reads the config again on SIGHUP (and when `watchFile` changes). */
+async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile: string | undefined): Promise<number> {
   const [{ default: closeWithGrace }, { setLogLevel }, { createLogger }, { createSidecar }] = await Promise.all([
     import('close-with-grace'),
     import('./admin.js'),
@@ -93,7 +110,7 @@ async function serve(config: SidecarConfig): Promise<number> {
     import('./server.js'),
   ]);
   const logger = createLogger({ level: config.logLevel });
-  const sidecar = await createSidecar(config, { logger });
+  const sidecar = await createSidecar(config, { logger, loadConfig: load, ...(watchFile ? { watchConfigFile: watchFile } : {}) });
   try {
     await sidecar.listen();
   } catch (err) {
@@ -105,12 +122,14 @@ async function serve(config: SidecarConfig): Promise<number> {
   // SIGUSR2 cycles info → debug → trace → info, for a look at a live problem without a restart.
   const cycle = ['info', 'debug', 'trace'];
   process.on('SIGUSR2', () => setLogLevel(logger, cycle[(cycle.indexOf(logger.level) + 1) % cycle.length] as string));
+  // SIGHUP reloads the config (systemd's ExecReload, kill -HUP); a bad one is logged and changes nothing.
+  process.on('SIGHUP', () => void sidecar.reload());
   closeWithGrace(
     {
-      // Our own drain bound comes first; this one only catches a close that hangs.
-      delay: config.drainTimeoutMs + 5_000,
-      // close-with-grace would treat SIGUSR2 (nodemon's restart signal) as a shutdown.
-      skip: ['SIGUSR2'],
+      // No bound of its own (it would be fixed at start): the one below reads drainTimeoutMs when the signal comes, as a reload may change it.
+      delay: null,
+      // close-with-grace would treat SIGUSR2 (nodemon's restart signal) as a shutdown, and SIGHUP too.
+      skip: ['SIGUSR2', 'SIGHUP'],
       logger: { error: (message: unknown) => logger.error(typeof message === 'string' ? message : { err: message }, 'shutdown') },
       onSecondSignal: (signal: string) => {
         logger.warn({ signal }, 'second signal; exiting now');
@@ -120,7 +139,15 @@ async function serve(config: SidecarConfig): Promise<number> {
     async ({ signal, err }: { signal?: string; err?: Error }) => {
       if (err) logger.error({ err }, 'unexpected error; shutting down');
       else logger.info({ signal }, 'shutting down; draining in-flight requests');
+      // Our own drain bound comes first; this one only catches a close that hangs.
+      const boundMs = sidecar.live.config.drainTimeoutMs + 5_000;
+      const hung = setTimeout(() => {
+        logger.error({ boundMs }, 'shutdown did not finish in time; exiting');
+        logger.flush();
+        process.exit(1);
+      }, boundMs);
       await sidecar.close();
+      clearTimeout(hung);
       logger.info('stopped');
       await new Promise<void>((resolve) => logger.flush(() => resolve()));
     },

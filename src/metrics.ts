@@ -27,7 +27,12 @@ export interface Metrics {
   requestFinished(route: string, method: string, status: number | undefined, durationMs: number): void;
   upstreamError(route: string, kind: UpstreamErrorKind): void;
   tokenFetch(route: string, outcome: 'success' | 'failure'): void;
+  configReload(outcome: ReloadOutcome): void;
 }
+
+/** A reload applied a changed config, found nothing to change, or was refused (the old config stays). */
+export type ReloadOutcome = 'success' | 'unchanged' | 'failure';
+const reloadOutcomes: readonly ReloadOutcome[] = ['success', 'unchanged', 'failure'];
 
 /** One series of bearer_sidecar_requests_total. */
 interface RequestSeries {
@@ -122,11 +127,22 @@ export function createMetrics(tokenStatuses: () => readonly TokenStatus[]): Metr
     labelNames: ['route'] as const,
     registers: [registry],
     collect() {
+      // Only the routes in force: a route a reload removed leaves the gauge.
+      this.reset();
       for (const status of tokenStatuses()) {
         this.set({ route: status.name }, status.expiresInSeconds ?? 0);
       }
     },
   });
+
+  const reloads = new Counter({
+    name: 'bearer_sidecar_config_reloads_total',
+    help: 'Config reloads (SIGHUP or a watched file) by outcome: success (applied), unchanged (nothing to apply), failure (refused; the previous config stays).',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  // Every outcome from the start, so rate() and alerts on failure see a series before the first one.
+  for (const outcome of reloadOutcomes) reloads.inc({ outcome }, 0);
 
   function newRoute(route: string): RouteSeries {
     const series: RouteSeries = { route, buckets: new Float64Array(durationBuckets.length + 1), sum: 0, count: 0, requests: new Map() };
@@ -174,6 +190,9 @@ export function createMetrics(tokenStatuses: () => readonly TokenStatus[]): Metr
     },
     tokenFetch(route, outcome) {
       tokenFetches.inc({ route, outcome });
+    },
+    configReload(outcome) {
+      reloads.inc({ outcome });
     },
   };
 }

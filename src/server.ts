@@ -1,23 +1,29 @@
-// Composition root: config → token sources → proxy app + admin app → listen / close.
-// Nothing here knows how a token is fetched or how a request is forwarded; it only wires.
+// Composition root: config → generation (token sources, routes) → proxy app + admin app →
+// listen / reload / close. Nothing here knows how a token is fetched or how a request is
+// forwarded; it only wires. A reload builds the next generation (generation.ts) and swaps it in
+// with one assignment; each request keeps the route it arrived on.
 
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { IncomingMessage } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { createAdminApp } from './admin.js';
+import { createAdminApp, setLogLevel } from './admin.js';
+import { sameValue } from './config/compare.js';
+import { watchConfigFile, type SecretWatch } from './config/secret-watch.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
+import { ConfigError } from './errors.js';
+import { keepSocketSettings, nextGeneration, type Generation, type GenerationChange, type RouteFactories } from './generation.js';
 import { listenerUrl, listenProxy } from './listen.js';
 import { createLogger } from './logger.js';
-import { createMetrics, type Metrics } from './metrics.js';
+import { createMetrics, type Metrics, type ReloadOutcome } from './metrics.js';
 import { schemaController } from './no-schemas.js';
 import { proxyFor } from './outbound/settings.js';
 import { errorReply, upstreamErrorKind } from './proxy/errors.js';
 import { guardServerOptions, installGuard } from './proxy/guard.js';
-import { proxyRoute } from './proxy/routes.js';
+import { mountProxy, ProxyRoute } from './proxy/routes.js';
 import type { WebSocketProxy } from './proxy/websocket.js';
 import type { Clock } from './token/clock.js';
-import { createRouteTokenSource, type RouteTokens } from './token/create.js';
+import { createRouteTokenSource } from './token/create.js';
 import type { Token } from './token/exchange.js';
 import type { TokenSource } from './token/token-source.js';
 import { warnUnverifiedTls } from './tls.js';
@@ -27,6 +33,29 @@ export interface SidecarOptions {
   readonly clock?: Clock;
   /** Replaces the token exchange, discovery included (tests). */
   readonly fetchToken?: (route: RouteConfig, signal: AbortSignal) => Promise<Token>;
+  /** Where the config comes from: reload() calls it again (the CLI reads its file or the environment again). */
+  readonly loadConfig?: () => SidecarConfig;
+  /** A config file to watch once listening: when its text changes, the sidecar reloads (--watch-config). */
+  readonly watchConfigFile?: string;
+}
+
+/** The config in force: as loaded (less what needs a restart), its hash and when it was loaded. */
+export interface LiveConfig {
+  readonly config: SidecarConfig;
+  /** 12 hex digits naming the config; secrets count by their source, never their value (config/compare.ts). */
+  readonly hash: string;
+  readonly loadedAt: Date;
+}
+
+export interface ReloadResult {
+  /** `ignored`: the sidecar is shutting down. */
+  readonly outcome: ReloadOutcome | 'ignored';
+  /** The hash of the config in force afterwards. */
+  readonly hash: string;
+  /** Why a failed reload changed nothing: `field.path: what is wrong`, as at start-up. */
+  readonly problems?: readonly string[];
+  /** Changed settings that need a restart ("listen.port"); the rest of the reload was applied. */
+  readonly restartNeeded?: readonly string[];
 }
 
 export interface Sidecar {
@@ -34,34 +63,29 @@ export interface Sidecar {
    * them (setValidatorCompiler, setSerializerCompiler) before adding a route with a schema. */
   readonly proxy: FastifyInstance;
   readonly admin: FastifyInstance;
+  /** The token sources of the routes in force, by route name. */
   readonly tokenSources: ReadonlyMap<string, TokenSource>;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  readonly live: LiveConfig;
   /** Starts the token sources and both listeners; resolves with their URLs. */
   listen(): Promise<{ proxyUrl: string; adminUrl: string }>;
+  /**
+   * Reads the config again (`load`, else options.loadConfig) and applies it without dropping a
+   * connection: new requests see the new routes, requests and WebSockets in flight finish on the
+   * route they started on. A config that does not load changes nothing (one error line names its
+   * problems); settings that need a new socket are kept as they were. Reloads run one at a time.
+   */
+  reload(load?: () => SidecarConfig): Promise<ReloadResult>;
   /** Stops accepting, lets in-flight requests finish for up to drainTimeoutMs, then closes all. */
   close(): Promise<void>;
 }
 
 export async function createSidecar(config: SidecarConfig, options: SidecarOptions = {}): Promise<Sidecar> {
   const logger = options.logger ?? createLogger({ level: config.logLevel });
-  const clock = options.clock;
-  for (const route of config.routes) warnUnverifiedTls(route.name, 'upstream', route.tls, logger);
-  const routeTokens = new Map<string, RouteTokens>();
-  const metrics = createMetrics(() => [...routeTokens.values()].map((tokens) => tokens.source.status()));
-  for (const route of config.routes) {
-    const { fetchToken } = options;
-    routeTokens.set(
-      route.name,
-      createRouteTokenSource(route, {
-        logger,
-        onFetch: (outcome) => metrics.tokenFetch(route.name, outcome),
-        ...(clock ? { clock } : {}),
-        ...(fetchToken ? { fetchToken: (signal: AbortSignal) => fetchToken(route, signal) } : {}),
-      }),
-    );
-  }
-  const tokenSources = new Map([...routeTokens].map(([name, tokens]) => [name, tokens.source]));
+  // The generation in force (generation.ts); assigned below, replaced whole by each reload.
+  let current: Generation;
+  const metrics = createMetrics(() => [...current.tokenSources.values()].map((source) => source.status()));
 
   const proxy = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -78,87 +102,197 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
   // A request that failed, before its response (the error handler) or during it (forward.ts):
   // upstream errors counted by kind, one log line with the code and reason.
   function reportFailure(request: FastifyRequest, error: Error, level: 'info' | 'warn', message: string): void {
-    const route = request.routeOptions.config.sidecarRoute;
+    const route = request.sidecarRoute?.name;
     const kind = upstreamErrorKind(error);
     if (kind && route) metrics.upstreamError(route, kind);
     request.log[level]({ route, code: (error as { code?: string }).code, reason: error.message }, message);
   }
 
   proxy.setErrorHandler((error: Error, request, reply) => {
-    const { statusCode, body, retryAfterSeconds } = errorReply(error, request.routeOptions.config.sidecarRoute);
+    const { statusCode, body, retryAfterSeconds } = errorReply(error, request.sidecarRoute?.name);
     reportFailure(request, error, statusCode >= 500 ? 'warn' : 'info', 'request failed');
     if (retryAfterSeconds !== undefined) reply.header('retry-after', String(retryAfterSeconds));
     reply.header('x-request-id', request.id);
     reply.code(statusCode).type('application/json').send({ ...body, requestId: request.id });
   });
 
-  proxy.setNotFoundHandler((request, reply) => {
+  // A path no route serves, or a method no route carries.
+  function notFound(request: FastifyRequest, reply: FastifyReply): void {
+    // The route its path matched does not serve this method: the request is no route's.
+    request.sidecarRoute?.release();
+    request.sidecarRoute = null;
     reply.code(404).header('x-request-id', request.id).send({ error: 'no_route', message: `no route serves ${request.method} ${request.url.split('?')[0]}`, requestId: request.id });
-  });
+  }
+  proxy.setNotFoundHandler(notFound);
 
   // One log line and the metrics per request, when its response is done or the caller has gone
   // ('close' fires in both cases; fastify's onResponse misses the second).
   function finished(request: FastifyRequest, reply: FastifyReply): void {
-    const route = request.routeOptions.config.sidecarRoute ?? 'none';
+    const route = request.sidecarRoute;
+    const name = route?.name ?? 'none';
     // A WebSocket's answer is the 101 ws wrote on the socket; its line comes when the socket closes.
     const complete = reply.raw.writableFinished || reply.statusCode === 101;
     const durationMs = Math.round(reply.elapsedTime * 100) / 100;
-    metrics.requestFinished(route, request.method, complete ? reply.statusCode : undefined, durationMs);
+    metrics.requestFinished(name, request.method, complete ? reply.statusCode : undefined, durationMs);
     request.log.info(
-      { route, method: request.method, path: request.url.split('?', 1)[0], status: reply.statusCode, durationMs, ...(complete ? {} : { aborted: true }) },
+      { route: name, method: request.method, path: request.url.split('?', 1)[0], status: reply.statusCode, durationMs, ...(complete ? {} : { aborted: true }) },
       'request',
     );
+    route?.release();
   }
   proxy.addHook('onRequest', (request, reply, done) => {
     metrics.requestStarted();
+    // The request's route, from the generation in force now: it keeps it whatever a reload does meanwhile.
+    const route = current.table.match(request.raw.url as string);
+    if (route !== undefined) {
+      route.hold();
+      request.sidecarRoute = route;
+    }
     reply.raw.once('close', () => finished(request, reply));
     done();
   });
   // After the hook above, so refused requests are logged and counted too.
-  installGuard(proxy, config.inbound);
+  const guard = installGuard(proxy, config.inbound);
 
   proxy.decorateRequest('bearerToken', '');
-  // Without a websocket route there is no 'upgrade' listener, and Node serves upgrades as plain requests.
-  // ws is loaded only then (start-up time and memory).
-  const websockets = config.routes.some((route) => route.websocket) ? new (await import('./proxy/websocket.js')).WebSocketProxy(logger) : undefined;
-  websockets?.attach(proxy);
-  for (const route of config.routes) {
-    await proxyRoute(proxy, {
-      route,
-      tokens: tokenSources.get(route.name) as TokenSource,
-      sharedSecretHeader: config.inbound.sharedSecretHeader?.name,
-      ...(websockets ? { websockets } : {}),
-      onBrokenResponse: (request, error) => reportFailure(request, error, 'warn', 'upstream failed mid-response; response cut'),
-    });
+  proxy.decorateRequest('sidecarRoute', null);
+  // Without a websocket route there is no 'upgrade' listener, and Node serves upgrades as plain
+  // requests. ws is loaded only when a config first has one (start-up time and memory).
+  let websockets: WebSocketProxy | undefined;
+  async function webSocketsFor(next: SidecarConfig): Promise<void> {
+    if (websockets || !next.routes.some((route) => route.websocket)) return;
+    websockets = new (await import('./proxy/websocket.js')).WebSocketProxy(logger);
+    websockets.attach(proxy);
+  }
+  await webSocketsFor(config);
+  await mountProxy(proxy, notFound);
+
+  const make: RouteFactories = {
+    tokens: (route) => {
+      const { clock, fetchToken } = options;
+      return createRouteTokenSource(route, {
+        logger,
+        onFetch: (outcome) => metrics.tokenFetch(route.name, outcome),
+        ...(clock ? { clock } : {}),
+        ...(fetchToken ? { fetchToken: (signal: AbortSignal) => fetchToken(route, signal) } : {}),
+      });
+    },
+    proxy: (route, tokens, { inbound }) => {
+      warnUnverifiedTls(route.name, 'upstream', route.tls, logger);
+      return new ProxyRoute({
+        route,
+        tokens,
+        sharedSecretHeader: inbound.sharedSecretHeader?.name,
+        websockets,
+        logger,
+        onBrokenResponse: (request, error) => reportFailure(request, error, 'warn', 'upstream failed mid-response; response cut'),
+      });
+    },
+  };
+  current = nextGeneration(config, undefined, make).generation;
+  /** Routes a reload replaced, until their last request is done and their pool closed. */
+  let retired: ProxyRoute[] = [];
+  let started = false;
+  let closing = false;
+  let reloads: Promise<unknown> = Promise.resolve();
+  let configWatch: SecretWatch | undefined;
+
+  async function applyReload(load: () => SidecarConfig): Promise<ReloadResult> {
+    const live = current;
+    if (closing) {
+      logger.warn({ config: live.hash }, 'config reload ignored: the sidecar is shutting down');
+      return { outcome: 'ignored', hash: live.hash };
+    }
+    let next: SidecarConfig;
+    let refused: readonly string[];
+    let inbound: { apply(): void };
+    let change: GenerationChange | undefined;
+    try {
+      ({ config: next, refused } = keepSocketSettings(live.config, load()));
+      if (refused.length > 0) logger.warn({ fields: refused }, 'these settings need a new socket: restart the sidecar to apply them; the rest of the reload applies');
+      inbound = guard.prepare(next.inbound);
+      if (!sameValue(next, live.config)) {
+        await webSocketsFor(next);
+        change = nextGeneration(next, live, make);
+      }
+    } catch (err) {
+      metrics.configReload('failure');
+      const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
+      logger.error({ problems, config: live.hash }, 'config reload failed; the previous config stays in force');
+      return { outcome: 'failure', hash: live.hash, problems };
+    }
+    // The shared secret's file is read again even when the config is the same.
+    inbound.apply();
+    if (!change) {
+      metrics.configReload('unchanged');
+      logger.info({ config: live.hash, loadedAt: live.loadedAt }, 'config reloaded: nothing changed');
+      return { outcome: 'unchanged', hash: live.hash, restartNeeded: refused };
+    }
+    const { generation, added, removed, changed } = change;
+    current = generation; // the swap: requests from here on see the new routes
+    if (next.logLevel !== live.config.logLevel) setLogLevel(logger, next.logLevel);
+    if (started) for (const tokens of change.newTokens) tokens.source.start();
+    for (const tokens of change.retiredTokens) {
+      const reason = removed.includes(tokens.source.name) ? 'the route was removed by a config reload' : 'its auth settings changed in a config reload; retry the request';
+      void tokens.close(reason);
+    }
+    retired = retired.filter((route) => !route.closed);
+    for (const route of change.retiredProxies) {
+      route.retire();
+      retired.push(route);
+    }
+    metrics.configReload('success');
+    logger.info({ config: generation.hash, loadedAt: generation.loadedAt, added, removed, changed, newTokenSources: change.newTokens.map((tokens) => tokens.source.name) }, 'config reloaded');
+    return { outcome: 'success', hash: generation.hash, restartNeeded: refused };
   }
 
-  const admin = createAdminApp([...tokenSources.values()], metrics, logger);
+  function reload(load = options.loadConfig): Promise<ReloadResult> {
+    if (!load) return Promise.reject(new Error('reload() needs to know where the config comes from: pass loadConfig to createSidecar, or a loader to reload()'));
+    const run = reloads.then(() => applyReload(load));
+    reloads = run.catch(() => {});
+    return run;
+  }
+
+  const admin = createAdminApp({ tokenSources: () => current.tokenSources.values(), config: () => current }, metrics, logger);
 
   return {
     proxy,
     admin,
-    tokenSources,
+    get tokenSources() {
+      return current.tokenSources;
+    },
     metrics,
     logger,
+    get live(): LiveConfig {
+      return current;
+    },
+    reload,
     async listen() {
-      for (const source of tokenSources.values()) source.start();
+      started = true;
+      for (const source of current.tokenSources.values()) source.start();
+      // Socket settings never change at a reload: these are the start-up ones.
       await admin.listen({ host: config.admin.host, port: config.admin.port, listenTextResolver: (address) => `admin listening at ${address}` });
       await listenProxy(proxy, config.listen);
       const proxyUrl = listenerUrl(proxy);
       const adminUrl = listenerUrl(admin);
-      const routes = config.routes.map((r) => {
-        // Named by host:port only: a proxy URL may carry a password.
-        const via = proxyFor(r.upstreamOrigin, r.outboundProxy);
-        return { name: r.name, prefix: r.prefix, upstream: r.upstreamOrigin + r.upstreamBasePath, ...(via ? { outboundProxy: via.name } : {}) };
-      });
-      logger.info({ proxy: proxyUrl, admin: adminUrl, routes }, 'listening');
+      const { routes } = current.config;
+      logger.info(
+        { proxy: proxyUrl, admin: adminUrl, config: current.hash, routes: routes.map(routeSummary) },
+        'listening',
+      );
+      if (options.watchConfigFile) configWatch = watchConfigFile(options.watchConfigFile, () => void reload(), { logger });
       // Out now, not with the next batch: whatever waits for this line (a supervisor, a test) sees it at once.
       logger.flush();
       return { proxyUrl, adminUrl };
     },
     async close() {
-      await drain(proxy, config.drainTimeoutMs, logger, websockets);
-      await Promise.all([...routeTokens.values()].map((tokens) => tokens.close()));
+      closing = true;
+      configWatch?.close();
+      // A reload under way finishes first; any after it is ignored.
+      await reloads;
+      await drain(proxy, current.config.drainTimeoutMs, logger, websockets);
+      const routes = [...current.routes.values()];
+      await Promise.all([...routes.map((route) => route.tokens.close()), ...routes.map((route) => route.proxy.close()), ...retired.map((route) => route.close())]);
       await admin.close();
     },
   };
@@ -192,4 +326,10 @@ async function drain(app: FastifyInstance, timeoutMs: number, logger: Logger, we
 function requestId(req: IncomingMessage): string {
   const given = req.headers['x-request-id'];
   return typeof given === 'string' && given.length <= 128 && /^[\w.:@\/+=-]+$/.test(given) ? given : randomUUID();
+}
+
+/** A route as the `listening` line shows it; its outbound proxy (for the upstream) by host:port only, as a proxy URL may carry a password. */
+function routeSummary(route: RouteConfig): Record<string, string> {
+  const via = proxyFor(route.upstreamOrigin, route.outboundProxy);
+  return { name: route.name, prefix: route.prefix, upstream: route.upstreamOrigin + route.upstreamBasePath, ...(via ? { outboundProxy: via.name } : {}) };
 }

@@ -39,6 +39,14 @@ export class SecretSource {
     return value;
   }
 
+  /**
+   * The same source: the same file, or the same inline value (compared here, never shown). What a
+   * file holds is not compared: it is read again at every use anyway.
+   */
+  equals(other: unknown): boolean {
+    return other instanceof SecretSource && other.file === this.file && other.#value === this.#value;
+  }
+
   toJSON(): string {
     return this.file ? `[secret from ${this.file}]` : '[secret]';
   }

@@ -50,6 +50,11 @@ export class ProxyEndpoint {
     return this.#authorization;
   }
 
+  /** Same proxy, same credentials (config/compare.ts: a reload keeps what was built for an equal one). */
+  equals(other: unknown): boolean {
+    return other instanceof ProxyEndpoint && other.origin === this.origin && other.#authorization === this.#authorization;
+  }
+
   toJSON(): string {
     return this.name;
   }

@@ -1,7 +1,8 @@
 // The proxy listener's front door. Before a request is routed or a token is touched: is this
-// client allowed (access.ts), is the request target a plain path (paths.ts), is there room for it
-// (limits.ts)? Requests that never become a routed request (unparseable HTTP, oversized heads,
-// bad URLs, CONNECT) are answered here too, in the same JSON shape as every other error.
+// client allowed (access.ts), is the request target a plain path (paths.ts), can an upgrade's body
+// still be read (upgrade.ts), is there room for it (limits.ts)? Requests that never become a routed
+// request (unparseable HTTP, oversized heads, bad URLs, CONNECT) are answered here too, in the same
+// JSON shape as every other error. A reload puts new settings in force (InboundGuard.prepare).
 
 import type { FastifyHttpOptions, FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import type { IncomingMessage, Server } from 'node:http';
@@ -12,6 +13,7 @@ import { accessCheck, forbidden } from './access.js';
 import { errorReply } from './errors.js';
 import { InFlight, overloaded } from './limits.js';
 import { requestTargetProblem } from './paths.js';
+import { upgradeBodyProblem } from './upgrade.js';
 
 /** Fastify options for the proxy listener: header size limit and JSON answers to malformed requests. */
 export function guardServerOptions(inbound: InboundConfig): Pick<FastifyHttpOptions<Server>, 'http' | 'clientErrorHandler' | 'frameworkErrors'> {
@@ -37,10 +39,20 @@ export function guardServerOptions(inbound: InboundConfig): Pick<FastifyHttpOpti
   };
 }
 
+/** The front door's settings in force; a reload replaces them (see prepare). */
+export interface InboundGuard {
+  /**
+   * Builds the checks for `inbound` (reading the shared secret's file, which may throw); apply()
+   * puts them in force for the requests that arrive after it. The in-flight count carries over:
+   * a new maxInFlight applies to the requests already in flight too.
+   */
+  prepare(inbound: InboundConfig): { apply(): void };
+}
+
 /** Adds the front-door checks to the proxy app; call before any route is registered. */
-export function installGuard(app: FastifyInstance, inbound: InboundConfig): void {
-  const allowed = accessCheck(inbound);
-  const inFlight = inbound.maxInFlight > 0 ? new InFlight(inbound.maxInFlight) : undefined;
+export function installGuard(app: FastifyInstance, inbound: InboundConfig): InboundGuard {
+  let allowed = accessCheck(inbound);
+  let inFlight = inbound.maxInFlight > 0 ? new InFlight(inbound.maxInFlight) : undefined;
 
   app.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => {
     const raw = request.raw;
@@ -49,6 +61,11 @@ export function installGuard(app: FastifyInstance, inbound: InboundConfig): void
     if (raw.httpVersionMajor === 0) return done(new SidecarError('BSC_BAD_REQUEST', 'HTTP/0.9 is not supported'));
     const problem = requestTargetProblem(raw.url ?? '');
     if (problem !== undefined) return done(new SidecarError('BSC_BAD_REQUEST', `request target refused: ${problem}`));
+    // Node's own flag: set on requests it handed to the 'upgrade' listener (websocket.ts).
+    if ((raw as { upgrade?: boolean }).upgrade === true) {
+      const refused = upgradeBodyProblem(raw);
+      if (refused) return done(refused);
+    }
     if (inFlight && !inFlight.acquire(reply)) return done(overloaded());
     done();
   });
@@ -59,6 +76,20 @@ export function installGuard(app: FastifyInstance, inbound: InboundConfig): void
   });
 
   app.decorate('inFlightRequests', { getter: () => inFlight?.count ?? 0 });
+
+  return {
+    prepare(next) {
+      const nextAllowed = accessCheck(next);
+      return {
+        apply() {
+          allowed = nextAllowed;
+          if (next.maxInFlight === 0) inFlight = undefined;
+          else if (inFlight) inFlight.max = next.maxInFlight;
+          else inFlight = new InFlight(next.maxInFlight);
+        },
+      };
+    },
+  };
 }
 
 declare module 'fastify' {

@@ -78,8 +78,17 @@ export function upstreamPath(path: string, { prefix, basePath }: PathMapping): s
 }
 
 /**
- * How many characters of `path` spell `prefix` followed by "/" or the end; -1 when they do not.
- * The router matches decoded paths, so "/%61pi" is under "/api": prefixes are unreserved
+ * Whether request target `url` (a path, with or without its query string) is under `prefix`
+ * (not "/", which every path is under). Only meaningful for a target that requestTargetProblem
+ * accepted, but safe on any string.
+ */
+export function isUnderPrefix(url: string, prefix: string): boolean {
+  return matchedPrefixLength(url, prefix) >= 0;
+}
+
+/**
+ * How many characters of `path` spell `prefix` followed by "/", "?" or the end; -1 when they do not.
+ * Paths are matched as if decoded, so "/%61pi" is under "/api": prefixes are unreserved
  * characters only, each of which may arrive percent-encoded.
  */
 function matchedPrefixLength(path: string, prefix: string): number {
@@ -95,7 +104,8 @@ function matchedPrefixLength(path: string, prefix: string): number {
       return -1;
     }
   }
-  return i === path.length || path.charCodeAt(i) === slash ? i : -1;
+  const next = path.charCodeAt(i);
+  return Number.isNaN(next) || next === slash || next === 0x3f /* ? */ ? i : -1;
 }
 
 /**

@@ -1,30 +1,34 @@
-// Mounts one route: its prefix on the proxy app, a keep-alive undici Pool to its upstream origin,
-// and a handler that maps the path (paths.ts), takes the route's token (without awaiting when a
-// valid one is cached) and forwards (forward.ts). Failures go to the app's error handler, which
-// maps them to JSON in one place (errors.ts). WebSocket upgrades leave here for websocket.ts,
-// once the token is there.
+// The proxy's routes. A ProxyRoute is one route of a config generation: a keep-alive undici Pool to
+// its upstream origin, its header policies, and the handler that maps the path (paths.ts), takes
+// the route's token (without awaiting when a valid one is cached) and forwards (forward.ts).
+// Failures go to the app's error handler, which maps them to JSON in one place (errors.ts).
+// WebSocket upgrades leave here for websocket.ts, once the token is there.
+//
+// The app itself has one catch-all route (mountProxy): Fastify cannot remove a route once it
+// listens, and a reload must. Each request is given its ProxyRoute when it arrives, from the
+// generation then in force (server.ts, route-table.ts), and keeps it to the end, replays included:
+// a route that a reload replaced closes its pool once its last request is done.
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import type { Dispatcher } from 'undici';
 import type { RouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import { dispatcherFor, webSocketConnectorFor } from '../outbound/dispatcher.js';
 import type { TokenSource } from '../token/token-source.js';
 import { failed, Forwarder, type ForwarderOptions } from './forward.js';
 import { requestHeaderPolicy, responseHeaderPolicy } from './headers.js';
-import { bodyLimit } from './limits.js';
-import { upstreamPath } from './paths.js';
+import { limitBody } from './limits.js';
+import { upstreamPath, type PathMapping } from './paths.js';
 import { isUpgradeFor } from './upgrade.js';
-import type { WebSocketProxy } from './websocket.js';
+import type { UpgradeRoute, WebSocketProxy } from './websocket.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** The token a WebSocket upgrade is dialled with (in the route's inject header). */
     bearerToken: string;
-  }
-  interface FastifyContextConfig {
-    /** The sidecar route a proxied request belongs to. */
-    sidecarRoute?: string;
+    /** The route serving this request, from the generation in force when it arrived; null when none serves its path. */
+    sidecarRoute: ProxyRoute | null;
   }
 }
 
@@ -39,67 +43,137 @@ export interface ProxyRouteOptions {
   /** The listener's shared-secret header, never forwarded. */
   readonly sharedSecretHeader?: string | undefined;
   /** Carries the route's WebSocket upgrades (routes with `websocket: true`). */
-  readonly websockets?: WebSocketProxy;
+  readonly websockets?: WebSocketProxy | undefined;
+  /** For what TLS has to say (a client certificate that cannot be read). */
+  readonly logger: Logger;
   /** Told of upstream failures after a response had begun (forward.ts). */
   readonly onBrokenResponse?: ForwarderOptions['onBrokenResponse'];
 }
 
-export async function proxyRoute(app: FastifyInstance, { route, tokens, connections = 128, sharedSecretHeader, websockets, onBrokenResponse }: ProxyRouteOptions): Promise<void> {
-  const requestHeaders = requestHeaderPolicy({ route, sharedSecretHeader });
-  const responseHeaders = responseHeaderPolicy(route);
-  const mapping = { prefix: route.prefix, basePath: route.upstreamBasePath };
-  // Without an outbound proxy, a plain Pool to the upstream (outbound/dispatcher.ts).
-  const pool = dispatcherFor(route.upstreamOrigin, route.outboundProxy, {
+/**
+ * The keep-alive connection pool a route forwards through: without an outbound proxy, a plain Pool
+ * to the upstream; with one, what outbound/dispatcher.ts makes of it.
+ */
+export function upstreamPool(route: RouteConfig, connections: number, logger: Logger): Dispatcher {
+  return dispatcherFor(route.upstreamOrigin, route.outboundProxy, {
     tls: route.tls,
     connectTimeoutMs: route.connectTimeoutMs,
-    logger: app.log as Logger,
+    logger,
     pool: { connections, pipelining: 1, keepAliveTimeout: 30_000, headersTimeout: route.responseTimeoutMs, bodyTimeout: route.responseTimeoutMs },
   });
-  const forwarder = new Forwarder({ route: route.name, tokens, pool, requestHeaders, responseHeaders, replayBodyLimitBytes: route.replayBodyLimitBytes, ...(onBrokenResponse ? { onBrokenResponse } : {}) });
-  const upgrades = websockets && {
-    route,
-    tokens,
-    connect: route.websocket ? webSocketConnectorFor(route.upstreamOrigin, route.outboundProxy, route.connectTimeoutMs) : undefined,
-    rewriteRequestHeaders: (request: FastifyRequest) => requestHeaders(request.raw, request.bearerToken, request.id),
-    rewriteResponseHeaders: responseHeaders,
-  };
+}
 
-  function handler(request: FastifyRequest, reply: FastifyReply): void {
+export class ProxyRoute {
+  readonly name: string;
+  readonly prefix: string;
+  readonly config: RouteConfig;
+  readonly tokens: TokenSource;
+  readonly #pool: Dispatcher;
+  readonly #forwarder: Forwarder;
+  readonly #mapping: PathMapping;
+  readonly #maxBodyBytes: number;
+  readonly #websockets: WebSocketProxy | undefined;
+  readonly #upgrades: UpgradeRoute;
+  /** Requests (and WebSockets) holding this route; see hold(). */
+  #active = 0;
+  #retired = false;
+  #closing: Promise<void> | undefined;
+
+  constructor({ route, tokens, connections = 128, sharedSecretHeader, websockets, logger, onBrokenResponse }: ProxyRouteOptions) {
+    this.name = route.name;
+    this.prefix = route.prefix;
+    this.config = route;
+    this.tokens = tokens;
+    const requestHeaders = requestHeaderPolicy({ route, sharedSecretHeader });
+    const responseHeaders = responseHeaderPolicy(route);
+    this.#mapping = { prefix: route.prefix, basePath: route.upstreamBasePath };
+    this.#maxBodyBytes = route.maxBodyBytes;
+    this.#pool = upstreamPool(route, connections, logger);
+    this.#forwarder = new Forwarder({ route: route.name, tokens, pool: this.#pool, requestHeaders, responseHeaders, replayBodyLimitBytes: route.replayBodyLimitBytes, ...(onBrokenResponse ? { onBrokenResponse } : {}) });
+    this.#websockets = route.websocket ? websockets : undefined;
+    this.#upgrades = {
+      route,
+      tokens,
+      connect: route.websocket ? webSocketConnectorFor(route.upstreamOrigin, route.outboundProxy, route.connectTimeoutMs) : undefined,
+      rewriteRequestHeaders: (request: FastifyRequest) => requestHeaders(request.raw, request.bearerToken, request.id),
+      rewriteResponseHeaders: responseHeaders,
+    };
+  }
+
+  /** Serves one request of this route. Never throws for a failed forward: failures become the reply's error. */
+  handle(request: FastifyRequest, reply: FastifyReply): void {
     const url = request.raw.url as string;
     const query = url.indexOf('?');
-    const path = upstreamPath(query < 0 ? url : url.slice(0, query), mapping);
-    // Never reached when the router matched the prefix.
+    const path = upstreamPath(query < 0 ? url : url.slice(0, query), this.#mapping);
+    // Never reached for a request the route table gave this route.
     if (path === undefined) return void reply.send(new SidecarError('BSC_NOT_FOUND', 'no route serves this path'));
+    // Body size is checked before a token is awaited: a refused upload costs nothing upstream.
+    if (this.#maxBodyBytes > 0) {
+      const refused = limitBody(request, reply, this.#maxBodyBytes);
+      if (refused) return void reply.send(refused);
+    }
     // The query string goes on byte for byte, as the caller wrote it.
     const target = query < 0 ? path : path + url.slice(query);
-    if (isUpgradeFor(request.raw, route)) return void upgrade(request, reply);
+    if (isUpgradeFor(request.raw, this.config)) return void this.#upgrade(request, reply);
+    const tokens = this.tokens;
     const token = tokens.peek();
-    if (token !== undefined) return forwarder.forward(request, reply, target, token);
+    if (token !== undefined) return this.#forwarder.forward(request, reply, target, token);
     tokens
       .getToken()
-      .then((fresh) => forwarder.forward(request, reply, target, fresh))
+      .then((fresh) => this.#forwarder.forward(request, reply, target, fresh))
       .catch((err: unknown) => failed(reply, err));
   }
 
-  async function upgrade(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  async #upgrade(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     try {
-      request.bearerToken = tokens.peek() ?? (await tokens.getToken());
-      await websockets?.forward(request, reply, upgrades as NonNullable<typeof upgrades>);
+      request.bearerToken = this.tokens.peek() ?? (await this.tokens.getToken());
+      await this.#websockets?.forward(request, reply, this.#upgrades);
     } catch (err) {
       failed(reply, err);
     }
   }
 
+  /** A request (or WebSocket) uses this route until its response closes; release() then. */
+  hold(): void {
+    this.#active += 1;
+  }
+
+  release(): void {
+    this.#active -= 1;
+    if (this.#retired && this.#active === 0) void this.close();
+  }
+
+  /** No new request will come (a reload replaced or removed the route): the pool closes once the last one is done. */
+  retire(): void {
+    this.#retired = true;
+    if (this.#active === 0) void this.close();
+  }
+
+  get closed(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  /** Closes the pool; undici lets the requests it carries finish first. */
+  close(): Promise<void> {
+    this.#closing ??= this.#pool.close().catch(() => {});
+    return this.#closing;
+  }
+}
+
+/**
+ * Registers the proxy's catch-all route: every path and proxied method goes to the request's
+ * ProxyRoute (request.sidecarRoute), or to `notFound` when no route serves its path.
+ */
+export async function mountProxy(app: FastifyInstance, notFound: (request: FastifyRequest, reply: FastifyReply) => void): Promise<void> {
+  function handler(request: FastifyRequest, reply: FastifyReply): void {
+    const route = request.sidecarRoute;
+    if (route === null) return notFound(request, reply);
+    route.handle(request, reply);
+  }
   await app.register(async (scope) => {
     // Bodies are not parsed: whatever the content type, the request stream is forwarded as it comes.
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
-    scope.addHook('onClose', () => pool.close());
-    // Body size is checked before a token is awaited: a refused upload costs nothing upstream.
-    const preHandler = route.maxBodyBytes > 0 ? bodyLimit(route.maxBodyBytes) : undefined;
-    const base = route.prefix === '/' ? '' : route.prefix;
-    for (const url of [base || '/', `${base}/*`]) {
-      scope.route({ method: proxiedMethods, url, config: { sidecarRoute: route.name }, ...(preHandler ? { preHandler } : {}), handler });
-    }
+    for (const url of ['/', '/*']) scope.route({ method: proxiedMethods, url, handler });
   });
 }

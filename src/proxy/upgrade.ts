@@ -15,6 +15,18 @@ export function isWebSocketUpgrade(headers: IncomingHttpHeaders): boolean {
 }
 
 /**
+ * A request Node handed over as an upgrade (only while the proxy listens for upgrades: a route
+ * has, or had, `websocket: true`) comes with its head only: a body could no longer be read. Such a
+ * request that is no WebSocket upgrade (h2c, say) and has a body is refused before anything waits
+ * for the body; without a body it is served as a plain request.
+ */
+export function upgradeBodyProblem(raw: IncomingMessage): SidecarError | undefined {
+  const { headers } = raw;
+  if (isWebSocketUpgrade(headers) || ((headers['content-length'] ?? '0') === '0' && headers['transfer-encoding'] === undefined)) return undefined;
+  return new SidecarError('BSC_BAD_REQUEST', `an Upgrade: ${headers.upgrade ?? ''} request cannot carry a body here; send it without the Upgrade header`);
+}
+
+/**
  * Whether a request is a WebSocket upgrade for `route` to carry; throws (400) for a WebSocket
  * upgrade on a route without `websocket: true`. Other upgrades (h2c) are served as plain requests.
  */

@@ -22,7 +22,6 @@ import { tlsConnectOptions } from '../tls.js';
 import type { TokenSource } from '../token/token-source.js';
 import type { OutgoingHeaders, ResponseHeaderBuilder } from './headers.js';
 import { upstreamPath } from './paths.js';
-import { isWebSocketUpgrade } from './upgrade.js';
 import { joinWebSockets, type LinkClose, type WebSocketLink } from './websocket-link.js';
 
 /** Headers of the caller's handshake that the upstream handshake makes afresh. */
@@ -69,6 +68,8 @@ export class WebSocketProxy {
   /**
    * Sends the app's upgrade requests through its router, so routes, hooks and the error handler
    * apply to them as to any request. The socket is the caller's; any answer but the 101 ends it.
+   * Adds no hook, so it may be called after the app listens (a reload that adds the first
+   * WebSocket route).
    */
   attach(app: FastifyInstance): void {
     app.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -81,14 +82,7 @@ export class WebSocketProxy {
       response.on('finish', () => socket.destroy());
       app.routing(request, response);
     });
-    // Node hands an upgrade over with its head only: a body (of an Upgrade: h2c POST, say) could no
-    // longer be read, so such a request is refused before anything waits for its body.
-    app.addHook('onRequest', (request, _reply, done) => {
-      const { headers } = request.raw;
-      if (!this.#heads.has(request.raw) || isWebSocketUpgrade(headers)) return done();
-      const hasBody = (headers['content-length'] ?? '0') !== '0' || headers['transfer-encoding'] !== undefined;
-      done(hasBody ? new SidecarError('BSC_BAD_REQUEST', `an Upgrade: ${headers.upgrade ?? ''} request cannot carry a body here; send it without the Upgrade header`) : undefined);
-    });
+    // Node hands an upgrade over with its head only: guard.ts refuses one whose body would be lost.
   }
 
   /** Open links. */

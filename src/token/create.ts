@@ -26,8 +26,11 @@ export interface RouteTokenSourceOptions {
 
 export interface RouteTokens {
   readonly source: TokenSource;
-  /** Stops the source (its timers and any fetch under way), the file watch, and the token dispatcher. */
-  close(): Promise<void>;
+  /**
+   * Stops the source (its timers and any fetch under way; its token is dropped), the file watch,
+   * and the token dispatcher. `reason` goes to callers still waiting for a token (a reload says why).
+   */
+  close(reason?: string): Promise<void>;
 }
 
 /**
@@ -59,9 +62,9 @@ export function createRouteTokenSource(route: { readonly name: string; readonly 
   const watch = watchSecretFiles(credentialSources(auth), () => source.credentialsChanged(), logger ? { logger } : {});
   return {
     source,
-    async close() {
+    async close(reason) {
       watch.close();
-      source.close();
+      source.close(reason);
       await dispatcher?.close();
     },
   };

@@ -95,6 +95,7 @@ export class TokenSource {
   #rejections = 0;
   #timer: TimerHandle | undefined;
   #closed = false;
+  #closedReason = 'the token source is closed (shutting down)';
   /** When a rejection (401) last made it drop the current token. */
   #droppedOn401At = Number.NEGATIVE_INFINITY;
   /** Bumped when the credential files change, so a fetch that read the old ones can tell. */
@@ -119,7 +120,7 @@ export class TokenSource {
 
   /** A token that may be sent now, fetching one (once, for all callers) if needed. Throws TokenError. */
   async getToken(): Promise<string> {
-    if (this.#closed) throw this.#unavailable('the token source is closed (shutting down)');
+    if (this.#closed) throw this.#unavailable(this.#closedReason);
     const token = this.peek();
     if (token) return token;
     const now = this.#clock.now();
@@ -139,6 +140,7 @@ export class TokenSource {
     stopWaiting.abort();
     const fresh = this.peek();
     if (fresh) return fresh;
+    if (this.#closed) throw this.#unavailable(this.#closedReason);
     if (result === timedOut) throw this.#unavailable(`no token after waiting ${wait} ms; the token endpoint is slow or failing`);
     throw this.#unavailable(this.#lastError?.message ?? 'no token', Math.max(0, this.#retryNotBefore - this.#clock.now()));
   }
@@ -210,8 +212,15 @@ export class TokenSource {
     };
   }
 
-  close(): void {
+  /**
+   * Stops fetching and drops the token: it is never handed out again (a reload that changed the
+   * route's auth closes its source). Callers still waiting for a token get a TokenError (503)
+   * with `reason`.
+   */
+  close(reason?: string): void {
     this.#closed = true;
+    if (reason !== undefined) this.#closedReason = reason;
+    this.#current = undefined;
     this.#closing.abort();
     if (this.#timer) this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;

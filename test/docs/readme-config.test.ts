@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { envVariables } from '../../src/config/env.js';
+import { watchConfigVariable } from '../../src/config/index.js';
 import { configSchema } from '../../src/config/schema.js';
 
 const docsDir = new URL('../../docs/', import.meta.url);
@@ -16,6 +17,7 @@ test('the docs name every BEARER_SIDECAR_* variable that --help lists', () => {
   const missing = envVariables.map((v) => v.name).filter((name) => !readme.includes(name));
   assert.deepEqual(missing, []);
   assert.ok(readme.includes('BEARER_SIDECAR_CONFIG'));
+  assert.ok(readme.includes(watchConfigVariable));
 });
 
 test('the docs name every config field of the schema', () => {

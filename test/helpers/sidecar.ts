@@ -3,7 +3,7 @@
 import { Writable } from 'node:stream';
 import { resolveConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/logger.js';
-import { createSidecar, type Sidecar, type SidecarOptions } from '../../src/server.js';
+import { createSidecar, type ReloadResult, type Sidecar, type SidecarOptions } from '../../src/server.js';
 import { audit } from './audit.js';
 
 export interface TestSidecar {
@@ -12,26 +12,31 @@ export interface TestSidecar {
   readonly adminUrl: string;
   /** Every log line written so far, raw. */
   readonly logs: string[];
+  /** Reloads with `raw`, completed with the same defaults as at the start (ports 0 and all). */
+  reload(raw: Record<string, unknown>): Promise<ReloadResult>;
   close(): Promise<void>;
 }
 
 /**
- * `env`: what ${VAR} and HTTPS_PROXY / HTTP_PROXY / NO_PROXY are read from; by default the test's
- * environment without those three, so that a proxy set on the machine does not carry the tests' traffic.
+ * `env`: what ${VAR} and HTTPS_PROXY / HTTP_PROXY / NO_PROXY are read from (at start and at a
+ * reload); by default the test's environment without those three, so that a proxy set on the
+ * machine does not carry the tests' traffic.
  */
 export async function startSidecar(raw: Record<string, unknown>, { env, ...options }: Omit<SidecarOptions, 'logger'> & { logLevel?: string; env?: NodeJS.ProcessEnv } = {}): Promise<TestSidecar> {
-  const config = resolveConfig(
-    { listen: { port: 0 }, admin: { port: 0 }, drainTimeoutMs: 2000, logLevel: options.logLevel ?? audit.logLevel, ...raw },
-    { env: env ?? Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(https?|no)_proxy$/i.test(name))) },
-  );
+  const environment = env ?? Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(https?|no)_proxy$/i.test(name)));
+  const resolve = (raw: Record<string, unknown>) => {
+    const config = resolveConfig({ listen: { port: 0 }, admin: { port: 0 }, drainTimeoutMs: 2000, logLevel: options.logLevel ?? audit.logLevel, ...raw }, { env: environment });
+    for (const route of config.routes) {
+      const { clientSecret, privateKey } = route.auth;
+      if (clientSecret) audit.addSecret(clientSecret.read());
+      for (const key of [privateKey, route.auth.tls.clientCertificate?.key, route.tls.clientCertificate?.key]) if (key) audit.addPrivateKey(key.read());
+    }
+    return config;
+  };
+  const config = resolve(raw);
   const logs: string[] = [];
   audit.addOutput(logs);
   audit.ranAt(config.logLevel);
-  for (const route of config.routes) {
-    const { clientSecret, privateKey } = route.auth;
-    if (clientSecret) audit.addSecret(clientSecret.read());
-    for (const key of [privateKey, route.auth.tls.clientCertificate?.key, route.tls.clientCertificate?.key]) if (key) audit.addPrivateKey(key.read());
-  }
   const destination = new Writable({
     write(chunk: Buffer, _encoding, callback) {
       logs.push(...chunk.toString().split('\n').filter(Boolean));
@@ -45,7 +50,7 @@ export async function startSidecar(raw: Record<string, unknown>, { env, ...optio
     audit.addOutput([await sidecar.metrics.registry.metrics()]);
     await sidecar.close();
   };
-  return { sidecar, proxyUrl, adminUrl, logs, close };
+  return { sidecar, proxyUrl, adminUrl, logs, reload: (next) => sidecar.reload(() => resolve(next)), close };
 }
 
 /** A route whose credentials the demo/scripted token server accepts; without a tokenUrl, `auth` names an issuer. */

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { audit, call } from '../helpers/audit.js';
 import { opensslMissing } from '../helpers/certs.js';
-import { privateHost, startForwardProxy, startProxyTargets, type ForwardProxy, type ProxyTargets } from '../helpers/forward-proxy.js';
+import { privateHost, proxyPassword, startForwardProxy, startProxyTargets, type ForwardProxy, type ProxyTargets } from '../helpers/forward-proxy.js';
 import { freePort } from '../helpers/servers.js';
 import { startSidecar, type TestSidecar } from '../helpers/sidecar.js';
 import { echo, openSocket } from '../helpers/websocket.js';
@@ -138,6 +138,30 @@ describe('requests through an outbound proxy', { skip: opensslMissing }, () => {
       assert.equal((await call(`${sidecar.proxyUrl}/without/x`)).status, 502, 'the upstream wants a certificate');
       assert.ok((await asked(start)).every((r) => r.method === 'CONNECT' && r.url === `${privateHost}:${targets.mutualTlsPort}`));
     });
+  });
+
+  test('a reload applies a new proxy URL, a changed password included; an unchanged proxy keeps the token source', async () => {
+    const wrong = proxy.url.replace(encodeURIComponent(proxyPassword), 'wrong-password');
+    const config = (url: string, responseTimeoutMs = 60_000) => ({
+      outboundProxy: { url, noProxy: '127.0.0.1' },
+      routes: [{ name: 'api', upstream: `https://${privateHost}:${targets.httpsPort}`, responseTimeoutMs, tls: { caFile: targets.caFile }, auth: { tokenUrl: targets.tokens.url, clientId: 'id', clientSecret: 'proxied-client-secret', retry } }],
+    });
+    const sidecar = await startSidecar(config(wrong), { env: {} });
+    try {
+      const refused = await call(`${sidecar.proxyUrl}/x`);
+      assert.deepEqual([refused.status, refused.json().error], [502, 'outbound_proxy_refused']);
+      const tokensBefore = targets.tokens.requests.length;
+      // Only the password differs: a change all the same.
+      assert.equal((await sidecar.reload(config(proxy.url))).outcome, 'success');
+      assert.equal((await call(`${sidecar.proxyUrl}/x`)).status, 200, 'the same proxy with the right password');
+      assert.equal(targets.tokens.requests.length, tokensBefore + 1, 'another proxy: another token source');
+      // Another setting changes, the proxy does not: the token source (and its token) stay.
+      assert.equal((await sidecar.reload(config(proxy.url, 30_000))).outcome, 'success');
+      assert.equal((await call(`${sidecar.proxyUrl}/x`)).status, 200);
+      assert.equal(targets.tokens.requests.length, tokensBefore + 1, 'the same proxy: the token source is kept');
+    } finally {
+      await sidecar.close();
+    }
   });
 
   test('the certificate is checked against the target name through the tunnel, with the route\u2019s TLS settings', async () => {

@@ -96,6 +96,22 @@ describe('TLS to upstreams and token endpoints', { skip: opensslMissing }, () =>
     }
   });
 
+  test('a reload that adds tls.caFile (upstream and token endpoint): new requests trust the CA; removing it brings the refusal back', async () => {
+    const untrusted = { routes: [{ name: 'r', upstream: upstreamUrl, auth: auth({ tokenUrl: httpsTokenUrl }) }] };
+    const sidecar = await startSidecar(untrusted);
+    try {
+      assert.equal((await fetch(`${sidecar.proxyUrl}/x`)).status, 503, 'the token endpoint is not trusted');
+      await sidecar.reload({ routes: [{ name: 'r', upstream: upstreamUrl, tls: { caFile }, auth: auth({ tokenUrl: httpsTokenUrl, tls: { caFile } }) }] });
+      assert.equal((await fetch(`${sidecar.proxyUrl}/x`)).status, 200);
+      await sidecar.reload({ routes: [{ name: 'r', upstream: upstreamUrl, auth: auth({ tls: { caFile } }) }] });
+      const refused = await fetch(`${sidecar.proxyUrl}/x`);
+      assert.equal(refused.status, 502, 'the upstream is no longer trusted');
+      assert.equal(((await refused.json()) as { error: string }).error, 'upstream_unreachable');
+    } finally {
+      await sidecar.close();
+    }
+  });
+
   test('connect options: verification always explicit (reply-from would default it off), one secure context per CA', async () => {
     const { tlsConnectOptions } = await import('../../src/tls.js');
     const options = tlsConnectOptions({ ca: readFileSync(caFile, 'utf8'), caFile, rejectUnauthorized: true });

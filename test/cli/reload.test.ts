@@ -1,0 +1,115 @@
+// Reload of the real process (dist/cli.js): SIGHUP reads the config file again and applies it;
+// a bad file is logged and the process stays up serving the old config; a listen change is
+// refused with a restart line. BEARER_SIDECAR_WATCH_CONFIG=true reloads on a file change without
+// a signal; asking to watch with no file to watch is a usage error.
+
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { startEchoUpstream, type EchoUpstream } from '../../src/demo/echo-upstream.js';
+import { audit, call } from '../helpers/audit.js';
+import { tempFiles } from '../helpers/config.js';
+import { run, runToEnd, type Running } from '../helpers/process.js';
+import { freePort, signingKey, startScriptedTokenServer, type ScriptedTokenServer } from '../helpers/servers.js';
+import { eventually } from '../helpers/sidecar.js';
+
+const secret = 'cli-reload-secret-7c1d';
+audit.addSecret(secret);
+const files = tempFiles('bsc-cli-reload-');
+
+describe('reload of the running CLI', () => {
+  let tokens: ScriptedTokenServer;
+  let a: EchoUpstream;
+  let b: EchoUpstream;
+  before(async () => {
+    tokens = await startScriptedTokenServer();
+    [a, b] = await Promise.all([startEchoUpstream({ signingKey }), startEchoUpstream({ signingKey })]);
+  });
+  after(async () => {
+    await Promise.all([tokens.close(), a.close(), b.close()]);
+  });
+
+  const yaml = (port: number, adminPort: number, upstream: string) =>
+    `listen: { port: ${port} }\nadmin: { port: ${adminPort} }\nlogLevel: debug\nroutes:\n  - name: api\n    upstream: ${upstream}\n    auth: { tokenUrl: ${tokens.url}, clientId: cli-client, clientSecret: ${secret} }\n`;
+  /** Waits until `pattern` has appeared `count` times in the output. */
+  const seen = (sidecar: Running, pattern: RegExp, count: number) => eventually(() => (sidecar.output().match(new RegExp(pattern, 'g')) ?? []).length >= count, 15_000);
+
+  test('SIGHUP applies a changed file; a bad file leaves the old config serving and the process up; a listen change needs a restart', async () => {
+    const [port, adminPort] = [await freePort(), await freePort()];
+    const file = join(files.dir, 'hup.yaml');
+    writeFileSync(file, yaml(port, adminPort, a.url));
+    const sidecar = run(['--config', file]);
+    try {
+      await sidecar.waitFor(/"msg":"token refreshed"/);
+      const proxy = `http://127.0.0.1:${port}`;
+      const readyz = async () => (await call(`http://127.0.0.1:${adminPort}/readyz`)).json<{ config: { hash: string; loadedAt: string } }>().config;
+      assert.equal((await call(`${proxy}/x`)).status, 200);
+      assert.equal(a.received.length, 1);
+      const first = await readyz();
+
+      writeFileSync(file, yaml(port, adminPort, b.url));
+      sidecar.child.kill('SIGHUP');
+      await seen(sidecar, /"msg":"config reloaded"/, 1);
+      assert.equal((await call(`${proxy}/y`)).status, 200);
+      assert.equal(b.received.length, 1, 'the new upstream');
+      const second = await readyz();
+      assert.notEqual(second.hash, first.hash);
+      assert.match(sidecar.output(), new RegExp(`"config":"${second.hash}"`));
+
+      writeFileSync(file, 'routes:\n  - name: api\n    upstream: nowhere\n');
+      sidecar.child.kill('SIGHUP');
+      await seen(sidecar, /"msg":"config reload failed; the previous config stays in force"/, 1);
+      assert.match(sidecar.output(), /"problems":\["routes\[0\]\.upstream: must be an absolute http/);
+      assert.equal(sidecar.child.exitCode, null, 'still running');
+      assert.equal((await call(`${proxy}/z`)).status, 200);
+      assert.equal(b.received.length, 2, 'the old config serves');
+      assert.equal((await readyz()).hash, second.hash);
+
+      writeFileSync(file, yaml(await freePort(), adminPort, a.url));
+      sidecar.child.kill('SIGHUP');
+      await seen(sidecar, /"msg":"config reloaded"/, 2);
+      assert.match(sidecar.output(), /"fields":\["listen\.port"\],"msg":"these settings need a new socket: restart the sidecar to apply them/);
+      assert.equal((await call(`${proxy}/w`)).status, 200, 'still on the old port');
+      assert.equal(a.received.length, 2, 'the route change applied');
+      assert.equal(tokens.requests.length, 1, 'one token throughout');
+
+      sidecar.child.kill('SIGTERM');
+      assert.equal(await sidecar.exited, 0);
+      audit.assertNothingLeaked([sidecar.output()]);
+    } finally {
+      sidecar.child.kill('SIGKILL');
+    }
+  });
+
+  test('BEARER_SIDECAR_WATCH_CONFIG=true: a change of the file reloads without a signal', async () => {
+    const [port, adminPort] = [await freePort(), await freePort()];
+    const file = join(files.dir, 'watch.yaml');
+    writeFileSync(file, yaml(port, adminPort, a.url));
+    const sidecar = run([], { BEARER_SIDECAR_CONFIG: file, BEARER_SIDECAR_WATCH_CONFIG: 'true' });
+    try {
+      await sidecar.waitFor(/"msg":"listening"/);
+      const before = b.received.length;
+      writeFileSync(file, yaml(port, adminPort, b.url));
+      await seen(sidecar, /"msg":"config reloaded"/, 1);
+      assert.match(sidecar.output(), /"msg":"config file changed; reloading"/);
+      assert.equal((await call(`http://127.0.0.1:${port}/x`)).status, 200);
+      assert.equal(b.received.length, before + 1);
+      sidecar.child.kill('SIGTERM');
+      assert.equal(await sidecar.exited, 0);
+      audit.assertNothingLeaked([sidecar.output()]);
+    } finally {
+      sidecar.child.kill('SIGKILL');
+    }
+  });
+
+  test('watching without a config file, or a watch variable that is not true or false, is a usage error (exit 2)', async () => {
+    const env = { BEARER_SIDECAR_UPSTREAM: a.url, BEARER_SIDECAR_TOKEN_URL: tokens.url, BEARER_SIDECAR_CLIENT_ID: 'id', BEARER_SIDECAR_CLIENT_SECRET: secret };
+    const flag = await runToEnd(['--watch-config'], env);
+    assert.equal(flag.code, 2);
+    assert.match(flag.output, /--watch-config \(BEARER_SIDECAR_WATCH_CONFIG\) needs a config file/);
+    const variable = await runToEnd([], { ...env, BEARER_SIDECAR_WATCH_CONFIG: 'yes' });
+    assert.equal(variable.code, 2);
+    assert.match(variable.output, /BEARER_SIDECAR_WATCH_CONFIG must be true or false/);
+  });
+});
