@@ -15,6 +15,7 @@ import type { AuthConfig } from '../../src/config/types.js';
 import { tokenDispatcher } from '../../src/tls.js';
 import { TokenError } from '../../src/token/errors.js';
 import { exchangeClientCredentials, type Token } from '../../src/token/exchange.js';
+import { TokenFetcher } from '../../src/token/fetcher.js';
 import { closeServer } from '../../src/demo/token-server.js';
 import { audit, call } from '../helpers/audit.js';
 import { makeSigningKey, makeTestPki, opensslMissing, selfSignedCertificate, type SigningKey, type SigningKeyKind, type TestPki } from '../helpers/certs.js';
@@ -191,6 +192,40 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
     assert.match(err.message, /invalid_client.*auth\.tls\.certFile/);
   });
 
+  /** One token request with discovery, as the sidecar makes it: the route's TokenFetcher through its token dispatcher. */
+  async function fetchDiscovered(config: AuthConfig): Promise<{ token: Token; endpoint: string | undefined }> {
+    const dispatcher = tokenDispatcher(config.tls);
+    try {
+      const fetcher = new TokenFetcher(config, dispatcher ? { dispatcher } : {});
+      const token = await fetcher.fetch();
+      return { token, endpoint: fetcher.endpoint?.url };
+    } finally {
+      await dispatcher?.close();
+    }
+  }
+
+  test('discovery with private_key_jwt: the method is kept (the document lists no secret method), and the assertion\'s aud is the discovered token endpoint', async () => {
+    const config = auth({ tokenUrl: undefined, issuer: idp.issuer, method: 'private_key_jwt', clientId: 'jwt-P-256', privateKeyFile: files.file('discovered.pem', keys.get('P-256')?.pem.pkcs8 as string) });
+    const before = idp.received.length;
+    const { token, endpoint } = await fetchDiscovered(config);
+    assert.ok(idp.issued.includes(token.accessToken));
+    assert.equal(endpoint, idp.tokenUrl, 'the plain endpoint: the mTLS alias is for tls_client_auth');
+    assert.deepEqual(idp.received.slice(before), ['GET /.well-known/openid-configuration', 'POST /token']);
+    assert.equal(decodeJwt(idp.assertions.at(-1) as string).aud, idp.tokenUrl);
+    assert.deepEqual(idp.requests.at(-1), { clientId: 'jwt-P-256', withSecret: false, certificateSubject: '' });
+  });
+
+  test('discovery with tls_client_auth: the document is read over mutual TLS, and the token request goes to mtls_endpoint_aliases.token_endpoint (RFC 8705 §5)', async () => {
+    const reporting = pki.client('reporting');
+    const config = auth({ tokenUrl: undefined, issuer: idp.issuer, method: 'tls_client_auth', clientId: 'mtls-reporting', tls: { certFile: reporting.certFile, keyFile: reporting.keyFile } });
+    const before = idp.received.length;
+    const { token, endpoint } = await fetchDiscovered(config);
+    assert.ok(idp.issued.includes(token.accessToken));
+    assert.equal(endpoint, idp.mtlsTokenUrl);
+    assert.deepEqual(idp.received.slice(before), ['GET /.well-known/openid-configuration CN=reporting', 'POST /mtls/token CN=reporting']);
+    assert.deepEqual(idp.requests.at(-1), { clientId: 'mtls-reporting', withSecret: false, certificateSubject: 'CN=reporting' });
+  });
+
   /** A sidecar with one route "idp" authenticating with `fields`; retries only when told (a changed file), so a test sees each attempt. */
   const sidecarWith = (fields: Record<string, unknown>) =>
     startSidecar({
@@ -251,7 +286,7 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
     }
   });
 
-  test('bearer-sidecar check (the bundled CLI) with private_key_jwt and with tls_client_auth', async () => {
+  test('bearer-sidecar check (the bundled CLI) with private_key_jwt and with tls_client_auth, the latter also discovered', async () => {
     const reporting = pki.client('reporting');
     const yaml = files.file(
       'check.yaml',
@@ -264,6 +299,10 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
     prefix: /mtls
     upstream: ${upstreamUrl}
     auth: { tokenUrl: ${idp.tokenUrl}, scope: api, method: tls_client_auth, clientId: mtls-reporting, tls: { caFile: ${pki.caFile}, certFile: ${reporting.certFile}, keyFile: ${reporting.keyFile} } }
+  - name: discovered
+    prefix: /discovered
+    upstream: ${upstreamUrl}
+    auth: { issuer: ${idp.issuer}, scope: api, method: tls_client_auth, clientId: mtls-reporting, tls: { caFile: ${pki.caFile}, certFile: ${reporting.certFile}, keyFile: ${reporting.keyFile} } }
 `,
     );
     const issued = idp.issued.length;
@@ -271,7 +310,8 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
     assert.equal(code, 0, output);
     assert.match(output, /^ok {6}jwt: token valid for \d+ s/m);
     assert.match(output, /^ok {6}mtls: token valid for \d+ s/m);
-    assert.equal(idp.issued.length, issued + 2);
+    assert.ok(output.includes(`from ${idp.mtlsTokenUrl} (discovered from issuer ${idp.issuer})`), output);
+    assert.equal(idp.issued.length, issued + 3);
     audit.assertNothingLeaked([output]);
   });
 });
