@@ -16,6 +16,9 @@ import { tokenDispatcher } from '../../src/tls.js';
 import { TokenError } from '../../src/token/errors.js';
 import { exchangeClientCredentials, type Token } from '../../src/token/exchange.js';
 import { TokenFetcher } from '../../src/token/fetcher.js';
+import Fastify from 'fastify';
+import { bearerProxy } from '../../src/fastify/index.js';
+import { createTokenSource } from '../../src/index.js';
 import { closeServer } from '../../src/demo/token-server.js';
 import { audit, call } from '../helpers/audit.js';
 import { makeSigningKey, makeTestPki, opensslMissing, selfSignedCertificate, type SigningKey, type SigningKeyKind, type TestPki } from '../helpers/certs.js';
@@ -224,6 +227,40 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
     assert.equal(endpoint, idp.mtlsTokenUrl);
     assert.deepEqual(idp.received.slice(before), ['GET /.well-known/openid-configuration CN=reporting', 'POST /mtls/token CN=reporting']);
     assert.deepEqual(idp.requests.at(-1), { clientId: 'mtls-reporting', withSecret: false, certificateSubject: 'CN=reporting' });
+  });
+
+  test('library, createTokenSource: discovery and private_key_jwt as in the sidecar', async () => {
+    const source = createTokenSource(
+      { issuer: idp.issuer, method: 'private_key_jwt', clientId: 'jwt-P-384', privateKeyFile: files.file('library.pem', keys.get('P-384')?.pem.sec1 as string), scope: 'api', tls: { caFile: pki.caFile } },
+      { name: 'library' },
+    );
+    try {
+      const token = await source.getToken();
+      assert.ok(idp.issued.includes(token));
+      assert.equal(decodeJwt(idp.assertions.at(-1) as string).aud, idp.tokenUrl);
+      assert.equal(decodeProtectedHeader(idp.assertions.at(-1) as string).alg, 'ES384');
+    } finally {
+      await source.close();
+    }
+  });
+
+  test('library, the Fastify plugin: discovery and tls_client_auth over mutual TLS, the token on the forwarded request', async () => {
+    const reporting = pki.client('reporting');
+    const app = Fastify();
+    await app.register(bearerProxy, {
+      prefix: '/api',
+      upstream: upstreamUrl,
+      auth: { issuer: idp.issuer, method: 'tls_client_auth', clientId: 'mtls-reporting', scope: 'api', tls: { caFile: pki.caFile, certFile: reporting.certFile, keyFile: reporting.keyFile } },
+    });
+    try {
+      const before = idp.received.length;
+      const answer = await app.inject({ url: '/api/x' });
+      assert.equal(answer.statusCode, 200, answer.body);
+      assert.equal(bearers.at(-1), `Bearer ${idp.issued.at(-1)}`);
+      assert.deepEqual(idp.received.slice(before), ['GET /.well-known/openid-configuration CN=reporting', 'POST /mtls/token CN=reporting']);
+    } finally {
+      await app.close();
+    }
   });
 
   /** A sidecar with one route "idp" authenticating with `fields`; retries only when told (a changed file), so a test sees each attempt. */
