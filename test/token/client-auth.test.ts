@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -153,6 +153,18 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
     await exchange(config);
     assert.ok(await signedBy(p384 as SigningKey), 'the new key signed, with its own algorithm');
     assert.equal(decodeProtectedHeader(idp.assertions.at(-1) as string).alg, 'ES384');
+  });
+
+  test('private_key_jwt: a key file gone when a token is due: BSC_TOKEN_CREDENTIALS naming the file, retried (a Secret mid-swap); garbage in it: not retried', async () => {
+    const privateKeyFile = files.file('vanishing.pem', keys.get('P-256')?.pem.pkcs8 as string);
+    const config = auth({ method: 'private_key_jwt', clientId: 'jwt-P-256', privateKeyFile });
+    unlinkSync(privateKeyFile);
+    const gone = await exchange(config).then(() => assert.fail('expected a failure'), (e: unknown) => e as TokenError);
+    assert.deepEqual([gone.code, gone.retryable], ['BSC_TOKEN_CREDENTIALS', true]);
+    assert.match(gone.message, /^cannot read credentials: .*vanishing\.pem/);
+    writeFileSync(privateKeyFile, 'not a key');
+    const garbage = await exchange(config).then(() => assert.fail('expected a failure'), (e: unknown) => e as TokenError);
+    assert.deepEqual([garbage.code, garbage.retryable], ['BSC_TOKEN_CREDENTIALS', false]);
   });
 
   test('private_key_jwt: a key the provider does not hold is invalid_client, not retried, with a hint about the key and no assertion in the message', async () => {
