@@ -40,7 +40,7 @@ export type BearerProxyOptions = DistributiveOmit<HttpProxyOptions, 'upstream'> 
   readonly auth: AuthOptions;
   /** The upstream's origin and base path; defaults to the preset's when `auth.preset` is set. */
   readonly upstream?: string;
-  /** TLS to the upstream, as a route's `tls`: verified unless `rejectUnauthorized: false`; `caFile` adds a private CA. */
+  /** TLS to the upstream, as a route's `tls`: verified unless `rejectUnauthorized: false`; `caFile` adds a private CA; `certFile` and `keyFile` present a client certificate (read at registration). */
   readonly tls?: TlsOptions;
   /** Request bodies up to this size are kept so a request answered 401 can be replayed; 0 keeps none. Default 65536. */
   readonly replayBodyLimitBytes?: number;
@@ -212,12 +212,14 @@ function upstreamTls(proxyOptions: Record<string, unknown>, tls: TlsConfig): { o
   };
 }
 
-/** The WebSocket dial: the token as Authorization, the caller's cookie as http-proxy does by default, TLS verified. */
+/** The WebSocket dial: the token as Authorization, the caller's cookie as http-proxy does by default, TLS verified and the client certificate presented, as for requests. */
 function websocketClientOptions(given: Record<string, unknown> | undefined, tls: TlsConfig, states: WeakMap<FastifyRequest, RequestState>): Record<string, unknown> {
   const appRewrite = given?.rewriteRequestHeaders as ((headers: Record<string, unknown>, request: FastifyRequest) => Record<string, unknown>) | undefined;
   return {
     rejectUnauthorized: tls.rejectUnauthorized,
     ...(tls.ca ? { ca: [...rootCertificates, tls.ca] } : {}),
+    // The client certificate (tls.certFile): its secure context, which holds the CA too.
+    ...(tls.clientCertificate ? tlsConnectOptions(tls) : {}),
     ...given,
     rewriteRequestHeaders(headers: Record<string, unknown>, request: FastifyRequest) {
       const base = appRewrite ? appRewrite(headers, request) : { ...headers, ...(request.headers.cookie ? { cookie: request.headers.cookie } : {}) };

@@ -24,6 +24,8 @@ export interface ServerMetadata {
   readonly authMethods: readonly string[];
   /** The URL the document was read from. */
   readonly documentUrl: string;
+  /** mtls_endpoint_aliases.token_endpoint (RFC 8705 §5): where a client authenticating with mutual TLS sends token requests. */
+  readonly mtlsTokenEndpoint?: string;
 }
 
 export interface DiscoveryOptions {
@@ -109,27 +111,41 @@ export function parseMetadata(text: string, documentUrl: string, issuer: string,
       { retryable: false },
     );
   }
-  const endpoint = fields.token_endpoint;
-  if (typeof endpoint !== 'string' || endpoint === '') throw malformed('has no token_endpoint');
-  let url: URL;
-  try {
-    url = new URL(endpoint);
-  } catch {
-    throw malformed(`has a token_endpoint that is not a URL: ${quote(endpoint)}`);
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw malformed(`has a token_endpoint that is not http(s): ${quote(url.protocol)}`);
-  const problem = credentialUrlProblem(url, allowInsecure);
-  if (problem) {
-    // Not the URL itself: it may carry credentials.
-    throw new TokenError('BSC_DISCOVERY_INSECURE_ENDPOINT', `discovery document ${documentUrl} names token_endpoint ${url.protocol}//${url.host}${url.pathname}, which ${problem}`, { retryable: false });
-  }
+  const tokenEndpoint = endpointUrl(fields.token_endpoint, 'token_endpoint', documentUrl, allowInsecure, malformed);
+  const aliases = fields.mtls_endpoint_aliases;
+  const alias = aliases && typeof aliases === 'object' && !Array.isArray(aliases) ? (aliases as Record<string, unknown>).token_endpoint : undefined;
+  const mtlsTokenEndpoint = alias === undefined ? undefined : endpointUrl(alias, 'mtls_endpoint_aliases.token_endpoint', documentUrl, allowInsecure, malformed);
   const methods = fields.token_endpoint_auth_methods_supported;
   return {
     issuer,
-    tokenEndpoint: endpoint,
+    tokenEndpoint,
     authMethods: Array.isArray(methods) && methods.every((m) => typeof m === 'string') ? (methods as string[]) : ['client_secret_basic'],
     documentUrl,
+    ...(mtlsTokenEndpoint ? { mtlsTokenEndpoint } : {}),
   };
+}
+
+/** A token endpoint URL from the document (`field` names it), held to the rule of auth.tokenUrl. */
+function endpointUrl(value: unknown, field: string, documentUrl: string, allowInsecure: boolean, malformed: (why: string) => TokenError): string {
+  if (typeof value !== 'string' || value === '') throw malformed(`has no ${field}`);
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw malformed(`has a ${field} that is not a URL: ${quote(value)}`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw malformed(`has a ${field} that is not http(s): ${quote(url.protocol)}`);
+  const problem = credentialUrlProblem(url, allowInsecure);
+  if (problem) {
+    // Not the URL itself: it may carry credentials.
+    throw new TokenError('BSC_DISCOVERY_INSECURE_ENDPOINT', `discovery document ${documentUrl} names ${field} ${printable(url)}, which ${problem}`, { retryable: false });
+  }
+  return value;
+}
+
+/** A URL without its credentials, query or fragment: what a message may show. */
+function printable(url: URL): string {
+  return `${url.protocol}//${url.host}${url.pathname}`;
 }
 
 /** A value from the document, for an error message: JSON-quoted (no log injection) and bounded. */
@@ -163,6 +179,26 @@ export function chooseMethod(auth: Pick<AuthConfig, 'method' | 'methodSet'>, sup
   }
   for (const method of ['client_secret_basic', 'client_secret_post'] as const) if (supported.includes(method)) return { method };
   return { method: 'client_secret_basic', warning: `the issuer lists neither client_secret_basic nor client_secret_post (${listed}); trying client_secret_basic; set auth.method` };
+}
+
+/**
+ * Where a client authenticating with `method` sends its token requests: for tls_client_auth the
+ * mTLS alias of the token endpoint when the server publishes one (RFC 8705 §5: Keycloak and Okta,
+ * among others, do; the plain endpoint may not ask for a client certificate), else
+ * token_endpoint. tls_client_auth needs https://: its certificate goes in the TLS handshake.
+ */
+export function tokenEndpointFor(method: AuthMethod, metadata: ServerMetadata): string {
+  if (method !== 'tls_client_auth') return metadata.tokenEndpoint;
+  const url = metadata.mtlsTokenEndpoint ?? metadata.tokenEndpoint;
+  if (!url.startsWith('https:')) {
+    const field = metadata.mtlsTokenEndpoint ? 'mtls_endpoint_aliases.token_endpoint' : 'token_endpoint';
+    throw new TokenError(
+      'BSC_DISCOVERY_INSECURE_ENDPOINT',
+      `discovery document ${metadata.documentUrl} names ${field} ${printable(new URL(url))}, but tls_client_auth needs https:// (the client certificate goes in the TLS handshake)`,
+      { retryable: false },
+    );
+  }
+  return url;
 }
 
 export interface TokenEndpointResolverOptions {
@@ -204,7 +240,7 @@ export class TokenEndpointResolver {
     this.#stale = false;
     const metadata = await discover(issuer, { signal, dispatcher: this.#options.dispatcher, timeoutMs: this.#auth.timeoutMs, allowInsecure: this.#auth.allowInsecureTokenUrl });
     const { method, warning } = chooseMethod(this.#auth, metadata.authMethods);
-    const endpoint: TokenEndpoint = { url: metadata.tokenEndpoint, method, issuer, ...(warning ? { warning } : {}) };
+    const endpoint: TokenEndpoint = { url: tokenEndpointFor(method, metadata), method, issuer, ...(warning ? { warning } : {}) };
     this.#current = endpoint;
     const { logger, route } = this.#options;
     logger?.info({ route, issuer, tokenEndpoint: endpoint.url, method, document: metadata.documentUrl }, 'token endpoint discovered');

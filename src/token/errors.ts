@@ -28,9 +28,13 @@ export function isTokenError(err: unknown): err is TokenError {
   return err instanceof TokenError;
 }
 
-/** A credential file could not be read. A mounted Secret can be briefly missing while Kubernetes swaps it: worth another try. */
+/**
+ * A credential file (client id, secret, private key or certificate) could not be read. A mounted
+ * Secret can be briefly missing while Kubernetes swaps it: worth another try. Its code says
+ * credentials, not network: what to look at is the file.
+ */
 export function credentialsUnreadable(err: unknown): TokenError {
-  return new TokenError('BSC_TOKEN_NETWORK', `cannot read credentials: ${(err as Error).message}`, { retryable: true });
+  return new TokenError('BSC_TOKEN_CREDENTIALS', `cannot read credentials: ${(err as Error).message}`, { retryable: true });
 }
 
 /**

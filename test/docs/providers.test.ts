@@ -10,16 +10,25 @@ import { describe, test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { resolveConfig } from '../../src/config/load.js';
 import type { AuthConfig } from '../../src/config/types.js';
+import { makeSigningKey, opensslMissing, selfSignedCertificate } from '../helpers/certs.js';
 
 const page = readFileSync(new URL('../../docs/providers.md', import.meta.url), 'utf8');
 const recipes = new Map([...page.matchAll(/<!-- recipe: ([\w-]+) -->\n```yaml\n([\s\S]*?)```/g)].map((m) => [m[1] as string, m[2] as string]));
 
 const secretFile = join(mkdtempSync(join(tmpdir(), 'bsc-providers-')), 'secret');
 writeFileSync(secretFile, 'example-secret\n');
-/** Any ${VAR} a recipe reads gets a plausible value; *_FILE variables point at a readable file. */
+// An RSA key and its certificate (made with openssl), for the recipes that authenticate with a key.
+const key = makeSigningKey('rsa').pem.pkcs8;
+const keyFile = join(secretFile, '..', 'key.pem');
+const certificateFile = join(secretFile, '..', 'cert.pem');
+writeFileSync(keyFile, key);
+if (!opensslMissing) writeFileSync(certificateFile, selfSignedCertificate(key));
+/** Any ${VAR} a recipe reads gets a plausible value; *_FILE variables point at a readable file: a key, a certificate or a secret. */
 const env = new Proxy({} as NodeJS.ProcessEnv, {
   get: (_target, name) => {
     if (typeof name !== 'string') return undefined;
+    if (name.endsWith('_KEY_FILE')) return keyFile;
+    if (name.endsWith('_CERT_FILE') || name.endsWith('_CERTIFICATE_FILE')) return certificateFile;
     if (name.endsWith('_FILE')) return secretFile;
     if (name.endsWith('_DOMAIN') || name.endsWith('_HOST')) return 'idp.example.com';
     if (name.endsWith('_REALM')) return 'production';
@@ -28,25 +37,50 @@ const env = new Proxy({} as NodeJS.ProcessEnv, {
 });
 
 /** What each recipe must say, from the provider's documentation, and where that documentation lives. */
-const expected: Record<string, { docs: string; check(auth: AuthConfig): void }> = {
-  entra: {
+const entra = (auth: AuthConfig) => {
+  assert.match(auth.issuer ?? '', /^https:\/\/login\.microsoftonline\.com\/[0-9a-f-]{36}\/v2\.0$/);
+  assert.match(auth.scope ?? '', /^api:\/\/.+\/\.default$/);
+};
+const okta = (auth: AuthConfig) => {
+  assert.match(auth.issuer ?? '', /^https:\/\/[^/]+\/oauth2\/default$/);
+  assert.ok(auth.scope, 'a custom scope');
+};
+const keycloak = (auth: AuthConfig) => assert.match(auth.issuer ?? '', /^https:\/\/[^/]+\/realms\/[^/]+$/);
+const expected: Record<string, { docs: string; certificate?: boolean; check(auth: AuthConfig): void }> = {
+  entra: { docs: 'https://learn.microsoft.com/', check: entra },
+  'entra-certificate': {
     docs: 'https://learn.microsoft.com/',
+    certificate: true,
     check(auth) {
-      assert.match(auth.issuer ?? '', /^https:\/\/login\.microsoftonline\.com\/[0-9a-f-]{36}\/v2\.0$/);
-      assert.match(auth.scope ?? '', /^api:\/\/.+\/\.default$/);
+      entra(auth);
+      // Entra ID finds the key by the certificate's thumbprint (x5t#S256) and asks for PS256.
+      assert.deepEqual([auth.method, auth.privateKey?.file, auth.certificate?.file, auth.signingAlgorithm], ['private_key_jwt', keyFile, certificateFile, 'PS256']);
     },
   },
-  okta: {
+  okta: { docs: 'https://developer.okta.com/', check: okta },
+  'okta-private-key': {
     docs: 'https://developer.okta.com/',
     check(auth) {
-      assert.match(auth.issuer ?? '', /^https:\/\/[^/]+\/oauth2\/default$/);
-      assert.ok(auth.scope, 'a custom scope');
+      okta(auth);
+      assert.deepEqual([auth.method, auth.privateKey?.file], ['private_key_jwt', keyFile]);
+      assert.ok(auth.keyId, 'the kid Okta picks the key by');
     },
   },
-  keycloak: {
+  keycloak: { docs: 'https://www.keycloak.org/', check: keycloak },
+  'keycloak-signed-jwt': {
     docs: 'https://www.keycloak.org/',
     check(auth) {
-      assert.match(auth.issuer ?? '', /^https:\/\/[^/]+\/realms\/[^/]+$/);
+      keycloak(auth);
+      assert.deepEqual([auth.method, auth.privateKey?.file], ['private_key_jwt', keyFile]);
+    },
+  },
+  'keycloak-x509': {
+    docs: 'https://www.keycloak.org/',
+    certificate: true,
+    check(auth) {
+      keycloak(auth);
+      assert.equal(auth.method, 'tls_client_auth');
+      assert.deepEqual([auth.tls.clientCertificate?.cert.file, auth.tls.clientCertificate?.key.file], [certificateFile, keyFile]);
     },
   },
   auth0: {
@@ -63,8 +97,8 @@ describe('docs/providers.md', () => {
     assert.deepEqual([...recipes.keys()], Object.keys(expected));
   });
 
-  for (const [name, { docs, check }] of Object.entries(expected)) {
-    test(`${name}: loads, uses discovery, says what the provider requires, and cites the provider's documentation`, () => {
+  for (const [name, { docs, certificate, check }] of Object.entries(expected)) {
+    test(`${name}: loads, uses discovery, says what the provider requires, and cites the provider's documentation`, { skip: certificate && opensslMissing }, () => {
       const yaml = recipes.get(name);
       assert.ok(yaml, `a recipe "${name}"`);
       const config = resolveConfig(parseYaml(yaml), { env });

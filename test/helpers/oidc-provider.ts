@@ -2,7 +2,9 @@
 // 127.0.0.1 with the test CA's server certificate, asking for (not requiring) a client
 // certificate, so that one provider serves private_key_jwt clients and tls_client_auth clients
 // over real mutual TLS. Every client assertion it receives and every token it issues are kept
-// and registered with the secret audit.
+// and registered with the secret audit. Its discovery document publishes an mTLS alias of the token
+// endpoint (RFC 8705 §5), `/mtls/token`, which refuses connections without a client certificate,
+// as a provider's dedicated mTLS endpoint would.
 
 import { X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
@@ -24,6 +26,10 @@ export interface IdpClient {
 export interface TestIdp {
   readonly issuer: string;
   readonly tokenUrl: string;
+  /** mtls_endpoint_aliases.token_endpoint in the discovery document. */
+  readonly mtlsTokenUrl: string;
+  /** Every HTTP request as received (before the alias is mapped to the endpoint): method, path and its client certificate's subject ('' without one). */
+  readonly received: string[];
   /** client_assertion of every token request, in order. */
   readonly assertions: string[];
   /** access_token of every successful token request. */
@@ -42,6 +48,7 @@ export async function startOidcProvider(pki: TestPki, clients: readonly IdpClien
   const issued: string[] = [];
   const refusals: TestIdp['refusals'] = [];
   const requests: TestIdp['requests'] = [];
+  const received: string[] = [];
   audit.addTokens(issued);
   let handler: (req: Parameters<Parameters<typeof createServer>[1] & object>[0], res: Parameters<Parameters<typeof createServer>[1] & object>[1]) => void = (_req, res) => res.end();
   const server: Server = createServer({ key: pki.server.key, cert: pki.server.cert, ca: pki.ca, requestCert: true, rejectUnauthorized: false }, (req, res) => handler(req, res));
@@ -63,6 +70,7 @@ export async function startOidcProvider(pki: TestPki, clients: readonly IdpClien
     clientAuthMethods: ['private_key_jwt', 'tls_client_auth'],
     enabledJWA: { clientAuthSigningAlgValues: [...signingAlgorithms] },
     scopes: ['api'],
+    discovery: { mtls_endpoint_aliases: { token_endpoint: `${issuer}/mtls/token` } },
     ttl: { ClientCredentials: 600 },
     features: {
       devInteractions: { enabled: false },
@@ -95,6 +103,13 @@ export async function startOidcProvider(pki: TestPki, clients: readonly IdpClien
     else if (typeof body?.error === 'string') refusals.push({ error: body.error, description: typeof body.error_description === 'string' ? body.error_description : undefined });
   });
   const callback = provider.callback();
-  handler = (req, res) => callback(req, res);
-  return { issuer, tokenUrl: `${issuer}/token`, assertions, issued, refusals, requests, close: () => closeServer(server) };
+  handler = (req, res) => {
+    received.push(`${req.method} ${req.url} ${peer(req.socket as TLSSocket)?.subject ?? ''}`.trimEnd());
+    if (req.url?.startsWith('/mtls/')) {
+      if (!peer(req.socket as TLSSocket)) return void res.writeHead(401, { 'content-type': 'application/json' }).end('{"error":"invalid_client","error_description":"no client certificate"}');
+      req.url = req.url.slice('/mtls'.length);
+    }
+    void callback(req, res);
+  };
+  return { issuer, tokenUrl: `${issuer}/token`, mtlsTokenUrl: `${issuer}/mtls/token`, received, assertions, issued, refusals, requests, close: () => closeServer(server) };
 }

@@ -11,7 +11,9 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { TLSSocket } from 'node:tls';
+import Fastify from 'fastify';
 import { WebSocketServer } from 'ws';
+import { bearerProxy } from '../../src/fastify/index.js';
 import { closeServer } from '../../src/demo/token-server.js';
 import { audit, call } from '../helpers/audit.js';
 import { makeTestPki, opensslMissing, type CertificateFiles, type TestPki } from '../helpers/certs.js';
@@ -105,6 +107,31 @@ describe('client certificates to upstreams', { skip: opensslMissing }, () => {
       socket.terminate();
     } finally {
       await sidecar.close();
+    }
+  });
+
+  test('the Fastify plugin presents its tls client certificate to the upstream, for requests and WebSocket upgrades', async () => {
+    const app = Fastify();
+    await app.register(bearerProxy, {
+      prefix: '/api',
+      upstream: upstreamUrl,
+      websocket: true,
+      auth: { tokenUrl: tokens.url, clientId: 'test-client', clientSecret: 'test-secret' },
+      tls: { caFile: pki.caFile, certFile: reporting.certFile, keyFile: reporting.keyFile },
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const before = seen.length;
+      const { port } = app.server.address() as AddressInfo;
+      const answer = await call(`http://127.0.0.1:${port}/api/x`);
+      assert.equal(answer.status, 200, answer.text);
+      assert.deepEqual(seen.slice(before), ['reporting']);
+      const socket = await openSocket(`ws://127.0.0.1:${port}/api/socket`);
+      assert.equal((await echo(socket, 'ping')).data.toString(), 'ping');
+      socket.terminate();
+      assert.deepEqual(seen.slice(before), ['reporting', 'reporting']);
+    } finally {
+      await app.close();
     }
   });
 

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -16,6 +16,10 @@ import { tokenDispatcher } from '../../src/outbound/dispatcher.js';
 import { direct } from '../../src/outbound/settings.js';
 import { TokenError } from '../../src/token/errors.js';
 import { exchangeClientCredentials, type Token } from '../../src/token/exchange.js';
+import { TokenFetcher } from '../../src/token/fetcher.js';
+import Fastify from 'fastify';
+import { bearerProxy } from '../../src/fastify/index.js';
+import { createTokenSource } from '../../src/index.js';
 import { closeServer } from '../../src/demo/token-server.js';
 import { audit, call } from '../helpers/audit.js';
 import { makeSigningKey, makeTestPki, opensslMissing, selfSignedCertificate, type SigningKey, type SigningKeyKind, type TestPki } from '../helpers/certs.js';
@@ -152,6 +156,18 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
     assert.equal(decodeProtectedHeader(idp.assertions.at(-1) as string).alg, 'ES384');
   });
 
+  test('private_key_jwt: a key file gone when a token is due: BSC_TOKEN_CREDENTIALS naming the file, retried (a Secret mid-swap); garbage in it: not retried', async () => {
+    const privateKeyFile = files.file('vanishing.pem', keys.get('P-256')?.pem.pkcs8 as string);
+    const config = auth({ method: 'private_key_jwt', clientId: 'jwt-P-256', privateKeyFile });
+    unlinkSync(privateKeyFile);
+    const gone = await exchange(config).then(() => assert.fail('expected a failure'), (e: unknown) => e as TokenError);
+    assert.deepEqual([gone.code, gone.retryable], ['BSC_TOKEN_CREDENTIALS', true]);
+    assert.match(gone.message, /^cannot read credentials: .*vanishing\.pem/);
+    writeFileSync(privateKeyFile, 'not a key');
+    const garbage = await exchange(config).then(() => assert.fail('expected a failure'), (e: unknown) => e as TokenError);
+    assert.deepEqual([garbage.code, garbage.retryable], ['BSC_TOKEN_CREDENTIALS', false]);
+  });
+
   test('private_key_jwt: a key the provider does not hold is invalid_client, not retried, with a hint about the key and no assertion in the message', async () => {
     const other = makeSigningKey('rsa');
     audit.addPrivateKey(other.pem.pkcs8);
@@ -190,6 +206,74 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
     );
     assert.equal(err.code, 'BSC_TOKEN_REJECTED');
     assert.match(err.message, /invalid_client.*auth\.tls\.certFile/);
+  });
+
+  /** One token request with discovery, as the sidecar makes it: the route's TokenFetcher through its token dispatcher. */
+  async function fetchDiscovered(config: AuthConfig): Promise<{ token: Token; endpoint: string | undefined }> {
+    const dispatcher = tokenDispatcher(config.tls);
+    try {
+      const fetcher = new TokenFetcher(config, dispatcher ? { dispatcher } : {});
+      const token = await fetcher.fetch();
+      return { token, endpoint: fetcher.endpoint?.url };
+    } finally {
+      await dispatcher?.close();
+    }
+  }
+
+  test('discovery with private_key_jwt: the method is kept (the document lists no secret method), and the assertion\'s aud is the discovered token endpoint', async () => {
+    const config = auth({ tokenUrl: undefined, issuer: idp.issuer, method: 'private_key_jwt', clientId: 'jwt-P-256', privateKeyFile: files.file('discovered.pem', keys.get('P-256')?.pem.pkcs8 as string) });
+    const before = idp.received.length;
+    const { token, endpoint } = await fetchDiscovered(config);
+    assert.ok(idp.issued.includes(token.accessToken));
+    assert.equal(endpoint, idp.tokenUrl, 'the plain endpoint: the mTLS alias is for tls_client_auth');
+    assert.deepEqual(idp.received.slice(before), ['GET /.well-known/openid-configuration', 'POST /token']);
+    assert.equal(decodeJwt(idp.assertions.at(-1) as string).aud, idp.tokenUrl);
+    assert.deepEqual(idp.requests.at(-1), { clientId: 'jwt-P-256', withSecret: false, certificateSubject: '' });
+  });
+
+  test('discovery with tls_client_auth: the document is read over mutual TLS, and the token request goes to mtls_endpoint_aliases.token_endpoint (RFC 8705 §5)', async () => {
+    const reporting = pki.client('reporting');
+    const config = auth({ tokenUrl: undefined, issuer: idp.issuer, method: 'tls_client_auth', clientId: 'mtls-reporting', tls: { certFile: reporting.certFile, keyFile: reporting.keyFile } });
+    const before = idp.received.length;
+    const { token, endpoint } = await fetchDiscovered(config);
+    assert.ok(idp.issued.includes(token.accessToken));
+    assert.equal(endpoint, idp.mtlsTokenUrl);
+    assert.deepEqual(idp.received.slice(before), ['GET /.well-known/openid-configuration CN=reporting', 'POST /mtls/token CN=reporting']);
+    assert.deepEqual(idp.requests.at(-1), { clientId: 'mtls-reporting', withSecret: false, certificateSubject: 'CN=reporting' });
+  });
+
+  test('library, createTokenSource: discovery and private_key_jwt as in the sidecar', async () => {
+    const source = createTokenSource(
+      { issuer: idp.issuer, method: 'private_key_jwt', clientId: 'jwt-P-384', privateKeyFile: files.file('library.pem', keys.get('P-384')?.pem.sec1 as string), scope: 'api', tls: { caFile: pki.caFile } },
+      { name: 'library' },
+    );
+    try {
+      const token = await source.getToken();
+      assert.ok(idp.issued.includes(token));
+      assert.equal(decodeJwt(idp.assertions.at(-1) as string).aud, idp.tokenUrl);
+      assert.equal(decodeProtectedHeader(idp.assertions.at(-1) as string).alg, 'ES384');
+    } finally {
+      await source.close();
+    }
+  });
+
+  test('library, the Fastify plugin: discovery and tls_client_auth over mutual TLS, the token on the forwarded request', async () => {
+    const reporting = pki.client('reporting');
+    const app = Fastify();
+    await app.register(bearerProxy, {
+      prefix: '/api',
+      upstream: upstreamUrl,
+      auth: { issuer: idp.issuer, method: 'tls_client_auth', clientId: 'mtls-reporting', scope: 'api', tls: { caFile: pki.caFile, certFile: reporting.certFile, keyFile: reporting.keyFile } },
+    });
+    try {
+      const before = idp.received.length;
+      const answer = await app.inject({ url: '/api/x' });
+      assert.equal(answer.statusCode, 200, answer.body);
+      assert.equal(bearers.at(-1), `Bearer ${idp.issued.at(-1)}`);
+      assert.deepEqual(idp.received.slice(before), ['GET /.well-known/openid-configuration CN=reporting', 'POST /mtls/token CN=reporting']);
+    } finally {
+      await app.close();
+    }
   });
 
   /** A sidecar with one route "idp" authenticating with `fields`; retries only when told (a changed file), so a test sees each attempt. */
@@ -252,7 +336,7 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
     }
   });
 
-  test('bearer-sidecar check (the bundled CLI) with private_key_jwt and with tls_client_auth', async () => {
+  test('bearer-sidecar check (the bundled CLI) with private_key_jwt and with tls_client_auth, the latter also discovered', async () => {
     const reporting = pki.client('reporting');
     const yaml = files.file(
       'check.yaml',
@@ -265,6 +349,10 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
     prefix: /mtls
     upstream: ${upstreamUrl}
     auth: { tokenUrl: ${idp.tokenUrl}, scope: api, method: tls_client_auth, clientId: mtls-reporting, tls: { caFile: ${pki.caFile}, certFile: ${reporting.certFile}, keyFile: ${reporting.keyFile} } }
+  - name: discovered
+    prefix: /discovered
+    upstream: ${upstreamUrl}
+    auth: { issuer: ${idp.issuer}, scope: api, method: tls_client_auth, clientId: mtls-reporting, tls: { caFile: ${pki.caFile}, certFile: ${reporting.certFile}, keyFile: ${reporting.keyFile} } }
 `,
     );
     const issued = idp.issued.length;
@@ -272,7 +360,8 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
     assert.equal(code, 0, output);
     assert.match(output, /^ok {6}jwt: token valid for \d+ s/m);
     assert.match(output, /^ok {6}mtls: token valid for \d+ s/m);
-    assert.equal(idp.issued.length, issued + 2);
+    assert.ok(output.includes(`from ${idp.mtlsTokenUrl} (discovered from issuer ${idp.issuer})`), output);
+    assert.equal(idp.issued.length, issued + 3);
     audit.assertNothingLeaked([output]);
   });
 });

@@ -10,7 +10,7 @@ import { after, describe, test } from 'node:test';
 import { resolveConfig } from '../../src/config/load.js';
 import { loadConfig } from '../../src/config/index.js';
 import { startEchoUpstream, type EchoUpstream } from '../../src/demo/echo-upstream.js';
-import { chooseMethod, discoveryUrls, parseMetadata } from '../../src/token/discovery.js';
+import { chooseMethod, discoveryUrls, parseMetadata, tokenEndpointFor } from '../../src/token/discovery.js';
 import { TokenError } from '../../src/token/errors.js';
 import type { TokenSource } from '../../src/token/token-source.js';
 import { audit, call } from '../helpers/audit.js';
@@ -94,7 +94,42 @@ describe('what a document must say', () => {
   });
 });
 
+describe('the mTLS alias of the token endpoint (RFC 8705 §5)', () => {
+  const issuer = 'https://idp.example/realms/x';
+  const at = 'https://idp.example/realms/x/.well-known/openid-configuration';
+  const parse = (aliases: unknown) => parseMetadata(JSON.stringify({ issuer, token_endpoint: 'https://idp.example/token', mtls_endpoint_aliases: aliases }), at, issuer, false);
+
+  test('read from mtls_endpoint_aliases.token_endpoint, held to the rule of token_endpoint; other aliases and odd shapes ignored', () => {
+    assert.equal(parse({ token_endpoint: 'https://mtls.idp.example/token', userinfo_endpoint: 'https://mtls.idp.example/me' }).mtlsTokenEndpoint, 'https://mtls.idp.example/token');
+    for (const none of [undefined, {}, ['https://mtls.idp.example/token'], 'https://mtls.idp.example/token']) assert.equal(parse(none).mtlsTokenEndpoint, undefined);
+    assert.throws(() => parse({ token_endpoint: 'http://mtls.idp.example/token' }), (err: TokenError) => err.code === 'BSC_DISCOVERY_INSECURE_ENDPOINT' && /names mtls_endpoint_aliases\.token_endpoint http:\/\/mtls\.idp\.example\/token/.test(err.message));
+    assert.throws(() => parse({ token_endpoint: 42 }), (err: TokenError) => err.code === 'BSC_DISCOVERY_MALFORMED' && /has no mtls_endpoint_aliases\.token_endpoint/.test(err.message));
+  });
+
+  test('tls_client_auth goes to the alias when there is one; every other method to token_endpoint', () => {
+    const metadata = parse({ token_endpoint: 'https://mtls.idp.example/token' });
+    assert.equal(tokenEndpointFor('tls_client_auth', metadata), 'https://mtls.idp.example/token');
+    for (const method of ['client_secret_basic', 'client_secret_post', 'private_key_jwt'] as const) assert.equal(tokenEndpointFor(method, metadata), 'https://idp.example/token');
+    assert.equal(tokenEndpointFor('tls_client_auth', parse(undefined)), 'https://idp.example/token');
+  });
+
+  test('tls_client_auth refuses an http:// endpoint (loopback included): the certificate goes in the TLS handshake', () => {
+    const metadata = parseMetadata(JSON.stringify({ issuer, token_endpoint: 'http://127.0.0.1:9/token' }), at, issuer, false);
+    assert.equal(tokenEndpointFor('client_secret_basic', metadata), 'http://127.0.0.1:9/token');
+    assert.throws(() => tokenEndpointFor('tls_client_auth', metadata), (err: TokenError) => err.code === 'BSC_DISCOVERY_INSECURE_ENDPOINT' && /names token_endpoint http:\/\/127\.0\.0\.1:9\/token, but tls_client_auth needs https:\/\//.test(err.message));
+  });
+});
+
 describe('which client authentication method', () => {
+  test('private_key_jwt and tls_client_auth are never switched for a secret method, whatever the document lists', () => {
+    for (const method of ['private_key_jwt', 'tls_client_auth'] as const) {
+      assert.deepEqual(chooseMethod({ method, methodSet: true }, ['private_key_jwt', 'tls_client_auth']), { method });
+      const unlisted = chooseMethod({ method, methodSet: true }, ['client_secret_basic', 'client_secret_post']);
+      assert.equal(unlisted.method, method);
+      assert.match(unlisted.warning ?? '', new RegExp(`auth\\.method ${method} is not in the issuer's token_endpoint_auth_methods_supported`));
+    }
+  });
+
   const unset = { method: 'client_secret_basic', methodSet: false } as const;
   test('none configured: client_secret_basic if listed, else client_secret_post, else client_secret_basic with a warning', () => {
     assert.deepEqual(chooseMethod(unset, ['client_secret_post', 'client_secret_basic']), { method: 'client_secret_basic' });
