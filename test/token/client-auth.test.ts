@@ -210,7 +210,7 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
 
   /** One token request with discovery, as the sidecar makes it: the route's TokenFetcher through its token dispatcher. */
   async function fetchDiscovered(config: AuthConfig): Promise<{ token: Token; endpoint: string | undefined }> {
-    const dispatcher = tokenDispatcher(config.tls);
+    const dispatcher = tokenDispatcher(direct, config.tls, config.timeoutMs);
     try {
       const fetcher = new TokenFetcher(config, dispatcher ? { dispatcher } : {});
       const token = await fetcher.fetch();
