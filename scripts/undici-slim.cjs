@@ -1,14 +1,16 @@
 'use strict'
 // The part of undici that bearer-sidecar uses, for the CLI bundle only (scripts/bundle.mjs maps
 // `undici` here). undici's own index also loads fetch, WebSocket, EventSource, its caches, cookies,
-// mocks and proxy agents, which the sidecar never uses: about 75 ms of every start here (require
-// of the index 127 ms, of these modules 52 ms) and a few MB of memory. The modules below are the
+// mocks and proxy agents, which the sidecar never uses (its outbound proxies are src/outbound/'s,
+// on Client and buildConnector): about 75 ms of every start here (require of the index 127 ms, of
+// these modules 52 ms) and a few MB of memory. The modules below are the
 // same files the index loads, so the classes are the very same (test/deploy/bundle.test.ts checks
 // that every name src/ imports from undici is exported here, identical to undici's own).
 
 const Dispatcher = require('undici/lib/dispatcher/dispatcher')
 const api = require('undici/lib/api')
 const Pool = require('undici/lib/dispatcher/pool')
+const Client = require('undici/lib/dispatcher/client')
 const Agent = require('undici/lib/dispatcher/agent')
 const errors = require('undici/lib/core/errors')
 const util = require('undici/lib/core/util')
@@ -30,4 +32,4 @@ function request (url, opts) {
   })
 }
 
-module.exports = { Dispatcher, Pool, Agent, errors, request, buildConnector }
+module.exports = { Dispatcher, Pool, Client, Agent, errors, request, buildConnector }

@@ -1,7 +1,8 @@
 // A config generation: what the proxy serves from one config. Its routes, each with a token source
 // and a ProxyRoute (upstream pool, header policies, handler), and the table that finds a request's
-// route. Loading a config builds the next generation from the one in force: a route whose `auth` is
-// unchanged keeps its token source, and so its token (no new grant); a route whose settings are all
+// route. Loading a config builds the next generation from the one in force: a route whose `auth`
+// (and outbound proxy, which its token requests go through) is unchanged keeps its token source,
+// and so its token (no new grant); a route whose settings are all
 // unchanged keeps its ProxyRoute too (and its upstream connections); everything else is built
 // anew. What the new generation no longer uses is handed back, to be closed once the swap is done.
 // The server swaps generations in one assignment (server.ts); start-up is the first build.
@@ -65,7 +66,7 @@ export function nextGeneration(config: SidecarConfig, previous: Generation | und
       const before = previous?.routes.get(route.name);
       if (before && !sameValue(before.config, route)) changed[route.name] = changedFields(before.config, route);
       let tokens = before?.tokens;
-      if (!tokens || !sameValue(before?.config.auth, route.auth)) {
+      if (!tokens || !sameValue(before?.config.auth, route.auth) || !sameValue(before?.config.outboundProxy, route.outboundProxy)) {
         tokens = make.tokens(route);
         newTokens.push(tokens);
       }

@@ -36,6 +36,12 @@ Options:
 Without a config file, one route is read from the environment:
 ${envVariables.map((v) => `  ${v.name.padEnd(40)} ${v.description}`).join('\n')}
 
+With or without a file, outbound connections (token, upstream, WebSocket) honour, unless the
+config's outboundProxy says otherwise (the lower-case form of each wins, as in curl):
+  HTTPS_PROXY                              proxy for https:// targets, e.g. http://user:pass@proxy:3128
+  HTTP_PROXY                               proxy for http:// targets
+  NO_PROXY                                 targets that go direct: hosts, .domains, IPs, CIDRs, host:port, *
+
 Config values may use \${VAR} and \${VAR:-default}. Presets: megaport, megaport-staging, cyxtera.
 Exit codes: 0 ok, 1 failure, 2 bad usage or configuration.`;
 
@@ -158,7 +164,8 @@ async function check(config: SidecarConfig): Promise<number> {
         const endpoint = fetcher.endpoint;
         const from = endpoint?.issuer ? `${endpoint.url} (discovered from issuer ${endpoint.issuer})` : endpoint?.url;
         if (endpoint?.warning) process.stdout.write(`warning ${route.name}: ${endpoint.warning}\n`);
-        process.stdout.write(`ok      ${route.name}: token valid for ${Math.round(t.lifetimeSeconds)} s (from ${t.lifetimeFrom}) from ${from}\n`);
+        const via = endpoint && fetcher.via(endpoint.url);
+        process.stdout.write(`ok      ${route.name}: token valid for ${Math.round(t.lifetimeSeconds)} s (from ${t.lifetimeFrom}) from ${from}${via ? ` through the outbound proxy ${via}` : ''}\n`);
       } catch (err) {
         failed += 1;
         const code = (err as { code?: unknown }).code;
@@ -190,12 +197,12 @@ async function token(config: SidecarConfig, routeName: string | undefined): Prom
   });
 }
 
-/** Runs `use` with the route's token fetcher, as the server makes it: its TLS settings, discovery when auth.issuer is set. */
+/** Runs `use` with the route's token fetcher, as the server makes it: its TLS settings and outbound proxy, discovery when auth.issuer is set. */
 async function withTokenFetcher<T>(route: RouteConfig, use: (fetcher: TokenFetcher) => Promise<T>): Promise<T> {
-  const [{ TokenFetcher }, { tokenDispatcher }] = await Promise.all([import('./token/fetcher.js'), import('./tls.js')]);
-  const dispatcher = tokenDispatcher(route.auth.tls);
+  const [{ TokenFetcher }, { tokenDispatcher }] = await Promise.all([import('./token/fetcher.js'), import('./outbound/dispatcher.js')]);
+  const dispatcher = tokenDispatcher(route.outboundProxy, route.auth.tls, route.auth.timeoutMs);
   try {
-    return await use(new TokenFetcher(route.auth, { dispatcher }));
+    return await use(new TokenFetcher(route.auth, { dispatcher, outboundProxy: route.outboundProxy }));
   } finally {
     await dispatcher?.close();
   }

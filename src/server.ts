@@ -17,6 +17,7 @@ import { listenerUrl, listenProxy } from './listen.js';
 import { createLogger } from './logger.js';
 import { createMetrics, type Metrics, type ReloadOutcome } from './metrics.js';
 import { schemaController } from './no-schemas.js';
+import { proxyFor } from './outbound/settings.js';
 import { errorReply, upstreamErrorKind } from './proxy/errors.js';
 import { guardServerOptions, installGuard } from './proxy/guard.js';
 import { mountProxy, ProxyRoute } from './proxy/routes.js';
@@ -276,7 +277,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       const adminUrl = listenerUrl(admin);
       const { routes } = current.config;
       logger.info(
-        { proxy: proxyUrl, admin: adminUrl, config: current.hash, routes: routes.map((r) => ({ name: r.name, prefix: r.prefix, upstream: r.upstreamOrigin + r.upstreamBasePath })) },
+        { proxy: proxyUrl, admin: adminUrl, config: current.hash, routes: routes.map(routeSummary) },
         'listening',
       );
       if (options.watchConfigFile) configWatch = watchConfigFile(options.watchConfigFile, () => void reload(), { logger });
@@ -325,4 +326,10 @@ async function drain(app: FastifyInstance, timeoutMs: number, logger: Logger, we
 function requestId(req: IncomingMessage): string {
   const given = req.headers['x-request-id'];
   return typeof given === 'string' && given.length <= 128 && /^[\w.:@\/+=-]+$/.test(given) ? given : randomUUID();
+}
+
+/** A route as the `listening` line shows it; its outbound proxy (for the upstream) by host:port only, as a proxy URL may carry a password. */
+function routeSummary(route: RouteConfig): Record<string, string> {
+  const via = proxyFor(route.upstreamOrigin, route.outboundProxy);
+  return { name: route.name, prefix: route.prefix, upstream: route.upstreamOrigin + route.upstreamBasePath, ...(via ? { outboundProxy: via.name } : {}) };
 }

@@ -3,12 +3,13 @@
 // bundled CAs, never instead of them, and a client certificate (mutual TLS) is presented when one
 // is configured. The secure context is built once per TLS setting, not per connection; with a
 // client certificate it is built again when the certificate or key files change, for the
-// connections opened after that.
+// connections opened after that. Which dispatcher carries the connections (direct or through an
+// outbound proxy) is outbound/dispatcher.ts's.
 
 import { statSync } from 'node:fs';
 import { createSecureContext, rootCertificates, type ConnectionOptions, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
-import { Agent, buildConnector } from 'undici';
+import { buildConnector } from 'undici';
 import { readClientCertificate } from './config/keys.js';
 import type { ClientCertificateConfig, TlsConfig } from './config/types.js';
 
@@ -45,12 +46,6 @@ export function undiciConnect(tls: TlsConfig, { timeoutMs, logger }: { timeoutMs
     }
     return connector(options, callback);
   };
-}
-
-/** An undici dispatcher for token requests when the route's TLS settings differ from the defaults; undefined otherwise. */
-export function tokenDispatcher(tls: TlsConfig, logger?: Logger): Agent | undefined {
-  if (tls.ca === undefined && tls.rejectUnauthorized && !tls.clientCertificate) return undefined;
-  return new Agent({ connect: undiciConnect(tls, logger ? { logger } : {}) });
 }
 
 /** One loud line per connection that is not verified: it should never go unnoticed in production. */

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { outboundProxyResolver, type OutboundProxySettings } from '../outbound/settings.js';
 import { credentialUrlProblem } from './endpoint-url.js';
 import { interpolate } from './interpolate.js';
 import { presets } from './presets.js';
@@ -52,7 +53,8 @@ export function resolveConfig(input: unknown, options: LoadOptions = {}): Sideca
   }
   if (!result.success) throw namedError(problems, options.fieldNames);
   const raw = result.data;
-  const routes = raw.routes.map((route, index) => resolveRoute(route, `routes[${index}]`, problems));
+  const outboundProxy = outboundProxyResolver(raw.outboundProxy, env, problems);
+  const routes = raw.routes.map((route, index) => resolveRoute(route, `routes[${index}]`, problems, outboundProxy(route.outboundProxy, `routes[${index}].outboundProxy`)));
   const inbound = resolveInbound(raw.listen, problems);
   if (problems.length > 0) throw namedError(problems, options.fieldNames);
   return deepFreeze({
@@ -92,7 +94,7 @@ export function resolveInProcessOptions(input: { auth?: unknown; tls?: unknown; 
   return deepFreeze(resolved);
 }
 
-function resolveRoute(route: RawRoute, at: string, problems: string[]): RouteConfig {
+function resolveRoute(route: RawRoute, at: string, problems: string[], outboundProxy: OutboundProxySettings): RouteConfig {
   const preset = route.auth.preset ? presets[route.auth.preset as keyof typeof presets] : undefined;
   const upstream = new URL((route.upstream ?? preset?.upstream) as string);
   if (upstream.search || upstream.hash) problems.push(`${at}.upstream: must not carry a query string or fragment`);
@@ -112,6 +114,7 @@ function resolveRoute(route: RawRoute, at: string, problems: string[]): RouteCon
     forwardCookies: route.forwardCookies,
     maxBodyBytes: route.maxBodyBytes,
     replayBodyLimitBytes: route.replayBodyLimitBytes,
+    outboundProxy,
   };
 }
 

@@ -138,6 +138,17 @@ export const authSchema = z.strictObject({
   tls: tlsSchema.default(() => tlsSchema.parse({})),
 });
 
+/** An outbound (forward) proxy for a route's connections; false: none, whatever HTTPS_PROXY says. Checked in outbound/settings.ts. */
+const outboundProxySchema = z.union([
+  z.literal(false),
+  z.strictObject({
+    url: z.string().min(1, 'must not be empty').optional(),
+    urlFile: z.string().min(1).optional(),
+    /** Targets that go direct: host names, domains, IP addresses, CIDR ranges, host:port, or *. */
+    noProxy: z.union([z.string(), z.array(z.string())]).optional(),
+  }),
+], { error: 'must be false, or a mapping with url or urlFile (text) and noProxy (text or a list)' });
+
 const routeSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must be letters, digits, ".", "_" or "-"'),
   prefix: z
@@ -164,6 +175,8 @@ const routeSchema = z.strictObject({
   maxBodyBytes: z.number().int().min(0).default(0),
   /** Request bodies up to this size are kept so the request can be replayed after a 401; 0 keeps none. */
   replayBodyLimitBytes: z.number().int().min(0).max(16 * 1024 * 1024).default(64 * 1024),
+  /** This route's outbound proxy, over the top-level one and the environment. */
+  outboundProxy: outboundProxySchema.optional(),
 });
 
 /**
@@ -241,6 +254,8 @@ export const configSchema = z
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** How long in-flight requests may take to finish after SIGTERM. */
     drainTimeoutMs: z.number().int().min(0).default(10_000),
+    /** Every route's outbound proxy, over HTTPS_PROXY / HTTP_PROXY / NO_PROXY. */
+    outboundProxy: outboundProxySchema.optional(),
     routes: z.array(routeSchema).min(1, 'at least one route is required'),
   })
   .superRefine((config, ctx) => {

@@ -1,6 +1,7 @@
 // The validated, resolved configuration that the rest of the program trusts. Built once by
 // load.ts and frozen; nothing downstream re-validates or mutates it.
 
+import type { OutboundProxySettings } from '../outbound/settings.js';
 import type { Cidr } from './cidr.js';
 import type { SigningAlgorithm } from './keys.js';
 import type { AuthMethod, PresetName } from './presets.js';
@@ -98,6 +99,8 @@ export interface RouteConfig {
   readonly maxBodyBytes: number;
   /** Bodies up to this size are kept in memory so a request can be replayed once after a 401. */
   readonly replayBodyLimitBytes: number;
+  /** The outbound proxy of its token requests, upstream requests and WebSocket dials (outboundProxy, else HTTPS_PROXY...). */
+  readonly outboundProxy: OutboundProxySettings;
 }
 
 export interface ListenConfig {

@@ -2,6 +2,7 @@
 // the reason, never a token or secret.
 
 import { SidecarError, type ErrorCode } from '../errors.js';
+import { OutboundProxyError } from '../outbound/errors.js';
 import { TokenError } from '../token/errors.js';
 
 export interface ErrorReply {
@@ -11,9 +12,9 @@ export interface ErrorReply {
 }
 
 /** Undici's and Node's error codes, by what they mean for the caller. */
-const timeoutCodes = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+const timeoutCodes = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT', 'BSC_OUTBOUND_PROXY_TIMEOUT']);
 const resetCodes = new Set(['ECONNRESET', 'UND_ERR_SOCKET', 'EPIPE', 'UND_ERR_CLOSED']);
-const unreachableCodes = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_INFO', 'CERT_HAS_EXPIRED', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'ERR_TLS_CERT_ALTNAME_INVALID']);
+const unreachableCodes = new Set(['BSC_OUTBOUND_PROXY_UNREACHABLE', 'BSC_OUTBOUND_PROXY_REFUSED', 'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_INFO', 'CERT_HAS_EXPIRED', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'ERR_TLS_CERT_ALTNAME_INVALID']);
 
 /** The sidecar's own refusals (and an upstream answer it cannot relay). The body's `error` is the code without BSC_, in lower case. */
 const ownStatus: Partial<Record<ErrorCode, number>> = {
@@ -66,6 +67,10 @@ export function errorReply(err: unknown, route?: string): ErrorReply {
       body: { error: own.code.slice(4).toLowerCase(), message: own.message, ...(route ? { route } : {}) },
       ...(own.code === 'BSC_OVERLOADED' ? { retryAfterSeconds: 1 } : {}),
     };
+  }
+  if (err instanceof OutboundProxyError) {
+    // The message names the proxy (host:port) and what it did; never its URL.
+    return { statusCode: err.code === 'BSC_OUTBOUND_PROXY_TIMEOUT' ? 504 : 502, body: { error: err.code.slice(4).toLowerCase(), message: `${err.message}${where}`, ...(route ? { route } : {}) } };
   }
   const kind = upstreamErrorKind(err);
   if (kind === 'timeout') return { statusCode: 504, body: { error: 'upstream_timeout', message: `the upstream did not answer in time${where}`, ...(route ? { route } : {}) } };

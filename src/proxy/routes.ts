@@ -11,10 +11,10 @@
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { RouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
-import { undiciConnect } from '../tls.js';
+import { dispatcherFor, webSocketConnectorFor } from '../outbound/dispatcher.js';
 import type { TokenSource } from '../token/token-source.js';
 import { failed, Forwarder, type ForwarderOptions } from './forward.js';
 import { requestHeaderPolicy, responseHeaderPolicy } from './headers.js';
@@ -50,16 +50,16 @@ export interface ProxyRouteOptions {
   readonly onBrokenResponse?: ForwarderOptions['onBrokenResponse'];
 }
 
-/** The keep-alive connection pool a route forwards through. */
-export function upstreamPool(route: RouteConfig, connections: number, logger: Logger): Pool {
-  return new Pool(route.upstreamOrigin, {
-    connections,
-    pipelining: 1,
-    keepAliveTimeout: 30_000,
-    connectTimeout: route.connectTimeoutMs,
-    headersTimeout: route.responseTimeoutMs,
-    bodyTimeout: route.responseTimeoutMs,
-    connect: undiciConnect(route.tls, { timeoutMs: route.connectTimeoutMs, logger }),
+/**
+ * The keep-alive connection pool a route forwards through: without an outbound proxy, a plain Pool
+ * to the upstream; with one, what outbound/dispatcher.ts makes of it.
+ */
+export function upstreamPool(route: RouteConfig, connections: number, logger: Logger): Dispatcher {
+  return dispatcherFor(route.upstreamOrigin, route.outboundProxy, {
+    tls: route.tls,
+    connectTimeoutMs: route.connectTimeoutMs,
+    logger,
+    pool: { connections, pipelining: 1, keepAliveTimeout: 30_000, headersTimeout: route.responseTimeoutMs, bodyTimeout: route.responseTimeoutMs },
   });
 }
 
@@ -68,7 +68,7 @@ export class ProxyRoute {
   readonly prefix: string;
   readonly config: RouteConfig;
   readonly tokens: TokenSource;
-  readonly #pool: Pool;
+  readonly #pool: Dispatcher;
   readonly #forwarder: Forwarder;
   readonly #mapping: PathMapping;
   readonly #maxBodyBytes: number;
@@ -94,6 +94,7 @@ export class ProxyRoute {
     this.#upgrades = {
       route,
       tokens,
+      connect: route.websocket ? webSocketConnectorFor(route.upstreamOrigin, route.outboundProxy, route.connectTimeoutMs) : undefined,
       rewriteRequestHeaders: (request: FastifyRequest) => requestHeaders(request.raw, request.bearerToken, request.id),
       rewriteResponseHeaders: responseHeaders,
     };

@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import WebSocket, { WebSocketServer } from 'ws';
 import type { RouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
+import type { WebSocketConnector } from '../outbound/tunnel.js';
 import { tlsConnectOptions } from '../tls.js';
 import type { TokenSource } from '../token/token-source.js';
 import type { OutgoingHeaders, ResponseHeaderBuilder } from './headers.js';
@@ -30,6 +31,8 @@ const handshakeHeaders = ['host', 'connection', 'sec-websocket-key', 'sec-websoc
 export interface UpgradeRoute {
   readonly route: RouteConfig;
   readonly tokens: TokenSource;
+  /** Opens the upstream connection through the route's outbound proxy; undefined: ws connects directly. */
+  readonly connect?: WebSocketConnector | undefined;
   /** The headers a plain request of this route would carry upstream (headers.ts), token and request id included. */
   readonly rewriteRequestHeaders: (request: FastifyRequest) => OutgoingHeaders;
   /** The response header policy, for an upstream refusal relayed to the caller. */
@@ -156,7 +159,7 @@ export class WebSocketProxy {
    * Opens the upstream WebSocket with the request's token. Resolves once it is open, refused (its
    * non-101 answer), or the caller has left; rejects with a coded error (502/504 for the caller).
    */
-  #dial(request: FastifyRequest, { route, rewriteRequestHeaders }: UpgradeRoute, url: URL): Promise<Dialled> {
+  #dial(request: FastifyRequest, { route, rewriteRequestHeaders, connect }: UpgradeRoute, url: URL): Promise<Dialled> {
     const raw = request.raw;
     const caller = raw.socket;
     // The handshake's own headers are made afresh by ws for the upstream.
@@ -179,6 +182,7 @@ export class WebSocketProxy {
           followRedirects: false,
           perMessageDeflate: true,
           ...tlsConnectOptions(route.tls, this.#logger),
+          ...(connect ? { createConnection: connect } : {}),
         });
       } catch (err) {
         // ws refuses malformed subprotocol lists before dialling.

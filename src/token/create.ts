@@ -6,7 +6,9 @@
 import type { Logger } from 'pino';
 import { watchSecretFiles } from '../config/secret-watch.js';
 import type { AuthConfig } from '../config/types.js';
-import { tokenDispatcher, warnUnverifiedTls } from '../tls.js';
+import { tokenDispatcher } from '../outbound/dispatcher.js';
+import { direct, type OutboundProxySettings } from '../outbound/settings.js';
+import { warnUnverifiedTls } from '../tls.js';
 import { credentialSources } from './client-auth/index.js';
 import type { Clock } from './clock.js';
 import type { Token } from './exchange.js';
@@ -31,14 +33,18 @@ export interface RouteTokens {
   close(reason?: string): Promise<void>;
 }
 
-/** Builds, but does not start, the token source of a route (`name` is used in logs and errors). */
-export function createRouteTokenSource(route: { readonly name: string; readonly auth: AuthConfig }, options: RouteTokenSourceOptions = {}): RouteTokens {
+/**
+ * Builds, but does not start, the token source of a route (`name` is used in logs and errors). Its
+ * requests go through the route's outbound proxy, when it has one (in-process callers give none: direct).
+ */
+export function createRouteTokenSource(route: { readonly name: string; readonly auth: AuthConfig; readonly outboundProxy?: OutboundProxySettings }, options: RouteTokenSourceOptions = {}): RouteTokens {
   const { name, auth } = route;
+  const outboundProxy = route.outboundProxy ?? direct;
   const { logger, clock } = options;
   if (logger) warnUnverifiedTls(name, 'token endpoint', auth.tls, logger);
-  const dispatcher = tokenDispatcher(auth.tls, logger);
+  const dispatcher = tokenDispatcher(outboundProxy, auth.tls, auth.timeoutMs, logger);
   // The token endpoint (auth.tokenUrl, or discovered from auth.issuer), then the exchange there.
-  const fetcher = new TokenFetcher(auth, { dispatcher, logger, route: name, now: clock && (() => clock.now()) });
+  const fetcher = new TokenFetcher(auth, { dispatcher, outboundProxy, logger, route: name, now: clock && (() => clock.now()) });
   const fetchToken = options.fetchToken ?? ((signal: AbortSignal, attempt: number) => fetcher.fetch(signal, attempt));
   const source = new TokenSource({
     name,

@@ -12,7 +12,8 @@ import { request, type Dispatcher } from 'undici';
 import { credentialUrlProblem } from '../config/endpoint-url.js';
 import type { AuthMethod } from '../config/presets.js';
 import type { AuthConfig } from '../config/types.js';
-import { TokenError } from './errors.js';
+import { OutboundProxyError } from '../outbound/errors.js';
+import { proxyFailed, TokenError } from './errors.js';
 import { parseJsonObject, readLimited } from './exchange.js';
 
 /** What the sidecar takes from an authorization server's metadata document. */
@@ -93,6 +94,7 @@ async function getDocument(url: string, options: DiscoveryOptions): Promise<{ ur
   } catch (err) {
     if (timeout.aborted) throw new TokenError('BSC_DISCOVERY_UNREACHABLE', `discovery document ${url} did not come within ${options.timeoutMs} ms`, { retryable: true, cause: err });
     if (options.signal?.aborted) throw err;
+    if (err instanceof OutboundProxyError) throw proxyFailed(`discovery document ${url}`, err);
     const code = (err as { code?: string }).code;
     throw new TokenError('BSC_DISCOVERY_UNREACHABLE', `discovery document ${url} unreachable: ${code ?? (err as Error).message}`, { retryable: true, cause: err });
   }

@@ -1,6 +1,7 @@
 // Why a token request failed, and whether trying again can help.
 
 import { SidecarError, type ErrorCode } from '../errors.js';
+import type { OutboundProxyError } from '../outbound/errors.js';
 
 export class TokenError extends SidecarError {
   /** False for answers that cannot change by retrying (bad credentials, unknown grant, ...). */
@@ -34,4 +35,12 @@ export function isTokenError(err: unknown): err is TokenError {
  */
 export function credentialsUnreadable(err: unknown): TokenError {
   return new TokenError('BSC_TOKEN_CREDENTIALS', `cannot read credentials: ${(err as Error).message}`, { retryable: true });
+}
+
+/**
+ * The outbound proxy failed on the way to `what` (the token endpoint, a discovery document): its
+ * code and reason (which name the proxy by host:port), and no retry after a 407.
+ */
+export function proxyFailed(what: string, err: OutboundProxyError): TokenError {
+  return new TokenError(err.code, `${what} unreachable: ${err.message}${err.retryable ? '' : '; not retrying'}`, { retryable: err.retryable, cause: err });
 }

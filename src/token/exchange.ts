@@ -4,8 +4,9 @@
 
 import { request, type Dispatcher } from 'undici';
 import type { AuthConfig } from '../config/types.js';
+import { OutboundProxyError } from '../outbound/errors.js';
 import { clientAuthentication } from './client-auth/index.js';
-import { TokenError } from './errors.js';
+import { proxyFailed, TokenError } from './errors.js';
 import { jwtExpiry } from './jwt.js';
 
 export interface Token {
@@ -23,6 +24,8 @@ export interface ExchangeOptions {
   readonly tokenUrl?: string;
   /** Wall-clock now in ms, for JWT exp. */
   readonly now?: () => number;
+  /** The outbound proxy the dispatcher goes through (host:port), for messages. */
+  readonly via?: string | undefined;
 }
 
 /** OAuth2 error codes that no retry can fix (RFC 6749 §5.2). */
@@ -69,9 +72,11 @@ export async function exchangeClientCredentials(auth: AuthConfig, options: Excha
     text = await readLimited(response.body);
   } catch (err) {
     if (timeout.aborted) {
-      throw new TokenError('BSC_TOKEN_TIMEOUT', `token endpoint did not answer within ${auth.timeoutMs} ms`, { retryable: true, cause: err });
+      const via = options.via ? ` through the outbound proxy ${options.via}` : '';
+      throw new TokenError('BSC_TOKEN_TIMEOUT', `token endpoint did not answer within ${auth.timeoutMs} ms${via}`, { retryable: true, cause: err });
     }
     if (options.signal?.aborted) throw err;
+    if (err instanceof OutboundProxyError) throw proxyFailed('token endpoint', err);
     const code = (err as { code?: string }).code;
     throw new TokenError('BSC_TOKEN_NETWORK', `token endpoint unreachable: ${code ?? (err as Error).message}`, { retryable: true, cause: err });
   }

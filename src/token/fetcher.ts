@@ -5,12 +5,15 @@
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import type { AuthConfig } from '../config/types.js';
+import { proxyFor, type OutboundProxySettings } from '../outbound/settings.js';
 import { TokenEndpointResolver, type TokenEndpoint } from './discovery.js';
 import { exchangeClientCredentials, type Token } from './exchange.js';
 
 export interface TokenFetcherOptions {
-  /** The route's token dispatcher (TLS settings of auth.tls); discovery goes through it too. */
+  /** The route's token dispatcher (TLS settings of auth.tls, outbound proxy); discovery goes through it too. */
   readonly dispatcher?: Dispatcher | undefined;
+  /** The outbound proxy settings that dispatcher follows, to name the proxy in messages. */
+  readonly outboundProxy?: OutboundProxySettings | undefined;
   readonly logger?: Logger | undefined;
   readonly route?: string | undefined;
   /** Wall-clock now in ms, for JWT exp. */
@@ -28,6 +31,12 @@ export class TokenFetcher {
     this.#endpoints = new TokenEndpointResolver(auth, options);
   }
 
+  /** The outbound proxy (host:port) a request to `url` goes through, if any. */
+  via(url: string): string | undefined {
+    const settings = this.#options.outboundProxy;
+    return settings && proxyFor(url, settings)?.name;
+  }
+
   /** Where the last token request went (or goes, without discovery). */
   get endpoint(): TokenEndpoint | undefined {
     return this.#endpoints.current;
@@ -40,7 +49,7 @@ export class TokenFetcher {
     const auth = endpoint.method === this.#auth.method ? this.#auth : { ...this.#auth, method: endpoint.method };
     const { dispatcher, now } = this.#options;
     try {
-      return await exchangeClientCredentials(auth, { tokenUrl: endpoint.url, ...(signal ? { signal } : {}), ...(dispatcher ? { dispatcher } : {}), ...(now ? { now } : {}) });
+      return await exchangeClientCredentials(auth, { tokenUrl: endpoint.url, via: this.via(endpoint.url), ...(signal ? { signal } : {}), ...(dispatcher ? { dispatcher } : {}), ...(now ? { now } : {}) });
     } catch (err) {
       this.#endpoints.tokenRequestFailed();
       throw err;

@@ -41,6 +41,8 @@ export interface TestPki {
   readonly server: CertificateFiles;
   /** A client certificate (extendedKeyUsage clientAuth) with subject CN=`name`, its key encrypted when `passphrase` is given. */
   client(name: string, options?: { passphrase?: string }): CertificateFiles;
+  /** Another server certificate, for these subjectAltName entries only (e.g. DNS:api.internal.test). */
+  serverFor(names: readonly string[]): CertificateFiles;
 }
 
 /** A private CA in a fresh temporary directory, and the server certificate it signed. */
@@ -71,6 +73,7 @@ export function makeTestPki(): TestPki {
     ca: readFileSync(join(dir, 'ca.pem')),
     server: issue('server', '/CN=localhost', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n'),
     client: (name, options = {}) => issue(`client-${name}`, `/CN=${name}`, 'extendedKeyUsage=clientAuth\n', options.passphrase),
+    serverFor: (names) => issue(`server-${randomUUID().slice(0, 8)}`, '/CN=bearer-sidecar test server', `subjectAltName=${names.join(',')}\nextendedKeyUsage=serverAuth\n`),
   };
 }
 

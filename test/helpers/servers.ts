@@ -32,6 +32,8 @@ export interface ScriptedTokenServer {
   /** Every access_token the endpoint has sent, for tests that check none leaks. */
   readonly issued: string[];
   script: (request: ScriptedRequest) => Answer | Promise<Answer>;
+  /** Its HTTP server (whose 'request' listener a TLS front can call). */
+  readonly server: Server;
   close(): Promise<void>;
 }
 
@@ -46,6 +48,9 @@ export async function startScriptedTokenServer(script?: ScriptedTokenServer['scr
   const hanging: ServerResponse[] = [];
   const state: ScriptedTokenServer = {
     url: '',
+    get server() {
+      return server;
+    },
     requests,
     issued,
     script: script ?? (() => ({ status: 200, body: issue(3600) })),

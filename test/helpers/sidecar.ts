@@ -17,9 +17,15 @@ export interface TestSidecar {
   close(): Promise<void>;
 }
 
-export async function startSidecar(raw: Record<string, unknown>, options: Omit<SidecarOptions, 'logger'> & { logLevel?: string } = {}): Promise<TestSidecar> {
+/**
+ * `env`: what ${VAR} and HTTPS_PROXY / HTTP_PROXY / NO_PROXY are read from (at start and at a
+ * reload); by default the test's environment without those three, so that a proxy set on the
+ * machine does not carry the tests' traffic.
+ */
+export async function startSidecar(raw: Record<string, unknown>, { env, ...options }: Omit<SidecarOptions, 'logger'> & { logLevel?: string; env?: NodeJS.ProcessEnv } = {}): Promise<TestSidecar> {
+  const environment = env ?? Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(https?|no)_proxy$/i.test(name)));
   const resolve = (raw: Record<string, unknown>) => {
-    const config = resolveConfig({ listen: { port: 0 }, admin: { port: 0 }, drainTimeoutMs: 2000, logLevel: options.logLevel ?? audit.logLevel, ...raw });
+    const config = resolveConfig({ listen: { port: 0 }, admin: { port: 0 }, drainTimeoutMs: 2000, logLevel: options.logLevel ?? audit.logLevel, ...raw }, { env: environment });
     for (const route of config.routes) {
       const { clientSecret, privateKey } = route.auth;
       if (clientSecret) audit.addSecret(clientSecret.read());

@@ -12,7 +12,8 @@ import { after, before, describe, test } from 'node:test';
 import { compactVerify, decodeJwt, decodeProtectedHeader } from 'jose';
 import { resolveConfig } from '../../src/config/load.js';
 import type { AuthConfig } from '../../src/config/types.js';
-import { tokenDispatcher } from '../../src/tls.js';
+import { tokenDispatcher } from '../../src/outbound/dispatcher.js';
+import { direct } from '../../src/outbound/settings.js';
 import { TokenError } from '../../src/token/errors.js';
 import { exchangeClientCredentials, type Token } from '../../src/token/exchange.js';
 import { TokenFetcher } from '../../src/token/fetcher.js';
@@ -77,7 +78,7 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
 
   /** One token request as the sidecar makes it: through the route's token dispatcher. */
   async function exchange(config: AuthConfig): Promise<Token> {
-    const dispatcher = tokenDispatcher(config.tls);
+    const dispatcher = tokenDispatcher(direct, config.tls, config.timeoutMs);
     try {
       return await exchangeClientCredentials(config, dispatcher ? { dispatcher } : {});
     } finally {
@@ -209,7 +210,7 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
 
   /** One token request with discovery, as the sidecar makes it: the route's TokenFetcher through its token dispatcher. */
   async function fetchDiscovered(config: AuthConfig): Promise<{ token: Token; endpoint: string | undefined }> {
-    const dispatcher = tokenDispatcher(config.tls);
+    const dispatcher = tokenDispatcher(direct, config.tls, config.timeoutMs);
     try {
       const fetcher = new TokenFetcher(config, dispatcher ? { dispatcher } : {});
       const token = await fetcher.fetch();
