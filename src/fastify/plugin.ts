@@ -185,15 +185,18 @@ function upstreamTls(proxyOptions: Record<string, unknown>, tls: TlsConfig): { o
   const ours = tlsConnectOptions(tls);
   const mergedWith = (given: unknown) => ({ ...ours, ...(given && typeof given === 'object' ? given : {}) }) as Record<string, unknown>;
   const verdict = (merged: Record<string, unknown>) => ({ ...tls, rejectUnauthorized: merged.rejectUnauthorized !== false });
-  const { http, http2, undici } = proxyOptions as { http?: Record<string, unknown>; http2?: boolean | Record<string, unknown>; undici?: Record<string, unknown> };
-  if (http) {
-    const requestOptions = mergedWith(http.requestOptions);
-    return { options: { http: { ...http, requestOptions } }, config: verdict(requestOptions) };
-  }
+  const { http, http2, undici } = proxyOptions as { http?: Record<string, unknown>; http2?: boolean | Record<string, unknown>; undici?: false | Record<string, unknown> };
+  // reply-from's own order (lib/request.js buildRequest): http2 first, then node:http when `http`
+  // is set or `undici: false`, else undici. Each sets rejectUnauthorized: false unless told.
   if (http2) {
     const given = typeof http2 === 'object' ? http2 : {};
     const sessionOptions = mergedWith(given.sessionOptions);
     return { options: { http2: { ...given, sessionOptions } }, config: verdict(sessionOptions) };
+  }
+  if (http || undici === false) {
+    const given = http ?? {};
+    const requestOptions = mergedWith(given.requestOptions);
+    return { options: { http: { ...given, requestOptions } }, config: verdict(requestOptions) };
   }
   if (undici && typeof undici.request === 'function') return { options: {}, config: tls };
   const given = undici ?? {};

@@ -230,17 +230,26 @@ describe('bearerProxy (Fastify plugin)', () => {
     });
     after(() => recorder.close());
 
-    test('an unknown CA: 502 upstream_unreachable, and no token is sent', async () => {
-      const { app, url } = await startApp({ upstream: recorder.url, auth: auth(tokens.url) });
-      try {
-        const answer = await call(`${url}/x`);
-        assert.equal(answer.status, 502);
-        assert.equal(answer.json<{ error: string }>().error, 'upstream_unreachable');
-        assert.equal(recorder.saw.length, 0, 'the TLS handshake failed before any request was sent');
-      } finally {
-        await app.close();
-      }
-    });
+    // reply-from turns verification off in each client it may build (undici, node:http when `http`
+    // is set or `undici: false`); the plugin turns it on in each.
+    for (const [client, options] of [
+      ['undici (default)', {}],
+      ['undici: {} of the app', { undici: { connections: 4 } }],
+      ['node:http (undici: false)', { undici: false }],
+      ['node:http (http: {})', { http: { agentOptions: { keepAlive: false } } }],
+    ] as const) {
+      test(`an unknown CA: 502 upstream_unreachable, and no token is sent; ${client}`, async () => {
+        const { app, url } = await startApp({ upstream: recorder.url, auth: auth(tokens.url), ...(options as object) });
+        try {
+          const answer = await call(`${url}/x`);
+          assert.equal(answer.status, 502);
+          assert.equal(answer.json<{ error: string }>().error, 'upstream_unreachable');
+          assert.equal(recorder.saw.length, 0, 'the TLS handshake failed before any request was sent');
+        } finally {
+          await app.close();
+        }
+      });
+    }
 
     test('tls.caFile trusts the private CA (as a route’s tls does)', async () => {
       const { app, url } = await startApp({ upstream: `${recorder.url}/base`, tls: { caFile }, auth: auth(tokens.url) });
