@@ -1,6 +1,6 @@
 // createTokenSource (the main entry's token source for any Node program), against src/: the
 // sidecar's semantics through the public face (one grant for concurrent callers, invalid_client
-// failing fast, a rotated secret file picked up at once, invalidate), `auth` validated with the
+// failing fast, a rotated secret file picked up at once, discovery from auth.issuer, invalidate), `auth` validated with the
 // config file's messages, and close().
 
 import assert from 'node:assert/strict';
@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import { ConfigError, createTokenSource, TokenError } from '../../src/index.js';
 import { audit } from '../helpers/audit.js';
 import { tempFiles } from '../helpers/config.js';
-import { issue, startScriptedTokenServer } from '../helpers/servers.js';
+import { document, issue, serveIssuer, startScriptedTokenServer } from '../helpers/servers.js';
 import { eventually } from '../helpers/sidecar.js';
 
 const retry = { retries: 2, minDelayMs: 10, maxDelayMs: 50, maxTimeMs: 2000 };
@@ -66,6 +66,29 @@ describe('createTokenSource', () => {
     } finally {
       await source.close();
       await tokens.close();
+    }
+  });
+
+  test('auth.issuer: the token endpoint and the method come from the discovery document, read once for concurrent callers', async () => {
+    audit.addSecret('lib-issuer-secret');
+    const idp = await startScriptedTokenServer();
+    const origin = new URL(idp.url).origin;
+    // Only client_secret_post offered: the source must choose it (the secret in the form, no Basic header).
+    serveIssuer(idp, { '/realms/x/.well-known/openid-configuration': document(`${origin}/realms/x`, `${origin}/realms/x/token`, { token_endpoint_auth_methods_supported: ['client_secret_post'] }) });
+    const source = createTokenSource({ issuer: `${origin}/realms/x`, clientId: 'lib-client', clientSecret: 'lib-issuer-secret', retry });
+    try {
+      const got = await Promise.all(Array.from({ length: 20 }, () => source.getToken()));
+      assert.deepEqual(new Set(got), new Set([idp.issued[0]]));
+      assert.deepEqual(
+        idp.requests.map((request) => `${request.method} ${request.path}`),
+        ['GET /realms/x/.well-known/openid-configuration', 'POST /realms/x/token'],
+      );
+      const grant = idp.requests[1];
+      assert.equal(grant?.form.client_secret, 'lib-issuer-secret');
+      assert.equal(grant?.headers.authorization, undefined);
+    } finally {
+      await source.close();
+      await idp.close();
     }
   });
 
