@@ -15,7 +15,6 @@
 import type { FastifyHttpProxyOptions } from '@fastify/http-proxy';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingHttpHeaders } from 'node:http';
-import { rootCertificates } from 'node:tls';
 import type { Logger } from 'pino';
 import { resolveInProcessOptions } from '../config/load.js';
 import { presets } from '../config/presets.js';
@@ -24,7 +23,7 @@ import type { TlsConfig } from '../config/types.js';
 import { ConfigError, SidecarError } from '../errors.js';
 import { errorReply } from '../proxy/errors.js';
 import { hopByHopRequestHeaders } from '../proxy/headers.js';
-import { tlsConnectOptions, warnUnverifiedTls } from '../tls.js';
+import { tlsConnectOptions, undiciConnect, warnUnverifiedTls } from '../tls.js';
 import { createRouteTokenSource } from '../token/create.js';
 import { ReplayOn401, type RequestState, type UpstreamResponse } from './replay.js';
 
@@ -200,7 +199,10 @@ function upstreamTls(proxyOptions: Record<string, unknown>, tls: TlsConfig): { o
   }
   if (undici && typeof undici.request === 'function') return { options: {}, config: tls };
   const given = undici ?? {};
-  const connect = typeof given.connect === 'function' ? given.connect : mergedWith(given.connect);
+  // The app's connect options merged with ours; else the sidecar's own connect, which with a client
+  // certificate is a connector that presents rotated certificate files on the next new connection.
+  const appTls = { ...(given.tls as object | undefined), ...(given.connect as object | undefined) };
+  const connect = typeof given.connect === 'function' ? given.connect : Object.keys(appTls).length > 0 ? mergedWith(appTls) : undiciConnect(tls);
   return {
     options: {
       undici: {
@@ -211,16 +213,20 @@ function upstreamTls(proxyOptions: Record<string, unknown>, tls: TlsConfig): { o
         ...(given.proxy ? { requestTls: mergedWith(given.requestTls) } : {}),
       },
     },
-    config: typeof connect === 'function' ? tls : verdict(connect),
+    config: typeof connect === 'function' ? tls : verdict(connect as Record<string, unknown>),
   };
 }
 
-/** The WebSocket dial: the token as Authorization, the caller's cookie as http-proxy does by default, TLS verified. */
+/**
+ * The WebSocket dial: the token as Authorization, the caller's cookie as http-proxy does by
+ * default, TLS verified, with the private CA and the client certificate of `tls`. http-proxy
+ * copies these options once, at registration: a client certificate rotated later is presented on
+ * WebSocket dials only after the app restarts (plain requests pick it up at once).
+ */
 function websocketClientOptions(given: Record<string, unknown> | undefined, tls: TlsConfig, states: WeakMap<FastifyRequest, RequestState>): Record<string, unknown> {
   const appRewrite = given?.rewriteRequestHeaders as ((headers: Record<string, unknown>, request: FastifyRequest) => Record<string, unknown>) | undefined;
   return {
-    rejectUnauthorized: tls.rejectUnauthorized,
-    ...(tls.ca ? { ca: [...rootCertificates, tls.ca] } : {}),
+    ...tlsConnectOptions(tls),
     ...given,
     rewriteRequestHeaders(headers: Record<string, unknown>, request: FastifyRequest) {
       const base = appRewrite ? appRewrite(headers, request) : { ...headers, ...(request.headers.cookie ? { cookie: request.headers.cookie } : {}) };
