@@ -25,6 +25,7 @@ import { errorReply } from '../proxy/errors.js';
 import { hopByHopRequestHeaders } from '../proxy/headers.js';
 import { tlsConnectOptions, undiciConnect, warnUnverifiedTls } from '../tls.js';
 import { createRouteTokenSource } from '../token/create.js';
+import type { TokenSource } from '../token/token-source.js';
 import { ReplayOn401, type RequestState, type UpstreamResponse } from './replay.js';
 
 type HttpProxyPlugin = typeof import('@fastify/http-proxy');
@@ -135,7 +136,7 @@ export const bearerProxy: FastifyPluginAsync<BearerProxyOptions> = async functio
       onResponse: replay.onResponse,
       onError: reply.onError ?? ((res: FastifyReply, { error }: { error: Error }) => void fail(res.request, res, error)),
     },
-    ...(proxyOptions.websocket ? { wsClientOptions: websocketClientOptions(proxyOptions.wsClientOptions as Record<string, unknown> | undefined, resolved.tls, states) } : {}),
+    ...(proxyOptions.websocket ? { wsClientOptions: websocketClientOptions(proxyOptions.wsClientOptions as Record<string, unknown> | undefined, resolved.tls, states, source) } : {}),
   } as unknown as HttpProxyOptions;
 
   fastify.addHook('onClose', () => tokens.close());
@@ -223,7 +224,7 @@ function upstreamTls(proxyOptions: Record<string, unknown>, tls: TlsConfig): { o
  * copies these options once, at registration: a client certificate rotated later is presented on
  * WebSocket dials only after the app restarts (plain requests pick it up at once).
  */
-function websocketClientOptions(given: Record<string, unknown> | undefined, tls: TlsConfig, states: WeakMap<FastifyRequest, RequestState>): Record<string, unknown> {
+function websocketClientOptions(given: Record<string, unknown> | undefined, tls: TlsConfig, states: WeakMap<FastifyRequest, RequestState>, source: TokenSource): Record<string, unknown> {
   const appRewrite = given?.rewriteRequestHeaders as ((headers: Record<string, unknown>, request: FastifyRequest) => Record<string, unknown>) | undefined;
   return {
     ...tlsConnectOptions(tls),
@@ -234,7 +235,9 @@ function websocketClientOptions(given: Record<string, unknown> | undefined, tls:
       for (const header in base) if (header.toLowerCase() !== 'authorization') out[header] = base[header];
       const token = states.get(request)?.token;
       if (token === undefined) throw new SidecarError('BSC_INTERNAL', 'no token for this request');
-      out.authorization = `Bearer ${token}`;
+      // Read at each dial: http-proxy's wsReconnect dials again with these same headers, maybe
+      // hours later, and must not send a token that has since been replaced or has expired.
+      Object.defineProperty(out, 'authorization', { enumerable: true, get: () => `Bearer ${source.peek() ?? token}` });
       return out;
     },
   };
