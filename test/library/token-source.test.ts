@@ -33,7 +33,7 @@ const tokenSource = (auth: Parameters<typeof createTokenSource>[0], options: Par
   };
   return Object.assign(source, { status: recorded });
 };
-for (const secret of ['lib-secret-1', 'lib-secret-2', 'lib-secret-3', 'lib-secret-4']) audit.addSecret(secret);
+for (const secret of ['lib-pw-one', 'lib-pw-two', 'lib-pw-three', 'lib-pw-four']) audit.addSecret(secret);
 after(() => audit.assertNothingLeaked());
 
 describe('createTokenSource', () => {
@@ -42,7 +42,7 @@ describe('createTokenSource', () => {
       await new Promise((resolve) => setTimeout(resolve, 150));
       return { status: 200, body: issue(3600) };
     });
-    const source = tokenSource({ tokenUrl: tokens.url, clientId: 'lib-client', clientSecret: 'lib-secret-1', retry });
+    const source = tokenSource({ tokenUrl: tokens.url, clientId: 'lib-client', clientSecret: 'lib-pw-one', retry });
     try {
       assert.equal(source.status().state, 'starting');
       const got = await Promise.all(Array.from({ length: 50 }, () => source.getToken()));
@@ -59,7 +59,7 @@ describe('createTokenSource', () => {
 
   test('invalid_client fails fast: one request, no retries, a TokenError that says what to check', async () => {
     const tokens = await startScriptedTokenServer(() => ({ status: 401, body: { error: 'invalid_client' } }));
-    const source = tokenSource({ tokenUrl: tokens.url, clientId: 'lib-client', clientSecret: 'lib-secret-2', retry: { ...retry, retries: 5 } });
+    const source = tokenSource({ tokenUrl: tokens.url, clientId: 'lib-client', clientSecret: 'lib-pw-two', retry: { ...retry, retries: 5 } });
     try {
       await assert.rejects(source.getToken(), (err: unknown) => err instanceof TokenError && (logs.push(err.message), true) && /invalid_client.*check the client id and secret/.test(err.message));
       assert.equal(tokens.requests.length, 1);
@@ -137,7 +137,7 @@ describe('createTokenSource', () => {
 
   test('invalidate(token): the rejected token is dropped and one new one fetched', async () => {
     const tokens = await startScriptedTokenServer(() => ({ status: 200, body: issue(3600, { jti: Math.random().toString(36).slice(2) }) }));
-    const source = tokenSource({ tokenUrl: tokens.url, clientId: 'lib-client', clientSecret: 'lib-secret-3', retry }, { name: 'billing' });
+    const source = tokenSource({ tokenUrl: tokens.url, clientId: 'lib-client', clientSecret: 'lib-pw-three', retry }, { name: 'billing' });
     try {
       const first = await source.getToken();
       await Promise.all([source.invalidate(first), source.invalidate(first)]);
@@ -153,7 +153,7 @@ describe('createTokenSource', () => {
 
   test('close(): getToken() fails, the state says closed', async () => {
     const tokens = await startScriptedTokenServer();
-    const source = tokenSource({ tokenUrl: tokens.url, clientId: 'lib-client', clientSecret: 'lib-secret-4', retry });
+    const source = tokenSource({ tokenUrl: tokens.url, clientId: 'lib-client', clientSecret: 'lib-pw-four', retry });
     try {
       await source.getToken();
       await source.close();
