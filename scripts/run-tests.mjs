@@ -104,6 +104,9 @@ for (const runtime of runtimes()) results.push(await runOn(runtime, files, optio
 if (results.length > 1) {
   process.stdout.write(`\n# ==== both runtimes ====\n`);
   process.stdout.write(`ℹ runtimes ${results.map((r) => `Node ${r.runtime.version} ${r.code === 0 ? 'passed' : 'FAILED'}`).join(', ')}\n`);
+  // A runtime that failed without counting a failure (it crashed, or died before its summary)
+  // counts as one, so that the summed `ℹ fail` is never 0 when the exit code is not.
+  for (const r of results) if (r.code !== 0 && !r.summary.fail) r.summary.fail = 1;
   for (const key of summaryKeys) {
     const total = results.reduce((sum, r) => sum + (r.summary[key] ?? 0), 0);
     process.stdout.write(`ℹ ${key} ${key === 'duration_ms' ? total.toFixed(3) : total}\n`);

@@ -15,7 +15,6 @@
 import type { FastifyHttpProxyOptions } from '@fastify/http-proxy';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingHttpHeaders } from 'node:http';
-import { rootCertificates } from 'node:tls';
 import type { Logger } from 'pino';
 import { resolveInProcessOptions } from '../config/load.js';
 import { presets } from '../config/presets.js';
@@ -24,8 +23,9 @@ import type { TlsConfig } from '../config/types.js';
 import { ConfigError, SidecarError } from '../errors.js';
 import { errorReply } from '../proxy/errors.js';
 import { hopByHopRequestHeaders } from '../proxy/headers.js';
-import { tlsConnectOptions, warnUnverifiedTls } from '../tls.js';
+import { tlsConnectOptions, undiciConnect, warnUnverifiedTls } from '../tls.js';
 import { createRouteTokenSource } from '../token/create.js';
+import type { TokenSource } from '../token/token-source.js';
 import { ReplayOn401, type RequestState, type UpstreamResponse } from './replay.js';
 
 type HttpProxyPlugin = typeof import('@fastify/http-proxy');
@@ -136,7 +136,7 @@ export const bearerProxy: FastifyPluginAsync<BearerProxyOptions> = async functio
       onResponse: replay.onResponse,
       onError: reply.onError ?? ((res: FastifyReply, { error }: { error: Error }) => void fail(res.request, res, error)),
     },
-    ...(proxyOptions.websocket ? { wsClientOptions: websocketClientOptions(proxyOptions.wsClientOptions as Record<string, unknown> | undefined, resolved.tls, states) } : {}),
+    ...(proxyOptions.websocket ? { wsClientOptions: websocketClientOptions(proxyOptions.wsClientOptions as Record<string, unknown> | undefined, resolved.tls, states, source) } : {}),
   } as unknown as HttpProxyOptions;
 
   fastify.addHook('onClose', () => tokens.close());
@@ -185,19 +185,25 @@ function upstreamTls(proxyOptions: Record<string, unknown>, tls: TlsConfig): { o
   const ours = tlsConnectOptions(tls);
   const mergedWith = (given: unknown) => ({ ...ours, ...(given && typeof given === 'object' ? given : {}) }) as Record<string, unknown>;
   const verdict = (merged: Record<string, unknown>) => ({ ...tls, rejectUnauthorized: merged.rejectUnauthorized !== false });
-  const { http, http2, undici } = proxyOptions as { http?: Record<string, unknown>; http2?: boolean | Record<string, unknown>; undici?: Record<string, unknown> };
-  if (http) {
-    const requestOptions = mergedWith(http.requestOptions);
-    return { options: { http: { ...http, requestOptions } }, config: verdict(requestOptions) };
-  }
+  const { http, http2, undici } = proxyOptions as { http?: Record<string, unknown>; http2?: boolean | Record<string, unknown>; undici?: false | Record<string, unknown> };
+  // reply-from's own order (lib/request.js buildRequest): http2 first, then node:http when `http`
+  // is set or `undici: false`, else undici. Each sets rejectUnauthorized: false unless told.
   if (http2) {
     const given = typeof http2 === 'object' ? http2 : {};
     const sessionOptions = mergedWith(given.sessionOptions);
     return { options: { http2: { ...given, sessionOptions } }, config: verdict(sessionOptions) };
   }
+  if (http || undici === false) {
+    const given = http ?? {};
+    const requestOptions = mergedWith(given.requestOptions);
+    return { options: { http: { ...given, requestOptions } }, config: verdict(requestOptions) };
+  }
   if (undici && typeof undici.request === 'function') return { options: {}, config: tls };
   const given = undici ?? {};
-  const connect = typeof given.connect === 'function' ? given.connect : mergedWith(given.connect);
+  // The app's connect options merged with ours; else the sidecar's own connect, which with a client
+  // certificate is a connector that presents rotated certificate files on the next new connection.
+  const appTls = { ...(given.tls as object | undefined), ...(given.connect as object | undefined) };
+  const connect = typeof given.connect === 'function' ? given.connect : Object.keys(appTls).length > 0 ? mergedWith(appTls) : undiciConnect(tls);
   return {
     options: {
       undici: {
@@ -208,18 +214,20 @@ function upstreamTls(proxyOptions: Record<string, unknown>, tls: TlsConfig): { o
         ...(given.proxy ? { requestTls: mergedWith(given.requestTls) } : {}),
       },
     },
-    config: typeof connect === 'function' ? tls : verdict(connect),
+    config: typeof connect === 'function' ? tls : verdict(connect as Record<string, unknown>),
   };
 }
 
-/** The WebSocket dial: the token as Authorization, the caller's cookie as http-proxy does by default, TLS verified and the client certificate presented, as for requests. */
-function websocketClientOptions(given: Record<string, unknown> | undefined, tls: TlsConfig, states: WeakMap<FastifyRequest, RequestState>): Record<string, unknown> {
+/**
+ * The WebSocket dial: the token as Authorization, the caller's cookie as http-proxy does by
+ * default, TLS verified, with the private CA and the client certificate of `tls`. http-proxy
+ * copies these options once, at registration: a client certificate rotated later is presented on
+ * WebSocket dials only after the app restarts (plain requests pick it up at once).
+ */
+function websocketClientOptions(given: Record<string, unknown> | undefined, tls: TlsConfig, states: WeakMap<FastifyRequest, RequestState>, source: TokenSource): Record<string, unknown> {
   const appRewrite = given?.rewriteRequestHeaders as ((headers: Record<string, unknown>, request: FastifyRequest) => Record<string, unknown>) | undefined;
   return {
-    rejectUnauthorized: tls.rejectUnauthorized,
-    ...(tls.ca ? { ca: [...rootCertificates, tls.ca] } : {}),
-    // The client certificate (tls.certFile): its secure context, which holds the CA too.
-    ...(tls.clientCertificate ? tlsConnectOptions(tls) : {}),
+    ...tlsConnectOptions(tls),
     ...given,
     rewriteRequestHeaders(headers: Record<string, unknown>, request: FastifyRequest) {
       const base = appRewrite ? appRewrite(headers, request) : { ...headers, ...(request.headers.cookie ? { cookie: request.headers.cookie } : {}) };
@@ -227,7 +235,9 @@ function websocketClientOptions(given: Record<string, unknown> | undefined, tls:
       for (const header in base) if (header.toLowerCase() !== 'authorization') out[header] = base[header];
       const token = states.get(request)?.token;
       if (token === undefined) throw new SidecarError('BSC_INTERNAL', 'no token for this request');
-      out.authorization = `Bearer ${token}`;
+      // Read at each dial: http-proxy's wsReconnect dials again with these same headers, maybe
+      // hours later, and must not send a token that has since been replaced or has expired.
+      Object.defineProperty(out, 'authorization', { enumerable: true, get: () => `Bearer ${source.peek() ?? token}` });
       return out;
     },
   };

@@ -1,36 +1,36 @@
-// bearerInterceptor: an undici dispatcher interceptor that gives every request the token of a
-// token source (the caller's Authorization replaced) and replays a request once with a new token
-// when the API answers 401, as the sidecar does: only when the request can be sent again (no
-// body, or a string or Buffer body; a stream is sent once), only when the source has a different
-// token to offer (it fetches one however many requests report the same token, and ignores reports
-// within its cooldown), and otherwise the 401 reaches the caller as it came.
+// bearerInterceptor: an undici dispatcher interceptor that gives every request to the API's
+// origins the token of a token source (the caller's Authorization replaced) and replays a request
+// once with a new token when the API answers 401, as the sidecar does: only when the request can
+// be sent again (no body, or a string or Buffer body; a stream is sent once), only when the source
+// has a different token to offer (it fetches one however many requests report the same token, and
+// ignores reports within its cooldown), and otherwise the 401 reaches the caller as it came.
+// Requests to any other origin (a redirect target included) pass untouched: `origins` is required.
 //
 //   const dispatcher = new Agent().compose(bearerInterceptor(source, { origins: ['https://api.example.com'] }));
 //   await fetch('https://api.example.com/v2/things', { dispatcher });   // undici's fetch
 
 import type { Dispatcher } from 'undici';
-import { SidecarError } from '../errors.js';
+import { ConfigError, SidecarError } from '../errors.js';
 import { tokenAfterRejection } from '../token/rejected.js';
 import type { TokenSourceLike } from './token-source.js';
 
 export interface BearerInterceptorOptions {
   /**
-   * Origins (scheme, host and port, e.g. "https://api.example.com") that get the token. Requests
-   * to any other origin pass through untouched. Without it every request through the dispatcher
-   * carries the token, including one that follows a redirect to another host: give it whenever
-   * the dispatcher may reach more than the API. (A Pool's or Client's requests name no origin:
-   * compose those without it.)
+   * Origins (scheme, host and port, e.g. "https://api.example.com") that get the token; required.
+   * A request that names another origin (a redirect target, another API through the same Agent)
+   * passes untouched. A request that names no origin (dispatched to a Pool or Client, whose
+   * origin is fixed when it is made) gets the token.
    */
-  readonly origins?: readonly (string | URL)[];
+  readonly origins: readonly (string | URL)[];
 }
 
 type HeaderValue = string | string[] | undefined;
 
-export function bearerInterceptor(source: TokenSourceLike, options: BearerInterceptorOptions = {}): Dispatcher.DispatcherComposeInterceptor {
-  const origins = options.origins && new Set(options.origins.map((origin) => new URL(String(origin)).origin));
+export function bearerInterceptor(source: TokenSourceLike, options: BearerInterceptorOptions): Dispatcher.DispatcherComposeInterceptor {
+  const origins = allowedOrigins(options?.origins);
   return (dispatch) =>
     function bearer(opts, handler) {
-      if (origins && !(opts.origin !== undefined && origins.has(new URL(String(opts.origin)).origin))) return dispatch(opts, handler);
+      if (opts.origin !== undefined && !origins.has(new URL(String(opts.origin)).origin)) return dispatch(opts, handler);
       source.getToken().then(
         (token) => {
           const replayable = opts.body === undefined || opts.body === null || typeof opts.body === 'string' || opts.body instanceof Uint8Array;
@@ -46,6 +46,25 @@ export function bearerInterceptor(source: TokenSourceLike, options: BearerInterc
       // Dispatched later, once the token is there (as undici's own dns interceptor does).
       return true;
     };
+}
+
+/**
+ * The origins that get the token, checked here (ConfigError naming `origins`): without the list,
+ * a token would follow a redirect or a URL to any host the dispatcher reaches.
+ */
+function allowedOrigins(given: unknown): Set<string> {
+  if (!Array.isArray(given) || given.length === 0) {
+    throw new ConfigError(['origins: is required: the origins whose requests get the token, e.g. ["https://api.example.com"]']);
+  }
+  const problems: string[] = [];
+  const origins = new Set<string>();
+  given.forEach((origin: unknown, i) => {
+    const url = URL.canParse(String(origin)) ? new URL(String(origin)) : undefined;
+    if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) problems.push(`origins[${i}]: must be an absolute http:// or https:// URL`);
+    else origins.add(url.origin);
+  });
+  if (problems.length > 0) throw new ConfigError(problems);
+  return origins;
 }
 
 /** The request's headers, in any of the forms undici takes, as an object without the caller's Authorization, plus ours. */

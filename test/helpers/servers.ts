@@ -110,3 +110,22 @@ export async function freePort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
 }
+
+/** A discovery document for `issuer` naming `tokenEndpoint`. */
+export function document(issuer: string, tokenEndpoint: string, extra: Record<string, unknown> = {}): Answer {
+  return { status: 200, body: { issuer, token_endpoint: tokenEndpoint, token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'], ...extra } };
+}
+
+const notFound: Answer = { status: 404, body: { error: 'not_found' } };
+
+/**
+ * The scripted server as an issuer: GETs are answered from `documents` by path (404 otherwise),
+ * everything else by `token` (a valid token by default).
+ */
+export function serveIssuer(server: ScriptedTokenServer, documents: Record<string, Answer | (() => Answer)>, token: (request: ScriptedRequest) => Answer = () => ({ status: 200, body: issue(3600) })): void {
+  server.script = (request) => {
+    if (request.method !== 'GET') return token(request);
+    const answer = documents[request.path];
+    return (typeof answer === 'function' ? answer() : answer) ?? notFound;
+  };
+}

@@ -2,17 +2,19 @@
 // token on every forwarded request and the caller's Authorization never, a request waiting for
 // the first token answered 503 after tokenWaitMs, a 401 replayed once with a new token (small
 // bodies too; a streamed body not), TLS verified (an unknown CA: an error, and no token sent),
-// a WebSocket dialled with the token, bad `auth` refused at register with the config file's messages, and the token source closed
+// a WebSocket dialled with the token (a wsReconnect dial with the current one), bad `auth` refused at register with the config file's messages, and the token source closed
 // with the app.
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { request as httpRequest } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { WebSocketServer } from 'ws';
 import { startEchoUpstream, type EchoUpstream } from '../../src/demo/echo-upstream.js';
+import { closeServer } from '../../src/demo/token-server.js';
 import { ConfigError } from '../../src/errors.js';
 import { bearerProxy, type BearerProxyOptions } from '../../src/fastify/index.js';
 import { createLogger } from '../../src/logger.js';
@@ -220,6 +222,49 @@ describe('bearerProxy (Fastify plugin)', () => {
     }
   });
 
+  test('wsReconnect: the upstream closes the socket, and http-proxy dials again with the token the source has now, not the first one', async () => {
+    // A WebSocket upstream that records each upgrade's Authorization and closes the first socket on "bye".
+    const dials: string[] = [];
+    const server = createServer();
+    const wss = new WebSocketServer({ server });
+    wss.on('connection', (socket, req) => {
+      dials.push(req.headers.authorization ?? '');
+      socket.on('message', (data) => (data.toString() === 'bye' && dials.length === 1 ? socket.close(1011, 'going') : socket.send(data)));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const wsUpstream = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    let app: FastifyInstance | undefined;
+    try {
+      const started = await startApp({
+        upstream: upstream.url,
+        wsUpstream,
+        websocket: true,
+        wsReconnect: { reconnectOnClose: true, reconnectInterval: 100, maxReconnectionRetries: 5, connectionTimeout: 5000, pingInterval: 60_000 },
+        auth: auth(tokens.url, { refreshOn401CooldownSeconds: 0 }),
+      } as Omit<BearerProxyOptions, 'auth'> & { auth: Record<string, unknown> });
+      app = started.app;
+      const { url } = started;
+      const socket = await openSocket(`${url.replace('http:', 'ws:')}/socket`);
+      assert.equal((await echo(socket, 'ping')).data.toString(), 'ping');
+      const first = tokens.issued.at(-1) as string;
+      assert.deepEqual(dials, [`Bearer ${first}`]);
+      // The upstream revokes that token: a plain request through the plugin gets the source a new one.
+      revoked.add(first);
+      assert.equal((await fetch(`${url}/x`)).status, 200);
+      const second = tokens.issued.at(-1) as string;
+      assert.notEqual(second, first);
+      socket.send('bye');
+      await eventually(() => dials.length === 2, 10_000);
+      assert.equal(dials[1], `Bearer ${second}`);
+      socket.terminate();
+    } finally {
+      await app?.close();
+      for (const client of wss.clients) client.terminate();
+      wss.close();
+      await closeServer(server);
+    }
+  });
+
   describe('TLS to the upstream', { skip: opensslMissing }, () => {
     let recorder: HttpsRecorder;
     let caFile: string;
@@ -230,17 +275,26 @@ describe('bearerProxy (Fastify plugin)', () => {
     });
     after(() => recorder.close());
 
-    test('an unknown CA: 502 upstream_unreachable, and no token is sent', async () => {
-      const { app, url } = await startApp({ upstream: recorder.url, auth: auth(tokens.url) });
-      try {
-        const answer = await call(`${url}/x`);
-        assert.equal(answer.status, 502);
-        assert.equal(answer.json<{ error: string }>().error, 'upstream_unreachable');
-        assert.equal(recorder.saw.length, 0, 'the TLS handshake failed before any request was sent');
-      } finally {
-        await app.close();
-      }
-    });
+    // reply-from turns verification off in each client it may build (undici, node:http when `http`
+    // is set or `undici: false`); the plugin turns it on in each.
+    for (const [client, options] of [
+      ['undici (default)', {}],
+      ['undici: {} of the app', { undici: { connections: 4 } }],
+      ['node:http (undici: false)', { undici: false }],
+      ['node:http (http: {})', { http: { agentOptions: { keepAlive: false } } }],
+    ] as const) {
+      test(`an unknown CA: 502 upstream_unreachable, and no token is sent; ${client}`, async () => {
+        const { app, url } = await startApp({ upstream: recorder.url, auth: auth(tokens.url), ...(options as object) });
+        try {
+          const answer = await call(`${url}/x`);
+          assert.equal(answer.status, 502);
+          assert.equal(answer.json<{ error: string }>().error, 'upstream_unreachable');
+          assert.equal(recorder.saw.length, 0, 'the TLS handshake failed before any request was sent');
+        } finally {
+          await app.close();
+        }
+      });
+    }
 
     test('tls.caFile trusts the private CA (as a route’s tls does)', async () => {
       const { app, url } = await startApp({ upstream: `${recorder.url}/base`, tls: { caFile }, auth: auth(tokens.url) });

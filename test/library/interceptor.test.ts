@@ -1,15 +1,18 @@
 // bearerInterceptor, against src/: undici's fetch and request() through `new Agent().compose(...)`
 // carry the token (the caller's Authorization replaced) and replay once on 401 when the body can
 // be sent again (none, string, Buffer); a stream body is sent once and its 401 reaches the caller;
-// `origins` keeps the token from other hosts; a token that cannot be had fails the request with
-// the TokenError as its cause. Node's own global fetch is checked with the same dispatcher.
+// `origins` is required and keeps the token from other hosts, redirect targets included; a token
+// that cannot be had fails the request with the TokenError as its cause. Node's own global fetch is checked with the same dispatcher.
 
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { Agent, fetch as undiciFetch, request } from 'undici';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Agent, fetch as undiciFetch, interceptors, Pool, request } from 'undici';
+import { closeServer } from '../../src/demo/token-server.js';
 import { startEchoUpstream, type EchoUpstream } from '../../src/demo/echo-upstream.js';
-import { bearerInterceptor, createTokenSource, TokenError, type BearerTokenSource } from '../../src/index.js';
+import { bearerInterceptor, ConfigError, createTokenSource, TokenError, type BearerTokenSource } from '../../src/index.js';
 import { withAuthorization } from '../../src/library/interceptor.js';
 import { startForeignServer, type ForeignServer } from '../helpers/security.js';
 import { issue, signingKey, startScriptedTokenServer, type ScriptedTokenServer } from '../helpers/servers.js';
@@ -82,7 +85,7 @@ describe('bearerInterceptor', () => {
 
   test('a second 401 reaches the caller: one replay, never a loop', async () => {
     const always = await startEchoUpstream({ signingKey, isRevoked: () => true });
-    const agent = new Agent().compose(bearerInterceptor(source));
+    const agent = new Agent().compose(bearerInterceptor(source, { origins: [always.url] }));
     try {
       const response = await request(`${always.url}/x`, { dispatcher: agent });
       assert.equal(response.statusCode, 401);
@@ -101,6 +104,41 @@ describe('bearerInterceptor', () => {
     assert.equal(foreign.hits.at(-1)?.authorization, 'Bearer callers-own', 'untouched: neither replaced nor given ours');
   });
 
+  test('origins: a redirect from the API to another origin does not take the token along (fetch, and undici’s redirect interceptor)', async () => {
+    const redirector = createServer((req, res) => {
+      req.resume();
+      res.writeHead(302, { location: `${foreign.url}/landed` }).end();
+    });
+    await new Promise<void>((resolve) => redirector.listen(0, '127.0.0.1', resolve));
+    const api = `http://127.0.0.1:${(redirector.address() as AddressInfo).port}`;
+    const viaFetch = new Agent().compose(bearerInterceptor(source, { origins: [api] }));
+    const viaInterceptor = new Agent().compose(bearerInterceptor(source, { origins: [api] }), interceptors.redirect({ maxRedirections: 2 }));
+    try {
+      const fetched = await undiciFetch(`${api}/go`, { dispatcher: viaFetch });
+      assert.equal(await fetched.text(), 'foreign');
+      assert.equal(foreign.hits.at(-1)?.authorization, undefined, 'fetch: no token at the redirect target');
+      const requested = await request(`${api}/go`, { dispatcher: viaInterceptor });
+      assert.equal(await requested.body.text(), 'foreign');
+      assert.equal(foreign.hits.at(-1)?.authorization, undefined, 'redirect interceptor: no token at the redirect target');
+    } finally {
+      await Promise.all([viaFetch.close(), viaInterceptor.close(), closeServer(redirector)]);
+    }
+  });
+
+  test('origins is required and checked; a Pool’s requests (no origin of their own) get the token', async () => {
+    const refuse = (options: unknown) => () => bearerInterceptor(source, options as Parameters<typeof bearerInterceptor>[1]);
+    assert.throws(refuse(undefined), (err: unknown) => err instanceof ConfigError && /^origins: is required/.test(err.problems[0] ?? ''));
+    assert.throws(refuse({}), (err: unknown) => err instanceof ConfigError && /^origins: is required/.test(err.problems[0] ?? ''));
+    assert.throws(refuse({ origins: ['api.example.com', 'ftp://x'] }), (err: unknown) => err instanceof ConfigError && err.problems.length === 2 && /^origins\[0\]: must be an absolute/.test(err.problems[0] ?? ''));
+    const pool = new Pool(upstream.url).compose(bearerInterceptor(source, { origins: [upstream.url] }));
+    try {
+      const response = await pool.request({ path: '/pooled', method: 'GET' });
+      assert.equal(((await response.body.json()) as Echo).headers.authorization, `Bearer ${await source.getToken()}`);
+    } finally {
+      await pool.close();
+    }
+  });
+
   test('Node’s global fetch with the same dispatcher (Node 20 bundles undici 6, Node 24 undici 7)', async () => {
     revokeCurrent();
     const response = await fetch(`${upstream.url}/global`, { dispatcher, headers: { authorization: 'Bearer callers-own' } } as unknown as RequestInit);
@@ -111,7 +149,7 @@ describe('bearerInterceptor', () => {
   test('no token to be had: the request fails with the TokenError as its cause, nothing is sent', async () => {
     const failing = await startScriptedTokenServer(() => ({ status: 401, body: { error: 'invalid_client' } }));
     const broken = createTokenSource({ tokenUrl: failing.url, clientId: 'x', clientSecret: 'interceptor-bad-secret' });
-    const agent = new Agent().compose(bearerInterceptor(broken));
+    const agent = new Agent().compose(bearerInterceptor(broken, { origins: [upstream.url] }));
     const before = upstream.received.length;
     try {
       await assert.rejects(undiciFetch(`${upstream.url}/x`, { dispatcher: agent }), (err: unknown) => (err as Error).cause instanceof TokenError);

@@ -2,7 +2,8 @@
 // one, made with the test CA, is refused without it and reached with it, by plain requests and
 // WebSocket upgrades alike. Rotated certificate files (a Kubernetes Secret swap) are presented on
 // the next new connection without a restart; files that cannot be used leave the previous
-// certificate in place, and the sidecar says so.
+// certificate in place, and the sidecar says so. The Fastify plugin's `tls` presents the
+// certificate too (plain requests, with rotation, and WebSocket dials).
 
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -169,6 +170,32 @@ describe('client certificates to upstreams', { skip: opensslMissing }, () => {
       await eventually(async () => (await call(`${sidecar.proxyUrl}/x`)).status === 200 && seen.at(-1) === 'reporting');
     } finally {
       await sidecar.close();
+    }
+  });
+  test('the Fastify plugin: tls.certFile and tls.keyFile are presented on requests (rotated files on the next connection) and WebSocket dials', async () => {
+    const next = pki.client('plugin-next');
+    const volume = secretVolume({ 'tls.crt': reporting.cert.toString(), 'tls.key': reporting.key.toString() });
+    const tls = { caFile: pki.caFile, certFile: join(volume.dir, 'tls.crt'), keyFile: join(volume.dir, 'tls.key') };
+    const app = Fastify();
+    await app.register(bearerProxy, { prefix: '/api', upstream: upstreamUrl, websocket: true, tls, auth: { tokenUrl: tokens.url, clientId: 'test-client', clientSecret: 'test-secret' } });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/api`;
+    try {
+      const answer = await call(`${base}/x`);
+      assert.equal(answer.status, 200);
+      assert.deepEqual(answer.json(), { path: '/x', authorized: true });
+      assert.equal(seen.at(-1), 'reporting');
+      const socket = await openSocket(`${base.replace(/^http/, 'ws')}/socket`);
+      assert.equal((await echo(socket, 'ping')).data.toString(), 'ping');
+      assert.equal(seen.at(-1), 'reporting', 'the WebSocket dial presents it');
+      socket.terminate();
+
+      volume.rotate({ 'tls.crt': next.cert.toString(), 'tls.key': next.key.toString() });
+      audit.addPrivateKey(next.key.toString());
+      assert.equal((await call(`${base}/x`)).status, 200);
+      assert.equal(seen.at(-1), 'plugin-next', 'the new certificate, on a new connection');
+    } finally {
+      await app.close();
     }
   });
 });

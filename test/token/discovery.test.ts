@@ -17,7 +17,7 @@ import { audit, call } from '../helpers/audit.js';
 import { ManualClock } from '../helpers/clock.js';
 import { problems, tempFiles } from '../helpers/config.js';
 import { runToEnd } from '../helpers/process.js';
-import { issue, signingKey, startScriptedTokenServer, type Answer, type ScriptedRequest, type ScriptedTokenServer } from '../helpers/servers.js';
+import { document, issue, serveIssuer, signingKey, startScriptedTokenServer, type Answer, type ScriptedRequest, type ScriptedTokenServer } from '../helpers/servers.js';
 import { eventually, route, startSidecar, type TestSidecar } from '../helpers/sidecar.js';
 
 after(() => audit.assertNothingLeaked());
@@ -180,25 +180,6 @@ describe('issuer in the config', () => {
     assert.equal(config.routes[0]?.auth.issuer, 'https://idp.example/realms/x');
   });
 });
-
-/** A discovery document for `issuer` naming `tokenEndpoint`. */
-function document(issuer: string, tokenEndpoint: string, extra: Record<string, unknown> = {}): Answer {
-  return { status: 200, body: { issuer, token_endpoint: tokenEndpoint, token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'], ...extra } };
-}
-
-const notFound: Answer = { status: 404, body: { error: 'not_found' } };
-
-/**
- * The scripted server as an issuer: GETs are answered from `documents` by path (404 otherwise),
- * everything else by `token` (a valid token by default).
- */
-function serveIssuer(server: ScriptedTokenServer, documents: Record<string, Answer | (() => Answer)>, token: (request: ScriptedRequest) => Answer = () => ({ status: 200, body: issue(3600) })): void {
-  server.script = (request) => {
-    if (request.method !== 'GET') return token(request);
-    const answer = documents[request.path];
-    return (typeof answer === 'function' ? answer() : answer) ?? notFound;
-  };
-}
 
 const documentGets = (server: ScriptedTokenServer) => server.requests.filter((r) => r.method === 'GET').map((r) => r.path);
 const tokenPosts = (server: ScriptedTokenServer) => server.requests.filter((r) => r.method === 'POST');
