@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, describe, test } from 'node:test';
 import { OutboundProxyError } from '../../src/outbound/errors.js';
 import { ProxyEndpoint } from '../../src/outbound/proxy-endpoint.js';
-import { openTunnel } from '../../src/outbound/tunnel.js';
+import { openTunnel, tunnelConnector, webSocketConnector } from '../../src/outbound/tunnel.js';
 
 interface ScriptedProxy {
   readonly endpoint: ProxyEndpoint;
@@ -182,6 +182,54 @@ describe('openTunnel: the answer to CONNECT', () => {
     });
     const err = await refusal(openTunnel(proxy.endpoint, 'api.example', 443, 5000));
     assert.equal(err.code, 'BSC_OUTBOUND_PROXY_UNREACHABLE');
+    await allClosed(proxy);
+  });
+  test('https:// through tunnelConnector: the TLS ClientHello inside the tunnel names the target (SNI), and a failed handshake closes the tunnel', async () => {
+    let hello = Buffer.alloc(0);
+    const proxy = await start((socket) => {
+      socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
+      socket.once('data', (chunk: Buffer) => {
+        hello = chunk;
+        // Not a TLS server: the handshake fails.
+        socket.write('HTTP/1.1 400 Bad Request\r\n\r\n');
+      });
+    });
+    const connect = tunnelConnector(proxy.endpoint, { rejectUnauthorized: true }, 5000);
+    const err = await new Promise<Error | null>((resolve) => {
+      connect({ hostname: 'api.example', host: 'api.example:8443', protocol: 'https:', port: '8443', servername: 'api.example' } as Parameters<typeof connect>[0], (error, socket) => {
+        socket?.destroy();
+        resolve(error);
+      });
+    });
+    assert.ok(err, 'the handshake failed');
+    assert.equal(hello[0], 0x16, 'a TLS handshake record came through the tunnel');
+    assert.ok(hello.includes(Buffer.from('api.example')), 'with the target as server name');
+    assert.match(proxy.heads[0] ?? '', /^CONNECT api\.example:8443 /);
+    await allClosed(proxy);
+  });
+  test('wss:// through webSocketConnector: SNI names the target, the request path is not taken for a Unix socket, and a failed handshake closes the tunnel', async () => {
+    let hello = Buffer.alloc(0);
+    const proxy = await start((socket) => {
+      socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
+      socket.once('data', (chunk: Buffer) => {
+        hello = chunk;
+        socket.write('HTTP/1.1 400 Bad Request\r\n\r\n');
+      });
+    });
+    const connect = webSocketConnector(proxy.endpoint, true, 5000);
+    const failed = await new Promise<Error>((resolve, reject) => {
+      // As node:http passes ws's options: host without brackets, the request path, the route's TLS settings.
+      connect({ host: 'api.example', port: 8443, path: '/stream?x=1', rejectUnauthorized: true } as Parameters<typeof connect>[0], (error, socket) => {
+        if (error || !socket) return reject(error ?? new Error('no socket'));
+        socket.once('error', (err) => {
+          socket.destroy();
+          resolve(err);
+        });
+      });
+    });
+    assert.ok(failed);
+    assert.equal(hello[0], 0x16, 'a TLS handshake record came through the tunnel');
+    assert.ok(hello.includes(Buffer.from('api.example')), 'with the target as server name');
     await allClosed(proxy);
   });
 });
