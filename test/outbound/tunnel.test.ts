@@ -185,7 +185,7 @@ describe('openTunnel: the answer to CONNECT', () => {
     await allClosed(proxy);
   });
   test('https:// through tunnelConnector: the TLS ClientHello inside the tunnel names the target (SNI), and a failed handshake closes the tunnel', async () => {
-    let hello = Buffer.alloc(0);
+    let hello: Buffer = Buffer.alloc(0);
     const proxy = await start((socket) => {
       socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
       socket.once('data', (chunk: Buffer) => {
@@ -208,7 +208,7 @@ describe('openTunnel: the answer to CONNECT', () => {
     await allClosed(proxy);
   });
   test('wss:// through webSocketConnector: SNI names the target, the request path is not taken for a Unix socket, and a failed handshake closes the tunnel', async () => {
-    let hello = Buffer.alloc(0);
+    let hello: Buffer = Buffer.alloc(0);
     const proxy = await start((socket) => {
       socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
       socket.once('data', (chunk: Buffer) => {
