@@ -74,6 +74,12 @@ async function writeSlowly(socket: Socket, text: string, pieces: number): Promis
   }
 }
 
+/** The next chunk the socket reads, as text. */
+async function nextText(socket: Socket): Promise<string> {
+  const [chunk] = (await once(socket, 'data')) as [Buffer];
+  return chunk.toString();
+}
+
 async function refusal(promise: Promise<unknown>): Promise<OutboundProxyError> {
   try {
     await promise;
@@ -94,6 +100,18 @@ describe('openTunnel: the answer to CONNECT', () => {
   after(async () => {
     await Promise.all(proxies.map((proxy) => proxy.close()));
   });
+  /** A proxy that lets the tunnel open, keeps the first bytes sent through it (a TLS ClientHello), and answers them with no TLS server's answer. */
+  const helloCatcher = async () => {
+    let hello: Buffer = Buffer.alloc(0);
+    const proxy = await start((socket) => {
+      socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
+      socket.once('data', (chunk: Buffer) => {
+        hello = chunk;
+        socket.write('HTTP/1.1 400 Bad Request\r\n\r\n');
+      });
+    });
+    return { proxy, hello: () => hello };
+  };
 
   test('asks for host:port with Host and the decoded Proxy-Authorization; an answer split over many writes, and the bytes behind it, reach the caller', async () => {
     const proxy = await start(async (socket) => {
@@ -108,11 +126,9 @@ describe('openTunnel: the answer to CONNECT', () => {
       assert.match(head, /^CONNECT api\.example:8443 HTTP\/1\.1\r\n/);
       assert.match(head, /\r\nhost: api\.example:8443\r\n/i);
       assert.match(head, new RegExp(`\\r\\nproxy-authorization: Basic ${Buffer.from('u@x:p:s%').toString('base64')}\\r\\n`, 'i'));
-      const [greeting] = (await once(tunnel, 'data')) as [Buffer];
-      assert.equal(greeting.toString(), 'hello from the target');
+      assert.equal(await nextText(tunnel), 'hello from the target');
       tunnel.write('echo');
-      const [echoed] = (await once(tunnel, 'data')) as [Buffer];
-      assert.equal(echoed.toString(), 'echo');
+      assert.equal(await nextText(tunnel), 'echo');
     } finally {
       tunnel.destroy();
     }
@@ -124,13 +140,9 @@ describe('openTunnel: the answer to CONNECT', () => {
       socket.write('HTTP/1.0 200 Connection established\r\nProxy-Agent: test\r\n\r\nfirst bytes');
     });
     const tunnel = await openTunnel(proxy.endpoint, '::1', 443, 5000);
-    try {
-      assert.match(proxy.heads[0] ?? '', /^CONNECT \[::1\]:443 HTTP\/1\.1\r\n/);
-      const [data] = (await once(tunnel, 'data')) as [Buffer];
-      assert.equal(data.toString(), 'first bytes');
-    } finally {
-      tunnel.destroy();
-    }
+    const first = await nextText(tunnel).finally(() => tunnel.destroy());
+    assert.equal(first, 'first bytes');
+    assert.match(proxy.heads[0] ?? '', /^CONNECT \[::1\]:443 HTTP\/1\.1\r\n/);
     await allClosed(proxy);
   });
 
@@ -184,16 +196,9 @@ describe('openTunnel: the answer to CONNECT', () => {
     assert.equal(err.code, 'BSC_OUTBOUND_PROXY_UNREACHABLE');
     await allClosed(proxy);
   });
+
   test('https:// through tunnelConnector: the TLS ClientHello inside the tunnel names the target (SNI), and a failed handshake closes the tunnel', async () => {
-    let hello: Buffer = Buffer.alloc(0);
-    const proxy = await start((socket) => {
-      socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
-      socket.once('data', (chunk: Buffer) => {
-        hello = chunk;
-        // Not a TLS server: the handshake fails.
-        socket.write('HTTP/1.1 400 Bad Request\r\n\r\n');
-      });
-    });
+    const { proxy, hello } = await helloCatcher();
     const connect = tunnelConnector(proxy.endpoint, { rejectUnauthorized: true }, 5000);
     const err = await new Promise<Error | null>((resolve) => {
       connect({ hostname: 'api.example', host: 'api.example:8443', protocol: 'https:', port: '8443', servername: 'api.example' } as Parameters<typeof connect>[0], (error, socket) => {
@@ -202,20 +207,14 @@ describe('openTunnel: the answer to CONNECT', () => {
       });
     });
     assert.ok(err, 'the handshake failed');
-    assert.equal(hello[0], 0x16, 'a TLS handshake record came through the tunnel');
-    assert.ok(hello.includes(Buffer.from('api.example')), 'with the target as server name');
+    assert.equal(hello()[0], 0x16, 'a TLS handshake record came through the tunnel');
+    assert.ok(hello().includes(Buffer.from('api.example')), 'with the target as server name');
     assert.match(proxy.heads[0] ?? '', /^CONNECT api\.example:8443 /);
     await allClosed(proxy);
   });
+
   test('wss:// through webSocketConnector: SNI names the target, the request path is not taken for a Unix socket, and a failed handshake closes the tunnel', async () => {
-    let hello: Buffer = Buffer.alloc(0);
-    const proxy = await start((socket) => {
-      socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
-      socket.once('data', (chunk: Buffer) => {
-        hello = chunk;
-        socket.write('HTTP/1.1 400 Bad Request\r\n\r\n');
-      });
-    });
+    const { proxy, hello } = await helloCatcher();
     const connect = webSocketConnector(proxy.endpoint, true, 5000);
     const failed = await new Promise<Error>((resolve, reject) => {
       // As node:http passes ws's options: host without brackets, the request path, the route's TLS settings.
@@ -228,8 +227,8 @@ describe('openTunnel: the answer to CONNECT', () => {
       });
     });
     assert.ok(failed);
-    assert.equal(hello[0], 0x16, 'a TLS handshake record came through the tunnel');
-    assert.ok(hello.includes(Buffer.from('api.example')), 'with the target as server name');
+    assert.equal(hello()[0], 0x16, 'a TLS handshake record came through the tunnel');
+    assert.ok(hello().includes(Buffer.from('api.example')), 'with the target as server name');
     await allClosed(proxy);
   });
 });
