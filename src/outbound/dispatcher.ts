@@ -8,15 +8,14 @@
 // - http:// through a proxy: requests in absolute form (GET http://host/path) on a Pool to the
 //   proxy, with Proxy-Authorization; a 407 answer becomes an error naming the proxy.
 
-import type { ConnectionOptions } from 'node:tls';
 import type { Logger } from 'pino';
-import { Agent, buildConnector, Pool, type Dispatcher } from 'undici';
+import { Agent, Pool, type Dispatcher } from 'undici';
 import type { TlsConfig } from '../config/types.js';
 import { undiciConnect } from '../tls.js';
-import { proxyFailure, proxyRefusal } from './errors.js';
+import { proxyRefusal } from './errors.js';
 import type { ProxyEndpoint } from './proxy-endpoint.js';
 import { proxyFor, type OutboundProxySettings } from './settings.js';
-import { tunnelConnector, webSocketConnector, type WebSocketConnector } from './tunnel.js';
+import { proxyConnector, tunnelConnector, webSocketConnector, type WebSocketConnector } from './tunnel.js';
 
 export interface OutboundOptions {
   /** TLS to the target: the route's `tls` (upstream) or `auth.tls` (token endpoint). */
@@ -36,7 +35,7 @@ export function dispatcherFor(origin: string, settings: OutboundProxySettings, o
   const proxy = proxyFor(origin, settings);
   if (!proxy) return new Pool(origin, { ...poolOptions, connect: undiciConnect(tls, { timeoutMs: connectTimeoutMs, logger }) });
   if (origin.startsWith('https:')) return new Pool(origin, { ...poolOptions, connect: tunnelConnector(proxy, undiciConnect(tls, { timeoutMs: connectTimeoutMs, logger }), connectTimeoutMs) });
-  return new Pool(proxy.origin, { ...poolOptions, connect: proxyConnector(proxy, origin, connectTimeoutMs) }).compose(absoluteForm(origin, proxy));
+  return new Pool(proxy.origin, { ...poolOptions, connect: proxyConnector(proxy, new URL(origin).host, connectTimeoutMs) }).compose(absoluteForm(origin, proxy));
 }
 
 /**
@@ -49,17 +48,6 @@ export function tokenDispatcher(settings: OutboundProxySettings, tls: TlsConfig,
   if (!anyProxy && tls.ca === undefined && tls.rejectUnauthorized && !tls.clientCertificate) return undefined;
   if (!anyProxy) return new Agent({ connect: undiciConnect(tls, { logger }) });
   return new Agent({ factory: (origin) => dispatcherFor(String(origin), settings, { tls, connectTimeoutMs: timeoutMs, logger }) });
-}
-
-/** Connections to the proxy itself (absolute form), failures named for the proxy. */
-function proxyConnector(proxy: ProxyEndpoint, target: string, timeoutMs: number): buildConnector.connector {
-  const connect = buildConnector({ timeout: timeoutMs } as ConnectionOptions & buildConnector.BuildOptions);
-  const host = new URL(target).host;
-  return (options, callback) =>
-    connect(options, (err, socket) => {
-      if (err) callback(proxyFailure(err, proxy, host, timeoutMs), null);
-      else callback(null, socket as NonNullable<typeof socket>);
-    });
 }
 
 type Headers = Dispatcher.DispatchOptions['headers'];

@@ -1,7 +1,8 @@
 // Failures of an outbound proxy, named by host:port (never by its URL, which may carry a password),
 // with codes of their own so a caller, a log reader and /readyz can tell "the proxy" from "the API".
 
-import { STATUS_CODES } from 'node:http';
+import { maxHeaderSize, STATUS_CODES } from 'node:http';
+import { errors } from 'undici';
 import { SidecarError } from '../errors.js';
 import type { ProxyEndpoint } from './proxy-endpoint.js';
 
@@ -31,6 +32,13 @@ export function proxyFailure(err: unknown, proxy: ProxyEndpoint, target: string,
   const code = (err as { code?: string }).code ?? 'error';
   if (timeoutCodes.has(code)) {
     return new OutboundProxyError('BSC_OUTBOUND_PROXY_TIMEOUT', proxy, `the outbound proxy ${proxy.name} did not answer within ${timeoutMs} ms (on the way to ${target})`, { cause: err });
+  }
+  // Connected, but the answer to CONNECT was no HTTP (a SOCKS port, a TLS port named http://) or too large to read.
+  if (err instanceof errors.HTTPParserError) {
+    return new OutboundProxyError('BSC_OUTBOUND_PROXY_UNREACHABLE', proxy, `the outbound proxy ${proxy.name} answered CONNECT with something that is not HTTP: is it an HTTP proxy, and does it speak the URL's scheme? (on the way to ${target})`, { cause: err });
+  }
+  if (code === 'UND_ERR_HEADERS_OVERFLOW') {
+    return new OutboundProxyError('BSC_OUTBOUND_PROXY_UNREACHABLE', proxy, `the outbound proxy ${proxy.name} answered CONNECT with headers larger than ${Math.round(maxHeaderSize / 1024)} KiB (on the way to ${target})`, { cause: err });
   }
   if (closedCodes.has(code)) {
     return new OutboundProxyError('BSC_OUTBOUND_PROXY_UNREACHABLE', proxy, `the outbound proxy ${proxy.name} closed the connection before answering (on the way to ${target})`, { cause: err });

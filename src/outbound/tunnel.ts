@@ -23,7 +23,7 @@ export async function openTunnel(proxy: ProxyEndpoint, host: string, port: numbe
   const authorization = proxy.proxyAuthorization();
   if (authorization) headers['proxy-authorization'] = authorization;
   // One connection to the proxy per tunnel: once CONNECT succeeds the socket is the tunnel's, and the client has nothing left.
-  const client = new Client(proxy.origin, { connectTimeout: timeoutMs, headersTimeout: timeoutMs });
+  const client = new Client(proxy.origin, { connect: proxyConnector(proxy, authority, timeoutMs), headersTimeout: timeoutMs });
   try {
     const { statusCode, socket } = await client.connect({ path: authority, headers });
     if (statusCode < 200 || statusCode > 299) {
@@ -36,6 +36,22 @@ export async function openTunnel(proxy: ProxyEndpoint, host: string, port: numbe
   } finally {
     client.destroy().catch(() => {});
   }
+}
+
+/**
+ * undici's connector for connections to the proxy itself (for CONNECT, and for absolute-form
+ * requests), failures named for the proxy. An https:// proxy's certificate is checked against the
+ * proxy's own name: undici would take the TLS name from the request's Host header, which names
+ * the target (ProxyAgent passes the proxy's name for the same reason).
+ */
+export function proxyConnector(proxy: ProxyEndpoint, target: string, timeoutMs: number): buildConnector.connector {
+  const connect = buildConnector({ timeout: timeoutMs } as buildConnector.BuildOptions);
+  return (options, callback) =>
+    // Without a servername, undici takes it from the connection's host: the proxy's name, or none for an IP address.
+    connect({ ...options, servername: undefined }, (err, socket) => {
+      if (err) callback(proxyFailure(err, proxy, target, timeoutMs), null);
+      else callback(null, socket as NonNullable<typeof socket>);
+    });
 }
 
 /**

@@ -4,6 +4,8 @@
 // proxy (the `proxy` package) in a process of its own; the broken ones are raw sockets.
 
 import assert from 'node:assert/strict';
+import { connect as connectTcp, type AddressInfo } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { audit, call } from '../helpers/audit.js';
 import { opensslMissing } from '../helpers/certs.js';
@@ -75,6 +77,32 @@ describe('an outbound proxy that fails', { skip: opensslMissing }, () => {
   }
 
   const proxyName = () => `127.0.0.1:${proxy.port}`;
+
+  /** TLS in front of the forward proxy, with a certificate for 127.0.0.1 from the targets' CA: an https:// proxy. */
+  async function tlsFrontFor(port: number): Promise<{ port: number; connections(): number; close(): Promise<void> }> {
+    const { key, cert } = targets.pki.serverFor(['IP:127.0.0.1']);
+    let connections = 0;
+    const sockets = new Set<import('node:net').Socket>();
+    const server = createTlsServer({ key, cert }, (socket) => {
+      connections += 1;
+      const behind = connectTcp(port, '127.0.0.1');
+      for (const s of [socket, behind]) {
+        sockets.add(s);
+        s.on('error', () => {});
+        s.on('close', () => sockets.delete(s));
+      }
+      socket.pipe(behind).pipe(socket);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return {
+      port: (server.address() as AddressInfo).port,
+      connections: () => connections,
+      async close() {
+        for (const socket of sockets) socket.destroy();
+        await new Promise((resolve) => server.close(resolve));
+      },
+    };
+  }
 
   test('407 (wrong password) to the token endpoint\'s CONNECT: not retried; /readyz and the callers\' 503 say why, naming the proxy', async () => {
     const start = (await proxy.requests()).length;
@@ -229,10 +257,10 @@ describe('an outbound proxy that fails', { skip: opensslMissing }, () => {
 
   test('`bearer-sidecar check` prints the same reasons, and names the proxy when it works', async () => {
     const files = tempFiles('bsc-proxy-check-');
-    const config = () =>
+    const config = (auth: Record<string, unknown> = {}) =>
       files.file(
         `config-${Math.random().toString(36).slice(2)}.yaml`,
-        JSON.stringify({ routes: [{ name: 'api', upstream: `https://${privateHost}:${targets.httpsPort}`, auth: { tokenUrl: `https://${privateHost}:${targets.httpsTokensPort}/oauth2/token`, clientId: 'id', clientSecret: 'failing-client-secret', tls: { caFile: targets.caFile } } }] }),
+        JSON.stringify({ routes: [{ name: 'api', upstream: `https://${privateHost}:${targets.httpsPort}`, auth: { tokenUrl: `https://${privateHost}:${targets.httpsTokensPort}/oauth2/token`, clientId: 'id', clientSecret: 'failing-client-secret', tls: { caFile: targets.caFile }, ...auth } }] }),
       );
     // The environment's proxy, as a user would set it.
     const ok = await runToEnd(['check', '--config', config()], { HTTPS_PROXY: proxy.url });
@@ -243,6 +271,22 @@ describe('an outbound proxy that fails', { skip: opensslMissing }, () => {
     cliOutputs.push(refused.output);
     assert.equal(refused.code, 1, refused.output);
     assert.match(refused.output, new RegExp(`^FAILED {2}api: token endpoint unreachable: the outbound proxy 127\\.0\\.0\\.1:${proxy.port} refused the connection to ${privateHost.replace(/\./g, '\\.')}:${targets.httpsTokensPort}: 407 Proxy Authentication Required; check the user and password in the proxy URL; not retrying \\(BSC_OUTBOUND_PROXY_REFUSED\\)$`, 'm'));
+    // An https:// proxy: TLS to the proxy (its CA from NODE_EXTRA_CA_CERTS), and TLS to the target inside that.
+    const tlsFront = await tlsFrontFor(proxy.port);
+    try {
+      const tlsProxy = `https://${proxyUser}:${encodeURIComponent(proxyPassword)}@127.0.0.1:${tlsFront.port}`;
+      // CONNECT to an https:// token endpoint, then absolute form to an http:// one.
+      const httpTokenUrl = `http://${privateHost}:${new URL(targets.tokens.url).port}/oauth2/token`;
+      for (const [env, auth] of [[{ HTTPS_PROXY: tlsProxy }, {}], [{ HTTP_PROXY: tlsProxy }, { tokenUrl: httpTokenUrl, allowInsecureTokenUrl: true }]] as const) {
+        const overTls = await runToEnd(['check', '--config', config(auth)], { ...env, NODE_EXTRA_CA_CERTS: targets.caFile });
+        cliOutputs.push(overTls.output);
+        assert.equal(overTls.code, 0, overTls.output);
+        assert.match(overTls.output, new RegExp(`^ok {6}api: .* through the outbound proxy 127\\.0\\.0\\.1:${tlsFront.port}$`, 'm'));
+      }
+      assert.equal(tlsFront.connections(), 2);
+    } finally {
+      await tlsFront.close();
+    }
     const bad = await runToEnd(['check', '--config', config()], { HTTPS_PROXY: `socks5://${proxyUser}:${encodeURIComponent(proxyPassword)}@127.0.0.1:1080` });
     cliOutputs.push(bad.output);
     assert.equal(bad.code, 2, bad.output);
