@@ -221,6 +221,7 @@ describe('reload: settings beyond the routes', () => {
       assert.equal(first.hash, r.sidecar.sidecar.live.hash);
       assert.equal(first.loadedAt, r.sidecar.sidecar.live.loadedAt.toISOString());
       assert.equal(r.lines('listening')[0]?.config, first.hash);
+      assert.equal(r.lines('listening')[0]?.loadedAt, first.loadedAt, 'the start-up line says when it was loaded, as a reload line does');
       await new Promise((resolve) => setTimeout(resolve, 5));
       await r.sidecar.reload({ routes: [apiRoute('api', r.tokens.url, r.b.url)] });
       const second = json<{ config: { hash: string; loadedAt: string } }>(await call(`${r.sidecar.adminUrl}/readyz`)).config;
