@@ -73,6 +73,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     return 2;
   }
 
+  // Before anything slow (loading modules, reading the config, listening): SIGHUP's default
+  // action ends the process, and a service manager's reload may come right after its start.
+  const hangups = verb === 'serve' ? catchHangups() : undefined;
   const { configFile, loadConfig, watchConfigVariable } = await import('./config/index.js');
   const watchValue = env[watchConfigVariable] ?? '';
   if (!['', 'true', 'false'].includes(watchValue)) {
@@ -98,11 +101,40 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
 
   if (verb === 'check') return check(config);
   if (verb === 'token') return token(config, values.route);
-  return serve(config, () => loadConfig(values.config, env), watch ? file : undefined);
+  return serve(config, () => loadConfig(values.config, env), watch ? file : undefined, hangups ?? catchHangups());
+}
+
+interface Hangups {
+  /** From now on SIGHUP calls `reload`; it is called at once if one came before. */
+  deliverTo(reload: () => void): void;
+}
+
+/**
+ * Catches SIGHUP from now on. One that comes before the sidecar listens (`systemctl reload` just
+ * after `systemctl start`: a Type=simple unit is active as soon as it is started) is kept and
+ * delivered once the sidecar listens, instead of ending the process, which systemd would count as
+ * a clean exit and not restart.
+ */
+function catchHangups(): Hangups {
+  let reload: (() => void) | undefined;
+  let pending = false;
+  process.on('SIGHUP', () => {
+    if (reload) reload();
+    else pending = true;
+  });
+  return {
+    deliverTo(handler) {
+      reload = handler;
+      if (pending) {
+        pending = false;
+        handler();
+      }
+    },
+  };
 }
 
 /** Runs the proxy until a signal stops it; `load` reads the config again on SIGHUP (and when `watchFile` changes). */
-async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile: string | undefined): Promise<number> {
+async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile: string | undefined, hangups: Hangups): Promise<number> {
   const [{ default: closeWithGrace }, { setLogLevel }, { createLogger }, { createSidecar }] = await Promise.all([
     import('close-with-grace'),
     import('./admin.js'),
@@ -123,7 +155,7 @@ async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile
   const cycle = ['info', 'debug', 'trace'];
   process.on('SIGUSR2', () => setLogLevel(logger, cycle[(cycle.indexOf(logger.level) + 1) % cycle.length] as string));
   // SIGHUP reloads the config (systemd's ExecReload, kill -HUP); a bad one is logged and changes nothing.
-  process.on('SIGHUP', () => void sidecar.reload());
+  hangups.deliverTo(() => void sidecar.reload());
   closeWithGrace(
     {
       // No bound of its own (it would be fixed at start): the one below reads drainTimeoutMs when the signal comes, as a reload may change it.

@@ -277,7 +277,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       const adminUrl = listenerUrl(admin);
       const { routes } = current.config;
       logger.info(
-        { proxy: proxyUrl, admin: adminUrl, config: current.hash, routes: routes.map(routeSummary) },
+        { proxy: proxyUrl, admin: adminUrl, config: current.hash, loadedAt: current.loadedAt, routes: routes.map(routeSummary) },
         'listening',
       );
       if (options.watchConfigFile) configWatch = watchConfigFile(options.watchConfigFile, () => void reload(), { logger });

@@ -1,10 +1,12 @@
 // Reload of the real process (dist/cli.js): SIGHUP reads the config file again and applies it;
 // a bad file is logged and the process stays up serving the old config; a listen change is
-// refused with a restart line. BEARER_SIDECAR_WATCH_CONFIG=true reloads on a file change without
+// refused with a restart line. A SIGHUP that comes before it listens is kept for when it does
+// (its default action would end it). BEARER_SIDECAR_WATCH_CONFIG=true reloads on a file change without
 // a signal; asking to watch with no file to watch is a usage error.
 
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, openSync, writeSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startEchoUpstream, type EchoUpstream } from '../../src/demo/echo-upstream.js';
@@ -74,6 +76,59 @@ describe('reload of the running CLI', () => {
       assert.equal(a.received.length, 2, 'the route change applied');
       assert.equal(tokens.requests.length, 1, 'one token throughout');
 
+      sidecar.child.kill('SIGTERM');
+      assert.equal(await sidecar.exited, 0);
+      audit.assertNothingLeaked([sidecar.output()]);
+    } finally {
+      sidecar.child.kill('SIGKILL');
+    }
+  });
+
+  test('a SIGHUP before the sidecar listens (systemctl reload just after start) does not end it: the reload comes once it listens', async (t) => {
+    const [port, adminPort] = [await freePort(), await freePort()];
+    // The config is a FIFO: the CLI waits in reading it (after catching SIGHUP, before listening) until the test writes it.
+    const fifo = join(files.dir, 'early.yaml');
+    try {
+      execFileSync('mkfifo', [fifo]);
+    } catch {
+      return void t.skip('mkfifo is not available');
+    }
+    const text = yaml(port, adminPort, a.url);
+    /** Opens the FIFO for writing once the CLI has it open for reading (never blocks), writes the config and closes it. */
+    const feed = async () => {
+      let fd: number | undefined;
+      await eventually(() => {
+        try {
+          fd = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+          return true;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENXIO') throw err;
+          return false;
+        }
+      }, 15_000);
+      return fd as number;
+    };
+    const sidecar = run(['--config', fifo]);
+    try {
+      const first = await feed();
+      sidecar.child.kill('SIGHUP'); // while it reads its config
+      try {
+        writeSync(first, text);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EPIPE') throw err; // the signal ended it: said below
+      } finally {
+        closeSync(first);
+      }
+      await Promise.race([
+        sidecar.waitFor(/"msg":"listening"/, 15_000),
+        sidecar.exited.then((end) => assert.fail(`the process ended (${end}) instead of listening:\n${sidecar.output()}`)),
+      ]);
+      // The SIGHUP it kept: the config is read again (from the FIFO once more), and nothing changed.
+      const again = await feed();
+      writeSync(again, text);
+      closeSync(again);
+      await seen(sidecar, /"msg":"config reloaded: nothing changed"/, 1);
+      assert.equal((await call(`http://127.0.0.1:${port}/x`)).status, 200);
       sidecar.child.kill('SIGTERM');
       assert.equal(await sidecar.exited, 0);
       audit.assertNothingLeaked([sidecar.output()]);

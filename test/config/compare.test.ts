@@ -68,4 +68,18 @@ describe('configHash', () => {
     files.file('one', 'secret-rotated');
     assert.equal(configHash(fromOne), configHash(base({ clientSecret: undefined, clientSecretFile: one })), "the file's content is not hashed");
   });
+
+  test('no inline secret of any kind is hashed: client id, the shared-secret value, an outbound proxy password', () => {
+    const config = (id: string, shared: string, password: string) =>
+      resolveConfig({
+        listen: { sharedSecretHeader: { name: 'x-sidecar-key', value: shared } },
+        outboundProxy: { url: `http://user:${password}@proxy.example.test:3128` },
+        routes: [{ name: 'api', upstream: 'https://api.example.test', auth: { tokenUrl: 'https://idp.example.test/token', clientId: id, clientSecret: 'inline-secret-1' } }],
+      });
+    const hash = configHash(config('id-1', 'shared-value-000001', 'pw1'));
+    assert.equal(configHash(config('id-2', 'shared-value-000001', 'pw1')), hash, 'clientId');
+    assert.equal(configHash(config('id-1', 'shared-value-000002', 'pw1')), hash, 'sharedSecretHeader.value');
+    assert.equal(configHash(config('id-1', 'shared-value-000001', 'pw2')), hash, 'the proxy password');
+    assert.ok(!sameValue(config('id-1', 'shared-value-000001', 'pw1'), config('id-1', 'shared-value-000001', 'pw2')), 'a changed proxy password is still a change');
+  });
 });

@@ -6,6 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
 import { after, describe, test } from 'node:test';
 import { loadConfigFile } from '../../src/config/load.js';
 import { audit, call } from '../helpers/audit.js';
@@ -202,7 +203,21 @@ describe('reload: settings beyond the routes', () => {
 
   test('allowedClients, maxInFlight, logLevel and drainTimeoutMs reload too', () =>
     withRig(oneRoute, async (r) => {
+      // One keep-alive connection: allowedClients is checked once per connection, and again after a reload.
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+      const get = () =>
+        new Promise<{ status: number; reused: boolean }>((resolve, reject) => {
+          const req = request(`${r.sidecar.proxyUrl}/x`, { agent }, (res) => {
+            res.resume();
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket }));
+          });
+          req.on('error', reject);
+          req.end();
+        });
+      assert.deepEqual(await get(), { status: 200, reused: false });
       await r.sidecar.reload({ listen: { port: 0, allowedClients: ['10.0.0.0/8'], maxInFlight: 7 }, logLevel: 'debug', drainTimeoutMs: 1234, routes: [apiRoute('api', r.tokens.url, r.a.url)] });
+      assert.deepEqual(await get(), { status: 403, reused: true }, 'an open connection is checked again');
+      agent.destroy();
       assert.equal((await r.get('/x')).status, 403, 'loopback is no longer allowed');
       assert.equal(r.sidecar.sidecar.logger.level, 'debug');
       assert.equal(r.sidecar.sidecar.live.config.drainTimeoutMs, 1234);
@@ -221,6 +236,7 @@ describe('reload: settings beyond the routes', () => {
       assert.equal(first.hash, r.sidecar.sidecar.live.hash);
       assert.equal(first.loadedAt, r.sidecar.sidecar.live.loadedAt.toISOString());
       assert.equal(r.lines('listening')[0]?.config, first.hash);
+      assert.equal(r.lines('listening')[0]?.loadedAt, first.loadedAt, 'the start-up line says when it was loaded, as a reload line does');
       await new Promise((resolve) => setTimeout(resolve, 5));
       await r.sidecar.reload({ routes: [apiRoute('api', r.tokens.url, r.b.url)] });
       const second = json<{ config: { hash: string; loadedAt: string } }>(await call(`${r.sidecar.adminUrl}/readyz`)).config;
