@@ -102,13 +102,23 @@ export async function startSilentServer(): Promise<{ url: string; close(): Promi
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => closeServer(server) };
 }
 
-/** A port with nothing listening on it. */
+/** A port with nothing listening on it, for a server a test starts in another process. */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  // Below Linux's ephemeral range (32768 and up): a port the kernel hands out for another test's
+  // listen(0) or outgoing connection can never be this one between our check and the child's bind.
+  for (let attempt = 0; ; attempt++) {
+    const candidate = 20_000 + Math.floor(Math.random() * 12_000);
+    const server = createServer();
+    const bound = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(candidate, '127.0.0.1', () => resolve(true));
+    });
+    if (bound) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      return candidate;
+    }
+    if (attempt >= 50) throw new Error('no free port between 20000 and 32000 on 127.0.0.1');
+  }
 }
 
 /** A discovery document for `issuer` naming `tokenEndpoint`. */
