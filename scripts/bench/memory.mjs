@@ -1,0 +1,140 @@
+#!/usr/bin/env node
+// Memory of the sidecar through a load and after it, A/B: several builds, node binaries or node
+// flags side by side, interleaved and with the order rotated each round (issue 14 §1).
+//
+//   node scripts/bench/memory.mjs [options] LABEL=PATH[,NODEARG...] ...
+//     PATH: a sidecar's cli.js. It runs as `NODE <flags of PATH's shebang> NODEARG... PATH`, the way
+//     the bin runs it (`#!/usr/bin/env -S node --flag...`), unless --no-shebang-flags.
+//   --node=LABEL:PATH   that label's node binary (default: the one running this script)
+//   --env=LABEL:VAR=VALUE  an environment variable for that label only
+//   --rounds=3  --seconds=10 (load)  --conns=100  --after=30 (seconds idle after the load)
+//   --cgroup=DIR        run each sidecar in this (existing, writable) cgroup v1 memory directory,
+//                       e.g. one with memory.limit_in_bytes set, to see what a container limit does
+//   --port-base=28000   upstream (nginx) = base, token server = base+1, sidecar = base+80, admin = base+1901
+//
+// Per run: a fresh sidecar, one token, upstream nginx (1 worker, a static 27-byte JSON body);
+// idle RSS 1.5 s after ready; wrk -t1 -cCONNS for SECONDS; peak RSS (sampled every 20 ms) during
+// the load; RSS 1 s and AFTER s after it; CPU µs/request (user+system of the sidecar over the load);
+// V8 heap committed/used at the end (from /metrics). Prints medians and ranges per label, and each
+// run as a JSON line on stderr. Needs nginx and wrk on PATH.
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs, promisify } from 'node:util';
+import { cpuSeconds, getStatus, median, sidecarYaml, sleep } from './util.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+const { values: o, positionals } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    seconds: { type: 'string', default: '10' },
+    conns: { type: 'string', default: '100' },
+    after: { type: 'string', default: '30' },
+    cgroup: { type: 'string' },
+    'port-base': { type: 'string', default: '28000' },
+    'no-shebang-flags': { type: 'boolean', default: false },
+    env: { type: 'string', multiple: true, default: [] },
+    node: { type: 'string', multiple: true, default: [] },
+  },
+  allowPositionals: true,
+});
+const base = Number(o['port-base']);
+const ports = { upstream: base, token: base + 1, sidecar: base + 80, admin: base + 1901 };
+
+/** The node flags on a script's first line: `#!/usr/bin/env -S node --a --b` → ['--a', '--b']. */
+function shebangFlags(path) {
+  const first = readFileSync(path, 'utf8').split('\n', 1)[0];
+  const m = /^#!\s*\S*env\s+(?:-S\s+)?node(?:\s+(.*))?$/.exec(first) ?? /^#!\s*\S*node(?:\s+(.*))?$/.exec(first);
+  return m?.[1] ? m[1].trim().split(/\s+/) : [];
+}
+
+const targets = positionals.map((p) => {
+  const [label, spec] = p.split(/=(.*)/s);
+  const [path, ...nodeArgs] = spec.split(',');
+  const env = {};
+  for (const e of o.env) {
+    const [l, kv] = e.split(/:(.*)/s);
+    if (l !== label) continue;
+    const [k, v] = kv.split(/=(.*)/s);
+    env[k] = v;
+  }
+  const node = o.node.map((n) => n.split(/:(.*)/s)).find(([l]) => l === label)?.[1] ?? process.execPath;
+  const full = resolve(path);
+  const args = [...(o['no-shebang-flags'] ? [] : shebangFlags(full)), ...nodeArgs];
+  return { label, path: full, node, args, env, runs: [] };
+});
+
+const rssMb = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
+const tmp = mkdtempSync(join(os.tmpdir(), 'bearer-sidecar-mem-'));
+const { startTokenServer } = await import(pathToFileURL(join(root, 'dist', 'demo', 'token-server.js')).href);
+const tokens = await startTokenServer({ host: '127.0.0.1', port: ports.token, clients: [{ id: 'c', secret: 's' }], signingKey: 'k', expiresInSeconds: 3600 });
+writeFileSync(join(tmp, 'nginx.conf'), `daemon off; worker_processes 1; pid ${tmp}/nginx.pid; error_log ${tmp}/error.log warn;
+events { worker_connections 4096; }
+http { access_log off; client_body_temp_path ${tmp}; proxy_temp_path ${tmp}; fastcgi_temp_path ${tmp}; uwsgi_temp_path ${tmp}; scgi_temp_path ${tmp};
+keepalive_requests 1000000;
+server { listen 127.0.0.1:${ports.upstream}; location / { default_type application/json; return 200 '{"ok":true,"hello":"world"}'; } } }`);
+const ngx = spawn('nginx', ['-p', tmp, '-c', join(tmp, 'nginx.conf')], { stdio: 'inherit' });
+const config = join(tmp, 'sidecar.yaml');
+writeFileSync(config, sidecarYaml({ port: ports.sidecar, adminPort: ports.admin, route: 'bench', upstream: `http://127.0.0.1:${ports.upstream}`, tokenUrl: `http://127.0.0.1:${ports.token}/oauth2/token`, clientId: 'c', clientSecret: 's' }));
+
+async function once(t) {
+  // In a cgroup: a shell moves itself there, then execs node (so the sidecar is born inside it).
+  const [cmd, argv] = o.cgroup
+    ? ['sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', o.cgroup, t.node, ...t.args, t.path, '--config', config]]
+    : [t.node, [...t.args, t.path, '--config', config]];
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...t.env } });
+  const exited = new Promise((r) => child.once('exit', r));
+  const pid = child.pid;
+  try {
+    const t0 = performance.now();
+    while ((await getStatus(`http://127.0.0.1:${ports.admin}/readyz`)) !== 200) {
+      if (child.exitCode !== null) throw new Error(`${t.label} exited with ${child.exitCode}`);
+      if (performance.now() - t0 > 20_000) throw new Error(`${t.label} not ready in 20 s`);
+      await sleep(20);
+    }
+    await sleep(1500);
+    const r = { label: t.label, idle: rssMb(pid) };
+    let peak = r.idle;
+    const iv = setInterval(() => (peak = Math.max(peak, rssMb(pid))), 20);
+    const c0 = cpuSeconds(pid);
+    const { stdout } = await promisify(execFile)('wrk', ['-t', '1', '-c', o.conns, '-d', `${o.seconds}s`, `http://127.0.0.1:${ports.sidecar}/`], { encoding: 'utf8' });
+    const c1 = cpuSeconds(pid);
+    clearInterval(iv);
+    const reqs = Number(/(\d+) requests in/.exec(stdout)[1]);
+    Object.assign(r, { peak, rps: Math.round(reqs / Number(o.seconds)), cpuUs: ((c1 - c0) * 1e6) / reqs });
+    await sleep(1000);
+    r.after1 = rssMb(pid);
+    await sleep(Number(o.after) * 1000 - 1000);
+    r.after = rssMb(pid);
+    const mt = await (await fetch(`http://127.0.0.1:${ports.admin}/metrics`)).text();
+    const g = (n) => Number(new RegExp(`^bearer_sidecar_${n} (\\S+)`, 'm').exec(mt)?.[1]) / 1048576;
+    Object.assign(r, { heapTotal: g('nodejs_heap_size_total_bytes'), heapUsed: g('nodejs_heap_size_used_bytes') });
+    console.error(JSON.stringify(r, (k, v) => (typeof v === 'number' ? Math.round(v * 10) / 10 : v)));
+    t.runs.push(r);
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+try {
+  for (let round = 0; round < Number(o.rounds); round++) {
+    for (let i = 0; i < targets.length; i++) await once(targets[(i + round) % targets.length]);
+  }
+} finally {
+  ngx.kill('SIGQUIT');
+  await tokens.close?.();
+  rmSync(tmp, { recursive: true, force: true });
+}
+
+const fmt = (xs) => `${median(xs).toFixed(1)} (${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)})`;
+console.log(`rounds ${o.rounds}, wrk -t1 -c${o.conns} ${o.seconds}s, after = RSS ${o.after} s after the load${o.cgroup ? `, cgroup ${o.cgroup}` : ''}; MB, medians (min–max)`);
+console.log('| label | node flags | idle | peak | +1 s | after | CPU µs/req | req/s | heap committed / used |');
+console.log('|---|---|---|---|---|---|---|---|---|');
+for (const t of targets) {
+  const c = (k) => fmt(t.runs.map((r) => r[k]));
+  console.log(`| ${t.label} | ${t.args.join(' ') || '–'} | ${c('idle')} | ${c('peak')} | ${c('after1')} | ${c('after')} | ${c('cpuUs')} | ${median(t.runs.map((r) => r.rps))} | ${median(t.runs.map((r) => r.heapTotal)).toFixed(0)} / ${median(t.runs.map((r) => r.heapUsed)).toFixed(0)} |`);
+}
