@@ -21,6 +21,8 @@ import { runInNewContext } from 'node:vm';
 export interface IdleGcOptions {
   /** How often to look, ms (default 5000). */
   readonly intervalMs?: number;
+  /** The first look, ms after the start (default 1000): it collects start-up's garbage if the process is quiet by then. */
+  readonly firstCheckMs?: number;
   /** Growth of RSS over its level after the last collection that makes one worth it, bytes (default 8 MiB). */
   readonly growthBytes?: number;
   /** Event-loop utilisation (0..1) under which the last interval counts as quiet (default 0.01). */
@@ -40,14 +42,16 @@ export interface IdleGcProbes {
 export function idleCollector(probes: IdleGcProbes, options: IdleGcOptions = {}): { tick(): boolean } {
   const growth = options.growthBytes ?? 8 * 1024 * 1024;
   const quiet = options.quietUtilization ?? 0.01;
-  let level = probes.rss();
+  // No level yet: the first quiet interval collects (start-up's garbage: config parsing, module
+  // compilation, the first token fetch), and sets the level.
+  let level = -Infinity;
   return {
     tick() {
       const utilization = probes.utilization();
       const rss = probes.rss();
       if (utilization >= quiet || rss <= level + growth) {
         // Memory that went down (the allocator or V8 gave some back) lowers the bar for the next collection.
-        level = Math.min(level, rss);
+        if (level !== -Infinity) level = Math.min(level, rss);
         return false;
       }
       probes.collect();
@@ -61,7 +65,7 @@ export function idleCollector(probes: IdleGcProbes, options: IdleGcOptions = {})
  * V8's gc() without `--expose-gc` on the command line: the flag is set just long enough to create one
  * context that has it, so neither the main context nor any later one sees a global `gc`.
  */
-function fullCollection(): () => void {
+export function fullCollection(): () => void {
   setFlagsFromString('--expose-gc');
   try {
     return runInNewContext('gc') as () => void;
@@ -87,7 +91,17 @@ export function startIdleGc(options: IdleGcOptions = {}): { stop(): void } {
     },
     options,
   );
-  const timer = setInterval(() => collector.tick(), options.intervalMs ?? 5000);
-  timer.unref();
-  return { stop: () => clearInterval(timer) };
+  let timer: NodeJS.Timeout | undefined;
+  const first = setTimeout(() => {
+    collector.tick();
+    timer = setInterval(() => collector.tick(), options.intervalMs ?? 5000);
+    timer.unref();
+  }, options.firstCheckMs ?? 1000);
+  first.unref();
+  return {
+    stop: () => {
+      clearTimeout(first);
+      clearInterval(timer);
+    },
+  };
 }
