@@ -1,6 +1,17 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4
 // The executable (bin, the image's ENTRYPOINT): turns on Node's compile cache, then runs the CLI
 // in main.ts.
+//
+// The first line carries the node flags the sidecar runs with; they have to be on node's command
+// line (V8 sizes its heap before any JavaScript runs: v8.setFlagsFromString has no effect on it).
+// `env -S` splits them off `node` (coreutils env 8.30+, the image's Debian has it). The copies that
+// do not run this file as an executable carry the same flags: the Dockerfile's ENTRYPOINT,
+// package.json's `npm start`; test/deploy/node-flags.test.ts keeps them in step.
+//
+// --max-semi-space-size=4: V8's young generation at most 2 × 4 MB. Node 24's V8 grows it to
+// 2 × 64 MB under load and keeps it, so a sidecar that idles at ~80 MB held ~170-230 MB after
+// 10 s of 100 connections; with 4 MB it peaks at ~125 MB, for about the same CPU per request
+// (issue 14; figures in docs/deployment.md, "Memory").
 //
 // Start-up time is mostly module loading (issue 7), so `npm run build` replaces tsc's dist/main.js
 // with a single-file bundle of main.ts and all its dependencies (esbuild; see
