@@ -10,7 +10,11 @@
 //   --rounds=3  --seconds=10 (load)  --conns=100  --after=30 (seconds idle after the load)
 //   --cgroup=DIR        run each sidecar in this (existing, writable) cgroup v1 memory directory,
 //                       e.g. one with memory.limit_in_bytes set, to see what a container limit does
-//   --port-base=28000   upstream (nginx) = base, token server = base+1, sidecar = base+80, admin = base+1901
+//   --port-base=28000   upstream (nginx) = base, token server = base+1, sidecar = base+80, admin = base+1901,
+//                       streaming upstream (--stream) = base+2
+//   --stream=BYTES      instead of the load: stream BYTES down and then up through the sidecar (curl,
+//                       after 64 MiB each way of warm-up, as scripts/bench.mjs does); peak RSS of each,
+//                       growth = peak over RSS after the warm-up
 //
 // Per run: a fresh sidecar, one token, upstream nginx (1 worker, a static 27-byte JSON body);
 // idle RSS 1.5 s after ready; wrk -t1 -cCONNS for SECONDS; peak RSS (sampled every 20 ms) during
@@ -35,6 +39,7 @@ const { values: o, positionals } = parseArgs({
     after: { type: 'string', default: '30' },
     cgroup: { type: 'string' },
     'port-base': { type: 'string', default: '28000' },
+    stream: { type: 'string' },
     'no-shebang-flags': { type: 'boolean', default: false },
     env: { type: 'string', multiple: true, default: [] },
     node: { type: 'string', multiple: true, default: [] },
@@ -42,7 +47,8 @@ const { values: o, positionals } = parseArgs({
   allowPositionals: true,
 });
 const base = Number(o['port-base']);
-const ports = { upstream: base, token: base + 1, sidecar: base + 80, admin: base + 1901 };
+const ports = { upstream: base, token: base + 1, streamUpstream: base + 2, sidecar: base + 80, admin: base + 1901 };
+const streamBytes = o.stream ? Number(o.stream) : 0;
 
 /** The node flags on a script's first line: `#!/usr/bin/env -S node --a --b` → ['--a', '--b']. */
 function shebangFlags(path) {
@@ -77,8 +83,44 @@ http { access_log off; client_body_temp_path ${tmp}; proxy_temp_path ${tmp}; fas
 keepalive_requests 1000000;
 server { listen 127.0.0.1:${ports.upstream}; location / { default_type application/json; return 200 '{"ok":true,"hello":"world"}'; } } }`);
 const ngx = spawn('nginx', ['-p', tmp, '-c', join(tmp, 'nginx.conf')], { stdio: 'inherit' });
+// --stream: scripts/bench/upstream.mjs serves /bytes/N and counts uploads.
+const streamUpstream = streamBytes ? spawn(process.execPath, [join(here, 'upstream.mjs'), String(ports.streamUpstream)], { stdio: 'inherit' }) : undefined;
 const config = join(tmp, 'sidecar.yaml');
-writeFileSync(config, sidecarYaml({ port: ports.sidecar, adminPort: ports.admin, route: 'bench', upstream: `http://127.0.0.1:${ports.upstream}`, tokenUrl: `http://127.0.0.1:${ports.token}/oauth2/token`, clientId: 'c', clientSecret: 's' }));
+writeFileSync(config, sidecarYaml({ port: ports.sidecar, adminPort: ports.admin, route: 'bench', upstream: `http://127.0.0.1:${streamBytes ? ports.streamUpstream : ports.upstream}`, tokenUrl: `http://127.0.0.1:${ports.token}/oauth2/token`, clientId: 'c', clientSecret: 's' }));
+
+const sh = (cmd) => promisify(execFile)('sh', ['-c', cmd], { encoding: 'utf8', maxBuffer: 1 << 20 }).then((r) => r.stdout);
+async function download(bytes) {
+  const [code, size] = (await sh(`curl -sS -o /dev/null -w '%{http_code} %{size_download}' http://127.0.0.1:${ports.sidecar}/bytes/${bytes}`)).trim().split(' ').map(Number);
+  if (code !== 200 || size !== bytes) throw new Error(`download: HTTP ${code}, ${size} of ${bytes} bytes`);
+}
+async function upload(bytes) {
+  const out = await sh(`head -c ${bytes} /dev/zero | curl -sS -X POST -T - -H 'Expect:' -H 'content-type: application/octet-stream' http://127.0.0.1:${ports.sidecar}/upload`);
+  if (JSON.parse(out).bytes !== bytes) throw new Error(`upload: upstream counted ${out.slice(0, 200)}`);
+}
+/** Runs fn while sampling pid's RSS every 20 ms; the peak, MB. */
+async function peakDuring(pid, fn) {
+  let peak = rssMb(pid);
+  const iv = setInterval(() => (peak = Math.max(peak, rssMb(pid))), 20);
+  try {
+    await fn();
+  } finally {
+    clearInterval(iv);
+  }
+  return Math.max(peak, rssMb(pid));
+}
+
+async function streamed(t, pid, r) {
+  await download(64 * 2 ** 20);
+  await upload(64 * 2 ** 20);
+  await sleep(1000);
+  r.warm = rssMb(pid);
+  r.down = await peakDuring(pid, () => download(streamBytes));
+  r.up = await peakDuring(pid, () => upload(streamBytes));
+  r.growth = Math.max(r.down, r.up) - r.warm;
+  r.after = rssMb(pid);
+  console.error(JSON.stringify(r, (k, v) => (typeof v === 'number' ? Math.round(v * 10) / 10 : v)));
+  t.runs.push(r);
+}
 
 async function once(t) {
   // In a cgroup: a shell moves itself there, then execs node (so the sidecar is born inside it).
@@ -97,6 +139,7 @@ async function once(t) {
     }
     await sleep(1500);
     const r = { label: t.label, idle: rssMb(pid) };
+    if (streamBytes) return await streamed(t, pid, r);
     let peak = r.idle;
     const iv = setInterval(() => (peak = Math.max(peak, rssMb(pid))), 20);
     const c0 = cpuSeconds(pid);
@@ -126,15 +169,26 @@ try {
   }
 } finally {
   ngx.kill('SIGQUIT');
+  streamUpstream?.kill();
   await tokens.close?.();
   rmSync(tmp, { recursive: true, force: true });
 }
 
 const fmt = (xs) => `${median(xs).toFixed(1)} (${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)})`;
-console.log(`rounds ${o.rounds}, wrk -t1 -c${o.conns} ${o.seconds}s, after = RSS ${o.after} s after the load${o.cgroup ? `, cgroup ${o.cgroup}` : ''}; MB, medians (min–max)`);
-console.log('| label | node flags | idle | peak | +1 s | after | CPU µs/req | req/s | heap committed / used |');
-console.log('|---|---|---|---|---|---|---|---|---|');
-for (const t of targets) {
-  const c = (k) => fmt(t.runs.map((r) => r[k]));
-  console.log(`| ${t.label} | ${t.args.join(' ') || '–'} | ${c('idle')} | ${c('peak')} | ${c('after1')} | ${c('after')} | ${c('cpuUs')} | ${median(t.runs.map((r) => r.rps))} | ${median(t.runs.map((r) => r.heapTotal)).toFixed(0)} / ${median(t.runs.map((r) => r.heapUsed)).toFixed(0)} |`);
+if (streamBytes) {
+  console.log(`rounds ${o.rounds}, ${streamBytes / 2 ** 20} MiB down then up through a fresh sidecar after 64 MiB each way of warm-up; MB, medians (min–max)`);
+  console.log('| label | node flags | idle | after warm-up | peak down | peak up | growth | after |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const t of targets) {
+    const c = (k) => fmt(t.runs.map((r) => r[k]));
+    console.log(`| ${t.label} | ${t.args.join(' ') || '–'} | ${c('idle')} | ${c('warm')} | ${c('down')} | ${c('up')} | ${c('growth')} | ${c('after')} |`);
+  }
+} else {
+  console.log(`rounds ${o.rounds}, wrk -t1 -c${o.conns} ${o.seconds}s, after = RSS ${o.after} s after the load${o.cgroup ? `, cgroup ${o.cgroup}` : ''}; MB, medians (min–max)`);
+  console.log('| label | node flags | idle | peak | +1 s | after | CPU µs/req | req/s | heap committed / used |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
+  for (const t of targets) {
+    const c = (k) => fmt(t.runs.map((r) => r[k]));
+    console.log(`| ${t.label} | ${t.args.join(' ') || '–'} | ${c('idle')} | ${c('peak')} | ${c('after1')} | ${c('after')} | ${c('cpuUs')} | ${median(t.runs.map((r) => r.rps))} | ${median(t.runs.map((r) => r.heapTotal)).toFixed(0)} / ${median(t.runs.map((r) => r.heapUsed)).toFixed(0)} |`);
+  }
 }
