@@ -3,8 +3,9 @@
 // flags side by side, interleaved and with the order rotated each round (issue 14 §1).
 //
 //   node scripts/bench/memory.mjs [options] LABEL=PATH[,NODEARG...] ...
-//     PATH: a sidecar's cli.js. It runs as `NODE <flags of PATH's shebang> NODEARG... PATH`, the way
-//     the bin runs it (`#!/usr/bin/env -S node --flag...`), unless --no-shebang-flags.
+//     PATH: a sidecar's cli.js. It runs as `NODE <flags of PATH's shebang> NODEARG... PATH`, with the
+//     shebang's environment variables, the way the bin runs it (`#!/usr/bin/env -S [VAR=x] node
+//     --flag...`), unless --no-shebang-flags.
 //   --node=LABEL:PATH   that label's node binary (default: the one running this script)
 //   --env=LABEL:VAR=VALUE  an environment variable for that label only
 //   --rounds=3  --seconds=10 (load)  --conns=100  --after=30 (seconds idle after the load)
@@ -12,6 +13,10 @@
 //                       e.g. one with memory.limit_in_bytes set, to see what a container limit does
 //   --port-base=28000   upstream (nginx) = base, token server = base+1, sidecar = base+80, admin = base+1901,
 //                       streaming upstream (--stream) = base+2
+//   --cpu-rounds=N      instead: CPU per request only. One sidecar per label started once (proxy base+80+i,
+//                       admin base+90+i), then N rounds of wrk -t1 -cCONNS for --cpu-seconds (default 3)
+//                       each, labels interleaved and rotated; medians, and the median of each round's
+//                       ratio to the first label (paired: a disturbed round moves both)
 //   --stream=BYTES      instead of the load: stream BYTES down and then up through the sidecar (curl,
 //                       after 64 MiB each way of warm-up, as scripts/bench.mjs does); peak RSS of each,
 //                       growth = peak over RSS after the warm-up
@@ -40,6 +45,8 @@ const { values: o, positionals } = parseArgs({
     cgroup: { type: 'string' },
     'port-base': { type: 'string', default: '28000' },
     stream: { type: 'string' },
+    'cpu-rounds': { type: 'string' },
+    'cpu-seconds': { type: 'string', default: '3' },
     'no-shebang-flags': { type: 'boolean', default: false },
     env: { type: 'string', multiple: true, default: [] },
     node: { type: 'string', multiple: true, default: [] },
@@ -50,11 +57,31 @@ const base = Number(o['port-base']);
 const ports = { upstream: base, token: base + 1, streamUpstream: base + 2, sidecar: base + 80, admin: base + 1901 };
 const streamBytes = o.stream ? Number(o.stream) : 0;
 
-/** The node flags on a script's first line: `#!/usr/bin/env -S node --a --b` → ['--a', '--b']. */
-function shebangFlags(path) {
+/**
+ * How a script's first line runs node: `#!/usr/bin/env -S [NAME=VALUE...] node [--flag...]` →
+ * { env: { NAME: VALUE }, args: ['--flag'] } (env -S splits its one argument at spaces; the
+ * NAME=VALUE words before the command are environment variables for it). Same rule as
+ * shebangNodeArgs in scripts/bench/util.mjs, plus the variables.
+ */
+function shebang(path) {
   const first = readFileSync(path, 'utf8').split('\n', 1)[0];
-  const m = /^#!\s*\S*env\s+(?:-S\s+)?node(?:\s+(.*))?$/.exec(first) ?? /^#!\s*\S*node(?:\s+(.*))?$/.exec(first);
-  return m?.[1] ? m[1].trim().split(/\s+/) : [];
+  if (!first.startsWith('#!')) return { env: {}, args: [] };
+  let words = first.slice(2).trim().split(/\s+/).filter(Boolean);
+  const env = {};
+  if (words[0] && /(^|\/)env$/.test(words[0])) {
+    words = words.slice(1);
+    while (words[0]?.startsWith('-')) {
+      const w = words.shift();
+      if (w === '-S' || w === '--split-string') continue;
+      if (w.startsWith('-S')) words.unshift(w.slice(2));
+    }
+    while (words[0] && /^[A-Za-z_][A-Za-z0-9_]*=/.test(words[0])) {
+      const [k, v] = words.shift().split(/=(.*)/s);
+      env[k] = v;
+    }
+  }
+  const i = words.findIndex((w) => /(^|\/)node$/.test(w));
+  return { env, args: i < 0 ? [] : words.slice(i + 1) };
 }
 
 const targets = positionals.map((p) => {
@@ -69,8 +96,8 @@ const targets = positionals.map((p) => {
   }
   const node = o.node.map((n) => n.split(/:(.*)/s)).find(([l]) => l === label)?.[1] ?? process.execPath;
   const full = resolve(path);
-  const args = [...(o['no-shebang-flags'] ? [] : shebangFlags(full)), ...nodeArgs];
-  return { label, path: full, node, args, env, runs: [] };
+  const bin = o['no-shebang-flags'] ? { env: {}, args: [] } : shebang(full);
+  return { label, path: full, node, args: [...bin.args, ...nodeArgs], env: { ...bin.env, ...env }, runs: [] };
 });
 
 const rssMb = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
@@ -163,8 +190,38 @@ async function once(t) {
   }
 }
 
+/** --cpu-rounds: every label's sidecar at once, short interleaved loads, CPU µs per request. */
+async function cpuRounds() {
+  const cfgs = targets.map((t, i) => {
+    const file = join(tmp, `cpu-${i}.yaml`);
+    writeFileSync(file, sidecarYaml({ port: ports.sidecar + i, adminPort: base + 90 + i, route: 'bench', upstream: `http://127.0.0.1:${ports.upstream}`, tokenUrl: `http://127.0.0.1:${ports.token}/oauth2/token`, clientId: 'c', clientSecret: 's' }));
+    return file;
+  });
+  const children = targets.map((t, i) => spawn(t.node, [...t.args, t.path, '--config', cfgs[i]], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...t.env } }));
+  try {
+    for (let i = 0; i < targets.length; i++) while ((await getStatus(`http://127.0.0.1:${base + 90 + i}/readyz`)) !== 200) await sleep(20);
+    const wrk = (i) => promisify(execFile)('wrk', ['-t', '1', '-c', o.conns, '-d', `${o['cpu-seconds']}s`, `http://127.0.0.1:${ports.sidecar + i}/`], { encoding: 'utf8' });
+    for (let i = 0; i < targets.length; i++) await wrk(i); // warm-up
+    for (let round = 0; round < Number(o['cpu-rounds']); round++) {
+      const row = {};
+      for (let k = 0; k < targets.length; k++) {
+        const i = (k + round) % targets.length;
+        const c0 = cpuSeconds(children[i].pid);
+        const { stdout } = await wrk(i);
+        const reqs = Number(/(\d+) requests in/.exec(stdout)[1]);
+        row[targets[i].label] = { cpuUs: ((cpuSeconds(children[i].pid) - c0) * 1e6) / reqs, rps: reqs / Number(o['cpu-seconds']) };
+      }
+      for (const t of targets) t.runs.push({ ...row[t.label], ratio: row[t.label].cpuUs / row[targets[0].label].cpuUs });
+      console.error(JSON.stringify(Object.fromEntries(Object.entries(row).map(([k, v]) => [k, Math.round(v.cpuUs)]))));
+    }
+  } finally {
+    for (const c of children) c.kill('SIGTERM');
+  }
+}
+
 try {
-  for (let round = 0; round < Number(o.rounds); round++) {
+  if (o['cpu-rounds']) await cpuRounds();
+  else for (let round = 0; round < Number(o.rounds); round++) {
     for (let i = 0; i < targets.length; i++) await once(targets[(i + round) % targets.length]);
   }
 } finally {
@@ -175,20 +232,28 @@ try {
 }
 
 const fmt = (xs) => `${median(xs).toFixed(1)} (${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)})`;
-if (streamBytes) {
+if (o['cpu-rounds']) {
+  console.log(`${o['cpu-rounds']} rounds of wrk -t1 -c${o.conns} ${o['cpu-seconds']} s per label, interleaved; medians (min–max)`);
+  console.log(`| label | node flags | env | CPU µs/req | ÷ ${targets[0].label} (paired) | req/s |`);
+  console.log('|---|---|---|---|---|---|');
+  for (const t of targets) {
+    const c = (k, d = 1) => `${median(t.runs.map((r) => r[k])).toFixed(d)} (${Math.min(...t.runs.map((r) => r[k])).toFixed(d)}–${Math.max(...t.runs.map((r) => r[k])).toFixed(d)})`;
+    console.log(`| ${t.label} | ${t.args.join(' ') || '–'} | ${Object.entries(t.env).map(([k, v]) => `${k}=${v}`).join(' ') || '–'} | ${c('cpuUs')} | ${c('ratio', 3)} | ${median(t.runs.map((r) => r.rps)).toFixed(0)} |`);
+  }
+} else if (streamBytes) {
   console.log(`rounds ${o.rounds}, ${streamBytes / 2 ** 20} MiB down then up through a fresh sidecar after 64 MiB each way of warm-up; MB, medians (min–max)`);
-  console.log('| label | node flags | idle | after warm-up | peak down | peak up | growth | after |');
+  console.log('| label | env and node flags | idle | after warm-up | peak down | peak up | growth | after |');
   console.log('|---|---|---|---|---|---|---|---|');
   for (const t of targets) {
     const c = (k) => fmt(t.runs.map((r) => r[k]));
-    console.log(`| ${t.label} | ${t.args.join(' ') || '–'} | ${c('idle')} | ${c('warm')} | ${c('down')} | ${c('up')} | ${c('growth')} | ${c('after')} |`);
+    console.log(`| ${t.label} | ${[...Object.entries(t.env).map(([k, v]) => `${k}=${v}`), ...t.args].join(' ') || '–'} | ${c('idle')} | ${c('warm')} | ${c('down')} | ${c('up')} | ${c('growth')} | ${c('after')} |`);
   }
 } else {
   console.log(`rounds ${o.rounds}, wrk -t1 -c${o.conns} ${o.seconds}s, after = RSS ${o.after} s after the load${o.cgroup ? `, cgroup ${o.cgroup}` : ''}; MB, medians (min–max)`);
-  console.log('| label | node flags | idle | peak | +1 s | after | CPU µs/req | req/s | heap committed / used |');
+  console.log('| label | env and node flags | idle | peak | +1 s | after | CPU µs/req | req/s | heap committed / used |');
   console.log('|---|---|---|---|---|---|---|---|---|');
   for (const t of targets) {
     const c = (k) => fmt(t.runs.map((r) => r[k]));
-    console.log(`| ${t.label} | ${t.args.join(' ') || '–'} | ${c('idle')} | ${c('peak')} | ${c('after1')} | ${c('after')} | ${c('cpuUs')} | ${median(t.runs.map((r) => r.rps))} | ${median(t.runs.map((r) => r.heapTotal)).toFixed(0)} / ${median(t.runs.map((r) => r.heapUsed)).toFixed(0)} |`);
+    console.log(`| ${t.label} | ${[...Object.entries(t.env).map(([k, v]) => `${k}=${v}`), ...t.args].join(' ') || '–'} | ${c('idle')} | ${c('peak')} | ${c('after1')} | ${c('after')} | ${c('cpuUs')} | ${median(t.runs.map((r) => r.rps))} | ${median(t.runs.map((r) => r.heapTotal)).toFixed(0)} / ${median(t.runs.map((r) => r.heapUsed)).toFixed(0)} |`);
   }
 }
