@@ -1,49 +1,31 @@
-// The node flags the sidecar runs with (issue 14): the first line of src/cli.ts
-// (`#!/usr/bin/env -S node --flag...`) is their single source. Every other way the deployment starts
-// the CLI either runs the bin (so that line applies) or carries the same flags, and each flag is
-// one this Node accepts on its command line.
+// The node flags and environment the sidecar runs with (issue 14): the first line of src/cli.ts
+// (`#!/usr/bin/env -S NAME=VALUE node --flag...`) is their single source. Every other way the
+// deployment starts the CLI either runs the bin (so that line applies) or carries the same ones,
+// and each flag is one this Node accepts on its command line. (global-install.test.ts checks a
+// running installed bin's command line and environment.)
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { execForm, finalStage, last, parseDockerfile, read } from './files.js';
-
-/**
- * The node arguments of a script's first line: none for `#!/usr/bin/env node`; the words after
- * `node` for `#!/usr/bin/env -S node --a --b` (env -S splits its one argument at spaces). Same rule
- * as shebangNodeArgs in scripts/bench/util.mjs.
- */
-export function shebangNodeArgs(text: string): string[] {
-  const first = text.split('\n', 1)[0] ?? '';
-  if (!first.startsWith('#!')) return [];
-  let words = first.slice(2).trim().split(/\s+/).filter(Boolean);
-  if (words[0] && /(^|\/)env$/.test(words[0])) {
-    words = words.slice(1);
-    while (words[0]?.startsWith('-')) {
-      const w = words.shift() as string;
-      if (w === '-S' || w === '--split-string') continue;
-      if (w.startsWith('-S')) words.unshift(w.slice(2));
-    }
-  }
-  const i = words.findIndex((w) => /(^|\/)node$/.test(w));
-  return i < 0 ? [] : words.slice(i + 1);
-}
+import { execForm, finalStage, last, parseDockerfile, read, shebang } from './files.js';
 
 const source = read('src/cli.ts');
-const flags = shebangNodeArgs(source);
+const { env, args: flags } = shebang(source);
 
-test('shebangNodeArgs reads the forms a bin can take', () => {
-  assert.deepEqual(shebangNodeArgs('#!/usr/bin/env node\n'), []);
-  assert.deepEqual(shebangNodeArgs('#!/usr/bin/env -S node --a=1 --b\n'), ['--a=1', '--b']);
-  assert.deepEqual(shebangNodeArgs('#!/usr/bin/env -Snode --a=1\n'), ['--a=1']);
-  assert.deepEqual(shebangNodeArgs('#!/usr/local/bin/node --a=1\n'), ['--a=1']);
-  assert.deepEqual(shebangNodeArgs('// no shebang\n'), []);
+test('shebang() reads the forms a bin can take', () => {
+  assert.deepEqual(shebang('#!/usr/bin/env node\n'), { env: {}, args: [] });
+  assert.deepEqual(shebang('#!/usr/bin/env -S node --a=1 --b\n'), { env: {}, args: ['--a=1', '--b'] });
+  assert.deepEqual(shebang('#!/usr/bin/env -S A_=1 B=x=y node --a=1\n'), { env: { A_: '1', B: 'x=y' }, args: ['--a=1'] });
+  assert.deepEqual(shebang('#!/usr/bin/env -Snode --a=1\n'), { env: {}, args: ['--a=1'] });
+  assert.deepEqual(shebang('#!/usr/local/bin/node --a=1\n'), { env: {}, args: ['--a=1'] });
+  assert.deepEqual(shebang('// no shebang\n'), { env: {}, args: [] });
 });
 
 test("src/cli.ts's first line runs node through `/usr/bin/env -S` with the sidecar's flags; the built bin has the same line", () => {
   const first = source.split('\n', 1)[0] as string;
-  assert.match(first, /^#!\/usr\/bin\/env -S node( --[a-z0-9-]+(=[^\s]+)?)+$/, 'coreutils env -S (the image has it), then node and -- flags only');
+  assert.match(first, /^#!\/usr\/bin\/env -S( [A-Z_]+=\S+)* node( --[a-z0-9-]+(=\S+)?)+$/, 'coreutils env -S (the image has it), variables, then node and -- flags only');
   assert.ok(flags.includes('--max-semi-space-size=4'), 'the young generation bounded (issue 14)');
+  assert.deepEqual(env, { MALLOC_MMAP_THRESHOLD_: '32768' }, "socket read buffers outside malloc's arenas (issue 14)");
   // dist/cli.js is tsc's output of src/cli.ts (npm run build, which the test run does first).
   assert.equal(read('dist/cli.js').split('\n', 1)[0], first);
 });
@@ -72,14 +54,17 @@ test("every flag of the shebang is accepted by this Node on its command line, an
   assert.ok(unbounded > 8, `new space ${unbounded} MB without them: the check can tell`);
 });
 
-test("the Dockerfile's ENTRYPOINT carries the shebang's flags (node stays PID 1)", () => {
-  const entrypoint = execForm(last(finalStage(parseDockerfile(read('Dockerfile'))), 'ENTRYPOINT')?.args ?? '');
+test("the Dockerfile's ENTRYPOINT carries the shebang's flags (node stays PID 1), its ENV the shebang's variables", () => {
+  const runtime = finalStage(parseDockerfile(read('Dockerfile')));
+  const entrypoint = execForm(last(runtime, 'ENTRYPOINT')?.args ?? '');
   assert.deepEqual(entrypoint, ['node', ...flags, 'dist/cli.js']);
+  const envs = runtime.instructions.filter((i) => i.keyword === 'ENV').map((i) => i.args);
+  for (const [name, value] of Object.entries(env)) assert.ok(envs.includes(`${name}=${value}`), `ENV ${name}=${value} in the runtime stage`);
 });
 
-test('npm start carries the shebang\'s flags', () => {
+test("npm start carries the shebang's variables and flags", () => {
   const { scripts } = JSON.parse(read('package.json')) as { scripts: Record<string, string> };
-  assert.equal(scripts.start, ['node', ...flags, 'dist/cli.js'].join(' '));
+  assert.equal(scripts.start, [...Object.entries(env).map(([k, v]) => `${k}=${v}`), 'node', ...flags, 'dist/cli.js'].join(' '));
 });
 
 test('the systemd unit runs the installed bin, so its first line applies', () => {
