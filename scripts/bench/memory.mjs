@@ -197,7 +197,12 @@ async function cpuRounds() {
     writeFileSync(file, sidecarYaml({ port: ports.sidecar + i, adminPort: base + 90 + i, route: 'bench', upstream: `http://127.0.0.1:${ports.upstream}`, tokenUrl: `http://127.0.0.1:${ports.token}/oauth2/token`, clientId: 'c', clientSecret: 's' }));
     return file;
   });
-  const children = targets.map((t, i) => spawn(t.node, [...t.args, t.path, '--config', cfgs[i]], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...t.env } }));
+  const children = targets.map((t, i) => {
+    const [cmd, argv] = o.cgroup
+      ? ['sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', join(o.cgroup, String(i)), t.node, ...t.args, t.path, '--config', cfgs[i]]]
+      : [t.node, [...t.args, t.path, '--config', cfgs[i]]];
+    return spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...t.env } });
+  });
   try {
     for (let i = 0; i < targets.length; i++) while ((await getStatus(`http://127.0.0.1:${base + 90 + i}/readyz`)) !== 200) await sleep(20);
     const wrk = (i) => promisify(execFile)('wrk', ['-t', '1', '-c', o.conns, '-d', `${o['cpu-seconds']}s`, `http://127.0.0.1:${ports.sidecar + i}/`], { encoding: 'utf8' });
