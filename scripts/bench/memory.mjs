@@ -10,7 +10,8 @@
 //   --env=LABEL:VAR=VALUE  an environment variable for that label only
 //   --rounds=3  --seconds=10 (load)  --conns=100  --after=30 (seconds idle after the load)
 //   --cgroup=DIR        run each sidecar in this (existing, writable) cgroup v1 memory directory,
-//                       e.g. one with memory.limit_in_bytes set, to see what a container limit does
+//                       e.g. one with memory.limit_in_bytes set, to see what a container limit does;
+//                       with --cpu-rounds, label i runs in DIR/i (one limit per process)
 //   --port-base=28000   upstream (nginx) = base, token server = base+1, sidecar = base+80, admin = base+1901,
 //                       streaming upstream (--stream) = base+2
 //   --cpu-rounds=N      instead: CPU per request only. One sidecar per label started once (proxy base+80+i,
