@@ -6,34 +6,64 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from 'pino';
 import type { Metrics } from './metrics.js';
 import { schemaController } from './no-schemas.js';
-import type { TokenSource } from './token/token-source.js';
+import type { TokenProvider } from './token/token-source.js';
 
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** What the admin app reports, read at each request: a reload changes both. */
 export interface AdminState {
   /** The token sources of the routes in force. */
-  tokenSources(): Iterable<TokenSource>;
+  tokenSources(): Iterable<TokenProvider>;
   /** Which config is in force: its hash (config/compare.ts) and when it was loaded. */
   config(): { readonly hash: string; readonly loadedAt: Date };
+  /** With workers > 1, the primary's view of its workers; absent in one process (bodies as before). */
+  workers?: AdminWorkers;
+}
+
+/** One worker as /livez and /readyz show it. */
+export interface WorkerReport {
+  /** "1".."N": a restarted worker keeps its number. */
+  readonly worker: string;
+  readonly pid?: number;
+  /** starting: forked, not listening yet; listening: serving; restarting: exited, restart pending; stopping: shutting down. */
+  readonly state: 'starting' | 'listening' | 'restarting' | 'stopping';
+  /** The hash of the config the worker applied last. */
+  readonly config?: string;
+}
+
+export interface AdminWorkers {
+  reports(): readonly WorkerReport[];
+  /** The Prometheus text of every worker's metrics and the primary's, summed (workers/metrics.ts). */
+  metrics(): Promise<string>;
 }
 
 export function createAdminApp(state: AdminState, metrics: Metrics, logger: Logger): FastifyInstance {
   const app = Fastify({ loggerInstance: logger as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }), schemaController });
 
-  app.get('/livez', async () => ({ status: 'ok' }));
+  const { workers } = state;
+  app.get('/livez', async (_request, reply) => {
+    if (!workers) return { status: 'ok' };
+    // Alive: every worker runs (a worker being restarted is named here).
+    const reports = workers.reports();
+    const down = reports.filter((report) => report.state === 'restarting').map((report) => report.worker);
+    reply.code(down.length === 0 ? 200 : 503);
+    return { status: down.length === 0 ? 'ok' : 'unavailable', workers: reports, ...(down.length === 0 ? {} : { down }) };
+  });
 
   app.get('/readyz', async (_request, reply) => {
     const routes = [...state.tokenSources()].map((source) => source.status());
-    const ready = routes.every((route) => route.state === 'ready' || route.state === 'refreshing');
     const { hash, loadedAt } = state.config();
+    const tokensReady = routes.every((route) => route.state === 'ready' || route.state === 'refreshing');
+    // With workers: also every worker listening with the config in force.
+    const reports = workers?.reports();
+    const ready = tokensReady && (reports?.every((report) => report.state === 'listening' && report.config === hash) ?? true);
     reply.code(ready ? 200 : 503);
-    return { ready, routes, config: { hash, loadedAt: loadedAt.toISOString() } };
+    return { ready, routes, config: { hash, loadedAt: loadedAt.toISOString() }, ...(reports ? { workers: reports } : {}) };
   });
 
   app.get('/metrics', async (_request, reply) => {
     reply.type(metrics.registry.contentType);
-    return metrics.registry.metrics();
+    return workers ? workers.metrics() : metrics.registry.metrics();
   });
 
   app.get('/loglevel', async () => ({ level: logger.level }));

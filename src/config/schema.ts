@@ -254,6 +254,8 @@ export const configSchema = z
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** How long in-flight requests may take to finish after SIGTERM. */
     drainTimeoutMs: z.number().int().min(0).default(10_000),
+    /** Processes serving the proxy listener: a number, or "auto" for the CPUs this process may use (cpus.ts). */
+    workers: z.union([z.number().int().positive(), z.literal('auto')], { error: 'must be a whole number of at least 1, or "auto" (the CPUs this process may use)' }).default(1),
     /** Every route's outbound proxy, over HTTPS_PROXY / HTTP_PROXY / NO_PROXY. */
     outboundProxy: outboundProxySchema.optional(),
     routes: z.array(routeSchema).min(1, 'at least one route is required'),
