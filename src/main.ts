@@ -47,8 +47,9 @@ Config values may use \${VAR} and \${VAR:-default}. Presets: megaport, megaport-
 Exit codes: 0 ok, 1 failure, 2 bad usage or configuration.`;
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  // A worker of `workers: N` (node:cluster sets NODE_UNIQUE_ID): its config comes from the primary.
-  if (env.NODE_UNIQUE_ID !== undefined && env.BSC_WORKER_SLOT !== undefined) {
+  // A worker of `workers: N` (forked with an IPC channel and its slot number; worker.ts checks that
+  // node:cluster agrees): its config comes from the primary.
+  if (env.BSC_WORKER_SLOT !== undefined && typeof process.send === 'function') {
     const { runWorker } = await import('./workers/worker.js');
     process.exit(await runWorker(env.BSC_WORKER_SLOT));
   }

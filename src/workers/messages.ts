@@ -50,6 +50,8 @@ export type ToWorker =
   | { readonly type: 'bsc:shutdown' };
 
 export type ToPrimary =
+  /** The worker listens for messages: the primary sends it the config and the tokens. */
+  | { readonly type: 'bsc:hello' }
   | { readonly type: 'bsc:listening'; readonly hash: string }
   | { readonly type: 'bsc:applied'; readonly hash: string }
   | { readonly type: 'bsc:failed'; readonly code?: string; readonly reason: string }

@@ -21,6 +21,7 @@ import { createSidecar, type LiveConfig, type ReloadResult, type Sidecar, type S
 import { TokenError } from '../token/errors.js';
 import type { TokenSource } from '../token/token-source.js';
 import { encodeConfig, isOurs, type ToPrimary, type ToWorker, type TokenPush } from './messages.js';
+import { workerEnvironment } from './environment.js';
 import { workersMetrics } from './metrics.js';
 
 /** Tells a forked worker its number ("1".."N"; a restarted worker keeps it). Not a config variable. */
@@ -128,11 +129,16 @@ export async function createPrimary(config: SidecarConfig, workers: number, opti
     slot.state = 'starting';
     slot.config = undefined;
     slot.startedAt = Date.now();
-    const worker = cluster.fork({ [workerSlotVariable]: slot.id });
+    const worker = cluster.fork(workerEnvironment(process.env, { [workerSlotVariable]: slot.id }));
     slot.worker = worker;
     worker.on('message', (message: unknown) => {
       if (!isOurs<ToPrimary>(message)) return;
       switch (message.type) {
+        case 'bsc:hello':
+          // Not at 'online': that comes before the worker's code listens, and what came meanwhile would be lost.
+          send(slot, configMessage(sidecar.live));
+          for (const [number, source] of sources) send(slot, push(number, source));
+          break;
         case 'bsc:token-wanted':
           void answerToken(slot, message.id, message.tokenSource);
           break;
@@ -156,10 +162,6 @@ export async function createPrimary(config: SidecarConfig, workers: number, opti
           }
           break;
       }
-    });
-    worker.once('online', () => {
-      send(slot, configMessage(sidecar.live));
-      for (const [number, source] of sources) send(slot, push(number, source));
     });
     worker.once('exit', (code, signal) => {
       if (slot.worker !== worker) return;

@@ -4,6 +4,7 @@
 // same reload path as one process, answers the primary's metrics requests and drains when told to
 // (or on SIGTERM/SIGINT, or when the primary has gone). SIGHUP is the primary's to act on.
 
+import cluster from 'node:cluster';
 import { setLogLevel } from '../admin.js';
 import { createLogger } from '../logger.js';
 import { createSidecar, type Sidecar } from '../server.js';
@@ -14,6 +15,10 @@ const metricsOfThePrimary = new Set(['bearer_sidecar_token_expiry_seconds', 'bea
 
 /** Runs until told to stop; resolves with the exit code. */
 export function runWorker(workerId: string): Promise<number> {
+  if (!cluster.isWorker) {
+    process.stderr.write('bearer-sidecar: BSC_WORKER_SLOT is set but this process is no cluster worker; unset it\n');
+    return Promise.resolve(2);
+  }
   const send = (message: ToPrimary) => {
     if (process.connected) process.send?.(message);
   };
@@ -108,5 +113,6 @@ export function runWorker(workerId: string): Promise<number> {
   // A signal to the whole process group, or a primary that has gone (killed): drain and exit.
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void stop());
   process.on('disconnect', () => void stop());
+  send({ type: 'bsc:hello' });
   return exited;
 }
