@@ -59,7 +59,7 @@ export interface GenerationChange {
  * is touched: it serves on until the caller swaps. If a factory throws, what was made is closed
  * and the error goes to the caller.
  */
-export function nextGeneration(config: SidecarConfig, previous: Generation | undefined, make: RouteFactories, loadedAt = new Date()): GenerationChange {
+export function nextGeneration(config: SidecarConfig, previous: Generation | undefined, make: RouteFactories, loadedAt = new Date(), hash = configHash(config)): GenerationChange {
   const routes = new Map<string, LiveRoute>();
   const newTokens: RouteTokens[] = [];
   const newProxies: ProxyRoute[] = [];
@@ -92,7 +92,7 @@ export function nextGeneration(config: SidecarConfig, previous: Generation | und
   return {
     generation: {
       config,
-      hash: configHash(config),
+      hash,
       loadedAt,
       routes,
       tokenSources: new Map(kept.map((route) => [route.config.name, route.tokens.source])),

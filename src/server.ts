@@ -52,6 +52,8 @@ export interface SidecarOptions {
   readonly sharedSocket?: boolean;
   /** The workers the admin listener reports on (the primary of workers). */
   readonly adminWorkers?: AdminWorkers;
+  /** The hash that names a config (a worker takes its primary's, for configs that cross without credentials); else config/compare.ts's. */
+  readonly configHash?: (config: SidecarConfig) => string | undefined;
   /** Told of each reload that changed the config in force (the primary passes it on to its workers). */
   readonly onReload?: (live: LiveConfig) => void;
 }
@@ -210,7 +212,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       });
     },
   };
-  current = nextGeneration(config, undefined, make).generation;
+  current = nextGeneration(config, undefined, make, undefined, options.configHash?.(config)).generation;
   /** Routes a reload replaced, until their last request is done and their pool closed. */
   let retired: ProxyRoute[] = [];
   let started = false;
@@ -234,7 +236,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       inbound = guard.prepare(next.inbound);
       if (!sameValue(next, live.config)) {
         await webSocketsFor(next);
-        change = nextGeneration(next, live, make);
+        change = nextGeneration(next, live, make, undefined, options.configHash?.(next));
       }
     } catch (err) {
       metrics.configReload('failure');
@@ -300,7 +302,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       const adminUrl = listeners === 'proxy' ? '' : listenerUrl(admin);
       const { routes } = current.config;
       logger.info(
-        { proxy: proxyUrl, admin: adminUrl, config: current.hash, loadedAt: current.loadedAt, routes: routes.map(routeSummary) },
+        { proxy: proxyUrl, ...(adminUrl ? { admin: adminUrl } : {}), config: current.hash, loadedAt: current.loadedAt, routes: routes.map(routeSummary) },
         'listening',
       );
       if (options.watchConfigFile) configWatch = watchConfigFile(options.watchConfigFile, () => void reload(), { logger });

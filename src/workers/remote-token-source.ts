@@ -128,6 +128,7 @@ export class RemoteTokenSource implements TokenProvider {
   invalidate(token: string): Promise<void> {
     if (this.#copy.token === token) {
       this.#copy.token = undefined;
+      this.#copy.usableUntil = 0;
       // An ask from before the rejection could still bring back the rejected token.
       this.#asking = undefined;
     }

@@ -7,6 +7,7 @@
 import cluster from 'node:cluster';
 import { setLogLevel } from '../admin.js';
 import { createLogger } from '../logger.js';
+import type { SidecarConfig } from '../config/types.js';
 import { createSidecar, type Sidecar } from '../server.js';
 import { decodeConfig, isOurs, remoteAuth, type ToPrimary, type ToWorker } from './messages.js';
 import { RemoteTokens } from './remote-token-source.js';
@@ -33,8 +34,16 @@ export function runWorker(workerId: string): Promise<number> {
   // The primary coordinates reloads; a SIGHUP sent to the whole process group is its to act on.
   process.on('SIGHUP', () => {});
 
-  async function start(wire: unknown, configHash: string): Promise<void> {
+  /** The primary's hash of each config it sent (this one lacks the credentials, so its own hash would differ). */
+  const hashes = new WeakMap<SidecarConfig, string>();
+  function decoded(wire: unknown, configHash: string): SidecarConfig {
     const config = decodeConfig(wire);
+    hashes.set(config, configHash);
+    return config;
+  }
+
+  async function start(wire: unknown, configHash: string): Promise<void> {
+    const config = decoded(wire, configHash);
     const logger = createLogger({ level: config.logLevel }).child({ worker: workerId });
     let next: Sidecar;
     try {
@@ -42,6 +51,7 @@ export function runWorker(workerId: string): Promise<number> {
         logger,
         listeners: 'proxy',
         sharedSocket: true,
+        configHash: (config) => hashes.get(config),
         tokens: (route) => {
           const source = tokens.source(route.name, remoteAuth(route.auth).tokenSource);
           return { source, close: async (reason) => source.close(reason) };
@@ -63,7 +73,7 @@ export function runWorker(workerId: string): Promise<number> {
   async function apply(wire: unknown, configHash: string): Promise<void> {
     await starting;
     if (!sidecar || stopping) return;
-    const result = await sidecar.reload(() => decodeConfig(wire));
+    const result = await sidecar.reload(() => decoded(wire, configHash));
     if (result.outcome !== 'failure' && result.outcome !== 'ignored') hash = configHash;
     send({ type: 'bsc:applied', hash });
   }
