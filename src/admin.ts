@@ -33,6 +33,8 @@ export interface WorkerReport {
 
 export interface AdminWorkers {
   reports(): readonly WorkerReport[];
+  /** Whether the workers serve the proxy listener: all of them have listened, and one at least listens now. */
+  serving(): boolean;
   /** The Prometheus text of every worker's metrics and the primary's, summed (workers/metrics.ts). */
   metrics(): Promise<string>;
 }
@@ -41,24 +43,20 @@ export function createAdminApp(state: AdminState, metrics: Metrics, logger: Logg
   const app = Fastify({ loggerInstance: logger as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }), schemaController });
 
   const { workers } = state;
-  app.get('/livez', async (_request, reply) => {
-    if (!workers) return { status: 'ok' };
-    // Alive: every worker runs (a worker being restarted is named here).
-    const reports = workers.reports();
-    const down = reports.filter((report) => report.state === 'restarting').map((report) => report.worker);
-    reply.code(down.length === 0 ? 200 : 503);
-    return { status: down.length === 0 ? 'ok' : 'unavailable', workers: reports, ...(down.length === 0 ? {} : { down }) };
-  });
+  // Alive while this process runs: with workers, the primary restarts a worker that died (the
+  // body names each worker and its state), and restarting the whole pod would not do better.
+  app.get('/livez', async () => (workers ? { status: 'ok', workers: workers.reports() } : { status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {
     const routes = [...state.tokenSources()].map((source) => source.status());
     const { hash, loadedAt } = state.config();
     const tokensReady = routes.every((route) => route.state === 'ready' || route.state === 'refreshing');
-    // With workers: also every worker listening with the config in force.
-    const reports = workers?.reports();
-    const ready = tokensReady && (reports?.every((report) => report.state === 'listening' && report.config === hash) ?? true);
+    // With workers: not before every worker has listened; then while one at least listens (the
+    // shared listener hands connections only to listening workers). A worker being restarted, or
+    // one that has not yet applied the config in force, shows in `workers`.
+    const ready = tokensReady && (workers?.serving() ?? true);
     reply.code(ready ? 200 : 503);
-    return { ready, routes, config: { hash, loadedAt: loadedAt.toISOString() }, ...(reports ? { workers: reports } : {}) };
+    return { ready, routes, config: { hash, loadedAt: loadedAt.toISOString() }, ...(workers ? { workers: workers.reports() } : {}) };
   });
 
   app.get('/metrics', async (_request, reply) => {

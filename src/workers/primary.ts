@@ -59,6 +59,8 @@ export async function createPrimary(config: SidecarConfig, workers: number, opti
   const numbers = new WeakMap<object, number>();
   let lastNumber = 0;
   let stopping = false;
+  /** Every worker has listened once (start-up is over). */
+  let allListened = false;
   let sidecar: Sidecar;
 
   function broadcast(message: ToWorker): void {
@@ -96,6 +98,7 @@ export async function createPrimary(config: SidecarConfig, workers: number, opti
     },
     adminWorkers: {
       reports: () => slots.map((slot) => ({ worker: slot.id, ...(slot.worker?.process.pid ? { pid: slot.worker.process.pid } : {}), state: slot.state, ...(slot.config ? { config: slot.config } : {}) })),
+      serving: () => allListened && slots.some((slot) => slot.state === 'listening'),
       metrics: () => workersMetrics(sidecar.metrics.registry, slots.filter((slot) => slot.state === 'listening' && slot.worker).map((slot) => ({ id: slot.id, worker: slot.worker as Worker })), slots.map((slot) => slot.id), up),
     },
     onReload: (live) => broadcast(configMessage(live)),
@@ -180,7 +183,8 @@ export async function createPrimary(config: SidecarConfig, workers: number, opti
   }
 
   function checkAllListening(): void {
-    if (firstListening && slots.every((slot) => slot.state === 'listening')) {
+    if (slots.every((slot) => slot.state === 'listening')) allListened = true;
+    if (firstListening && allListened) {
       firstListening.resolve();
       firstListening = undefined;
     }

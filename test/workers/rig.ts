@@ -65,7 +65,7 @@ export interface TreeOptions {
 }
 
 export function configText(options: TreeOptions & { proxyPort: number; adminPort: number; socketPath?: string }): string {
-  const listen = options.socketPath ? `listen: { socket: ${options.socketPath}, mode: 0o660 }` : `listen: { host: 127.0.0.1, port: ${options.proxyPort} }`;
+  const listen = options.socketPath ? `listen: { socket: ${options.socketPath}, mode: "0640" }` : `listen: { host: 127.0.0.1, port: ${options.proxyPort} }`;
   const secret = options.secretVariable ? `\${${options.secretVariable}}` : clientSecret;
   return `workers: 2\n${listen}\nadmin: { port: ${options.adminPort} }\nlogLevel: info\n${options.extra ?? ''}routes:\n  - name: api\n    upstream: ${options.upstream}\n    auth: { tokenUrl: ${options.tokenUrl}, clientId: workers-client, clientSecret: "${secret}" }\n`;
 }
