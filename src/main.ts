@@ -29,7 +29,8 @@ Options:
   -c, --config FILE   YAML or JSON config file (default: $BEARER_SIDECAR_CONFIG, else the variables below)
       --watch-config  reload when the config file changes (also BEARER_SIDECAR_WATCH_CONFIG=true);
                       SIGHUP reloads in any case: routes change without dropping a connection,
-                      a config that does not load changes nothing, listen and admin need a restart
+                      a config that does not load changes nothing; listen, admin and workers
+                      need a restart
       --route NAME    with "token": which route (needed when there are several)
   -h, --help          show this help
   -v, --version       print the version
