@@ -37,6 +37,8 @@ export interface AdminWorkers {
   serving(): boolean;
   /** The Prometheus text of every worker's metrics and the primary's, summed (workers/metrics.ts). */
   metrics(): Promise<string>;
+  /** PUT /loglevel changed the primary's level: the workers follow. */
+  logLevelChanged(level: string): void;
 }
 
 export function createAdminApp(state: AdminState, metrics: Metrics, logger: Logger): FastifyInstance {
@@ -75,6 +77,7 @@ export function createAdminApp(state: AdminState, metrics: Metrics, logger: Logg
       return reply.code(400).send({ error: 'bad_request', message: `level must be one of ${logLevels.join(', ')}` });
     }
     setLogLevel(logger, level);
+    workers?.logLevelChanged(level);
     return { level };
   });
 

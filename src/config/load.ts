@@ -76,7 +76,8 @@ export function resolveConfig(input: unknown, options: LoadOptions = {}): Sideca
  * set (BEARER_SIDECAR_WORKERS: the pod's CPU sizing); a bad value is named by its variable.
  */
 function deploymentOverrides(input: unknown, env: NodeJS.ProcessEnv, fieldNames: ReadonlyMap<string, string> | undefined): { input: unknown; fieldNames: ReadonlyMap<string, string> | undefined } {
-  const workers = env[workersVariable];
+  // Set means present in the environment (as config/index.ts decides there is an environment config).
+  const workers = Object.hasOwn(env, workersVariable) ? env[workersVariable] : undefined;
   if (workers === undefined || workers === '' || input === null || typeof input !== 'object' || Array.isArray(input)) return { input, fieldNames };
   const value = /^\d+$/.test(workers.trim()) ? Number(workers.trim()) : workers.trim();
   // Escaped: the variable's value is taken literally, never interpolated.

@@ -98,6 +98,7 @@ export async function createPrimary(config: SidecarConfig, workers: number, opti
     },
     adminWorkers: {
       reports: () => slots.map((slot) => ({ worker: slot.id, ...(slot.worker?.process.pid ? { pid: slot.worker.process.pid } : {}), state: slot.state, ...(slot.config ? { config: slot.config } : {}) })),
+      logLevelChanged: (level) => broadcast({ type: 'bsc:loglevel', level }),
       serving: () => allListened && slots.some((slot) => slot.state === 'listening'),
       metrics: () => workersMetrics(sidecar.metrics.registry, slots.filter((slot) => slot.state === 'listening' && slot.worker).map((slot) => ({ id: slot.id, worker: slot.worker as Worker })), slots.map((slot) => slot.id), up),
     },
@@ -171,6 +172,9 @@ export async function createPrimary(config: SidecarConfig, workers: number, opti
       slot.worker = undefined;
       if (stopping || firstListening) {
         slot.state = 'stopping';
+        // Before every worker listened: the start fails (a worker that could not listen said why first).
+        firstListening?.reject(new Error(`worker ${slot.id} exited while starting (${signal ?? `code ${code}`})`));
+        firstListening = undefined;
         return;
       }
       slot.state = 'restarting';

@@ -100,7 +100,9 @@ describe('workers: 2, lifecycle', () => {
       // Applied by both workers: /readyz shows each with the config in force.
       await until(async () => {
         const body = JSON.parse((await tree.admin('/readyz')).body) as { config: { hash: string }; workers: { config?: string }[] };
-        return tree.lines().some((line) => line.msg === 'config reloaded') && body.workers.every((w) => w.config === body.config.hash);
+        // The primary's lines (its own stdout, written in batches) may come after the workers'.
+        const primaryLines = tree.lines().filter((line) => line.worker === undefined);
+        return primaryLines.some((line) => line.msg === 'config reloaded') && primaryLines.some((line) => Array.isArray(line.fields)) && body.workers.every((w) => w.config === body.config.hash);
       }, 10_000, 'the reload applied by both workers');
       const refused = tree.lines().find((line) => Array.isArray(line.fields) && (line.fields as string[]).includes('workers'));
       assert.ok(refused, 'the workers change is reported as needing a restart');
@@ -117,7 +119,7 @@ describe('workers: 2, lifecycle', () => {
     }
   });
 
-  test('a Unix socket listener is shared by both workers, with its mode set once by the primary', async () => {
+  test('a Unix socket listener is shared by both workers, with its mode set once by the primary; the log level follows the primary\'s', async () => {
     const tree = await startTree({ upstream: upstream.url, tokenUrl: tokens.url, socket: true });
     try {
       assert.equal(statSync(tree.socket as string).mode & 0o777, 0o640);
@@ -126,6 +128,14 @@ describe('workers: 2, lifecycle', () => {
       await until(() => Object.values(requestsByWorker(tree)).reduce((a, b) => a + b, 0) >= 40, 5_000, 'request lines');
       const byWorker = requestsByWorker(tree);
       assert.ok((byWorker['1'] ?? 0) > 0 && (byWorker['2'] ?? 0) > 0, `both workers served: ${JSON.stringify(byWorker)}`);
+      // The log level follows the primary's: SIGUSR2 (info → debug) and PUT /loglevel (→ trace).
+      const changes = (to: string) => tree.lines().filter((line) => line.msg === 'log level changed' && line.to === to).map((line) => line.worker ?? 'primary');
+      tree.sidecar.child.kill('SIGUSR2');
+      await until(() => changes('debug').length === 3, 5_000, 'every process at debug');
+      const put = await fetch(`${tree.adminUrl}/loglevel`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"level":"trace"}' });
+      assert.equal(put.status, 200);
+      await until(() => changes('trace').length === 3, 5_000, 'every process at trace');
+      assert.deepEqual(changes('trace').sort(), ['1', '2', 'primary']);
     } finally {
       assert.equal(await tree.stop(), 0);
     }
