@@ -2,7 +2,8 @@
 // behind a local copy (remote-token-source.ts) and no admin listener. It gets its config from the
 // primary, listens on the shared proxy listener, applies each config the primary sends with the
 // same reload path as one process, answers the primary's metrics requests and drains when told to
-// (or on SIGTERM/SIGINT, or when the primary has gone). SIGHUP is the primary's to act on.
+// (or on SIGTERM/SIGINT: a signal to the whole process group). When the primary has gone (killed),
+// node:cluster ends the worker at once: no worker outlives its primary. SIGHUP is the primary's to act on.
 
 import cluster from 'node:cluster';
 import { setLogLevel } from '../admin.js';
@@ -120,7 +121,7 @@ export function runWorker(workerId: string): Promise<number> {
         break;
     }
   });
-  // A signal to the whole process group, or a primary that has gone (killed): drain and exit.
+  // A signal to the whole process group (Ctrl-C in a terminal): drain and exit; the primary does not restart it, as it is stopping too.
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void stop());
   process.on('disconnect', () => void stop());
   send({ type: 'bsc:hello' });

@@ -91,6 +91,14 @@ describe('workers: 2, lifecycle', () => {
     upstream.handler = (_req, res) => res.end('ok');
   });
 
+  test('a primary killed outright (SIGKILL) leaves no worker behind', async () => {
+    const tree = await startTree({ upstream: upstream.url, tokenUrl: tokens.url });
+    const pids = Object.values(await tree.workerPids());
+    tree.sidecar.child.kill('SIGKILL');
+    await tree.sidecar.exited;
+    for (const pid of pids) await until(() => !alive(pid), 10_000, `worker ${pid} gone`);
+  });
+
   test('SIGHUP: every worker applies a changed upstream; a workers change is refused until a restart', async () => {
     const tree = await startTree({ upstream: upstream.url, tokenUrl: tokens.url });
     try {
