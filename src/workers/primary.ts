@@ -142,6 +142,8 @@ export async function createPrimary(config: SidecarConfig, workers: number, opti
           // Not at 'online': that comes before the worker's code listens, and what came meanwhile would be lost.
           send(slot, configMessage(sidecar.live));
           for (const [number, source] of sources) send(slot, push(number, source));
+          // A level set at runtime (SIGUSR2, PUT /loglevel) holds for a restarted worker too.
+          if (logger.level !== sidecar.live.config.logLevel) send(slot, { type: 'bsc:loglevel', level: logger.level });
           break;
         case 'bsc:token-wanted':
           void answerToken(slot, message.id, message.tokenSource);

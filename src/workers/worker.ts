@@ -114,7 +114,9 @@ export function runWorker(workerId: string): Promise<number> {
         void metrics(message.id);
         break;
       case 'bsc:loglevel':
+        // Before the worker has started, the level is set once it has.
         if (sidecar) setLogLevel(sidecar.logger, message.level);
+        else void starting?.then(() => sidecar && setLogLevel(sidecar.logger, message.level));
         break;
       case 'bsc:shutdown':
         void stop();

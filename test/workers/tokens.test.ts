@@ -112,4 +112,23 @@ describe('workers: 2, one token source for all', () => {
     }
     audit.assertNothingLeaked([tree.sidecar.output()]);
   });
+
+  test('a worker that does not answer (stopped) is 0 in worker_up, and the scrape does not hang on it', async () => {
+    const pids = await tree.workerPids();
+    process.kill(pids['2'] as number, 'SIGSTOP');
+    try {
+      const started = Date.now();
+      const { status, body } = await tree.admin('/metrics');
+      const tookMs = Date.now() - started;
+      assert.equal(status, 200);
+      assert.ok(tookMs < 4_000, `the scrape took ${tookMs} ms`);
+      assert.equal(metricSum(body, 'bearer_sidecar_worker_up', { worker: '1' }), 1);
+      assert.equal(metricSum(body, 'bearer_sidecar_worker_up', { worker: '2' }), 0);
+    } finally {
+      process.kill(pids['2'] as number, 'SIGCONT');
+    }
+    const { body } = await tree.admin('/metrics');
+    assert.equal(metricSum(body, 'bearer_sidecar_worker_up', { worker: '2' }), 1, 'up again once it answers');
+    assert.equal(metricSum(body, 'bearer_sidecar_requests_total'), sent);
+  });
 });
