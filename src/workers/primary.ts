@@ -30,6 +30,12 @@ export const workerSlotVariable = 'BSC_WORKER_SLOT';
 /** Restart backoff: 0.5 s doubling to 30 s; back to 0.5 s once a worker has run 60 s. */
 export const restartBackoff = { firstDelayMs: 500, maxDelayMs: 30_000, resetAfterMs: 60_000 } as const;
 
+/** How long to wait before restarting a worker that ran `ranMs` and was last restarted after `lastDelayMs` (undefined: never). */
+export function restartDelayMs(lastDelayMs: number | undefined, ranMs: number): number {
+  if (lastDelayMs === undefined || ranMs >= restartBackoff.resetAfterMs) return restartBackoff.firstDelayMs;
+  return Math.min(lastDelayMs * 2, restartBackoff.maxDelayMs);
+}
+
 interface Slot {
   /** "1".."N". */
   readonly id: string;
@@ -37,7 +43,8 @@ interface Slot {
   state: WorkerReport['state'];
   config: string | undefined;
   startedAt: number;
-  delayMs: number;
+  /** The delay of its last restart (undefined: not restarted yet). */
+  delayMs: number | undefined;
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -53,7 +60,7 @@ export interface Primary {
 
 export async function createPrimary(config: SidecarConfig, workers: number, options: SidecarOptions & { logger: Logger }): Promise<Primary> {
   const { logger } = options;
-  const slots: Slot[] = Array.from({ length: workers }, (_, i) => ({ id: String(i + 1), worker: undefined, state: 'starting', config: undefined, startedAt: 0, delayMs: restartBackoff.firstDelayMs, timer: undefined }));
+  const slots: Slot[] = Array.from({ length: workers }, (_, i) => ({ id: String(i + 1), worker: undefined, state: 'starting', config: undefined, startedAt: 0, delayMs: undefined, timer: undefined }));
   /** The token sources in force and being closed, by their number (messages.ts RemoteAuth). */
   const sources = new Map<number, TokenSource>();
   const numbers = new WeakMap<object, number>();
@@ -180,11 +187,11 @@ export async function createPrimary(config: SidecarConfig, workers: number, opti
         return;
       }
       slot.state = 'restarting';
-      if (Date.now() - slot.startedAt >= restartBackoff.resetAfterMs) slot.delayMs = restartBackoff.firstDelayMs;
-      logger.warn({ worker: slot.id, pid: worker.process.pid, code, signal, restartInMs: slot.delayMs }, 'worker exited unexpectedly; restarting it');
+      const delayMs = restartDelayMs(slot.delayMs, Date.now() - slot.startedAt);
+      slot.delayMs = delayMs;
+      logger.warn({ worker: slot.id, pid: worker.process.pid, code, signal, restartInMs: delayMs }, 'worker exited unexpectedly; restarting it');
       restarts.inc();
-      slot.timer = setTimeout(() => fork(slot), slot.delayMs);
-      slot.delayMs = Math.min(slot.delayMs * 2, restartBackoff.maxDelayMs);
+      slot.timer = setTimeout(() => fork(slot), delayMs);
     });
   }
 

@@ -1,4 +1,4 @@
-// `workers: auto` and the `workers` setting: the CPUs this process may use from the cgroup quota
+// `workers: auto`, the `workers` setting and the restart backoff: the CPUs this process may use from the cgroup quota
 // (v2 cpu.max, v1 cfs files; rounded up, at least 1, never more than the scheduler allows), and
 // the config's and BEARER_SIDECAR_WORKERS's values, bad ones named by their field or variable.
 
@@ -10,6 +10,7 @@ import { describe, test } from 'node:test';
 import { loadConfig } from '../../src/config/index.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { cgroupCpuQuota, usableCpus, workerCount } from '../../src/cpus.js';
+import { restartDelayMs } from '../../src/workers/primary.js';
 import { problems, tempFiles } from '../helpers/config.js';
 
 function cgroup(files: Record<string, string>): string {
@@ -72,5 +73,16 @@ describe('the workers setting', () => {
     assert.equal(loadConfig(undefined, { ...env, BEARER_SIDECAR_WORKERS: '2' }).workers, 2);
     assert.equal(resolveConfig({ ...file, workers: 4 }, { env: { BEARER_SIDECAR_WORKERS: '2' } }).workers, 2);
     for (const value of ['0', '-1', 'x', '${HOME}']) assert.deepEqual(problems(() => loadConfig(undefined, { ...env, BEARER_SIDECAR_WORKERS: value })), [`BEARER_SIDECAR_WORKERS (workers: ${problem})`]);
+  });
+});
+
+describe('restart backoff of a worker that exits', () => {
+  test('0.5 s, doubling to 30 s while it keeps failing; back to 0.5 s once it has run 60 s', () => {
+    const delays: number[] = [];
+    let last: number | undefined;
+    for (let i = 0; i < 9; i++) delays.push((last = restartDelayMs(last, 1_000)));
+    assert.deepEqual(delays, [500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
+    assert.equal(restartDelayMs(30_000, 59_999), 30_000);
+    assert.equal(restartDelayMs(30_000, 60_000), 500);
   });
 });
