@@ -20,6 +20,14 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { node24 } from './node24.mjs';
 
+function find(dir) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) return find(path);
+    return entry.name.endsWith('.test.ts') ? [path] : [];
+  });
+}
+
 function fail(message) {
   process.stderr.write(`run-tests: ${message}\n`);
   process.exit(1);
