@@ -1,17 +1,18 @@
 #!/usr/bin/env node
-// The benchmark of issue 7: `npm run bench` (builds first). Everything runs on 127.0.0.1.
+// The benchmark of issues 7 and 14: `npm run bench` (builds first). Everything runs on 127.0.0.1.
 //
 // Starts an upstream (node:http; small JSON at /, 1 MiB at /big, /bytes/N streamed, POST counted),
 // a demo token endpoint (in this process; idle under load) and, each as its own process:
 // bearer-sidecar (started as the bin starts it: the node flags on dist/cli.js's shebang line, then
 // dist/cli.js; log level info, one JSON line per request to a file) and the undici baseline on each
 // runtime (the machine's node and Node 24, the image's, from scripts/node24), the node:http baseline
-// and nginx when installed. Loads each with wrk (else autocannon, when importable) at fixed
-// connection counts, keep-alive, interleaved and repeated. Then, per runtime, a fresh sidecar's
-// memory: idle, peak under 100 connections, 30 s after, and 1 GiB streamed down and up. Then cores:
-// sidecar workers: 1 vs 2 and nginx 1 vs 2 worker processes, in front of a static nginx upstream.
-// Measures cold starts; prints every target as met / NOT MET and writes the results into
-// BENCHMARKS.md between the bench:results markers (the rest of the file is kept).
+// and nginx when installed, and the baseline build (issue 14: 37e49ef, built once into a cache dir)
+// on Node 24 at 10 and 100 connections. Loads each with wrk (else autocannon, when importable) at
+// fixed connection counts, keep-alive, interleaved and repeated. Then, per runtime, a fresh
+// sidecar's memory: idle (6 s after ready), peak under 100 connections, 30 s after, and 1 GiB
+// streamed down and up. Then cores: sidecar workers: 1 vs 2 and nginx 1 vs 2 worker processes, in
+// front of a static nginx upstream. Measures cold starts; prints every target as met / NOT MET and
+// writes the results into BENCHMARKS.md between the bench:results markers (the rest is kept).
 //
 // Options (flags, or the env variable in brackets):
 //   --quick                 smoke run: 2 s per case, 1 round, 128 MiB streamed, 3 s of memory load
@@ -24,12 +25,23 @@
 //   --runtimes=current,24   the node runtimes for the sidecar and the undici baseline (BENCH_RUNTIMES):
 //                           current = the node running this script, 24 = scripts/node24 (installed
 //                           on first use, as the tests do)
-//   --only=a,b              targets to run: direct,sidecar,node-http,undici,nginx
+//   --only=a,b              targets to run: direct,sidecar,node-http,undici,nginx (the baseline
+//                           build and the memory tests run with sidecar)
 //   --no-nginx              skip nginx even when installed (and with it the cores comparison)
 //   --cores-conns=10,100    connection counts of the cores comparison (BENCH_CORES_CONNS; "" to skip)
 //   --cores-runtimes=24     runtimes of the sidecar in the cores comparison (BENCH_CORES_RUNTIMES)
 //   --mem-load=S            seconds of 100-connection load in the memory test (default 10)
 //   --mem-after=S           seconds after that load before RSS is read again (default 30)
+//   --idle-after=S          idle RSS is read this long after the sidecar is ready (default 6)
+//   --cores-threads=N       wrk threads in the cores comparison (BENCH_CORES_THREADS, default 1)
+//   --sidecar-dir=DIR       the sidecar build to measure: DIR/dist/cli.js (BENCH_SIDECAR_DIR,
+//                           default this repository; e.g. a worktree of another branch, built)
+//   --baseline-ref=REF      the build the CPU per request is compared with (BENCH_BASELINE_REF,
+//                           default 37e49ef, issue 14's baseline): checked out and built once into
+//                           <tmpdir>/bearer-sidecar-bench-<commit> (git clone --shared, npm ci
+//                           --prefer-offline, npm run build), reused after; "none" skips it
+//   --baseline-dir=DIR      a baseline already built (DIR/dist/cli.js) instead of --baseline-ref
+//   --baseline-conns=10,100 connection counts of the baseline, small body (BENCH_BASELINE_CONNS)
 //   --load-only             only the load cases: no memory, streaming, cores or extra cold starts
 //   --json=FILE             also write every run's raw figures as JSON
 //   --rewarm=S              seconds of unrecorded load before each recorded run (BENCH_REWARM,
@@ -45,7 +57,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, r
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { aggregate, inclusiveOf, loadProfile, toMarkdown } from './bench/cpuprofile.mjs';
@@ -53,6 +65,8 @@ import { binCommand, childrenOf, CLK_TCK, cpuSeconds, majorFaults, median, procS
 import { node24 } from './node24.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+// The build the CPU-per-request target of issue 14 compares with: main when the issue was filed.
+const BASELINE_REF = '37e49ef';
 const benchDir = join(root, 'scripts', 'bench');
 const log = (...a) => process.stdout.write(`${a.join(' ')}\n`);
 
@@ -79,6 +93,12 @@ const { values: flags } = parseArgs({
     'cores-runtimes': { type: 'string' },
     'mem-load': { type: 'string' },
     'mem-after': { type: 'string' },
+    'idle-after': { type: 'string' },
+    'sidecar-dir': { type: 'string' },
+    'baseline-ref': { type: 'string' },
+    'baseline-dir': { type: 'string' },
+    'baseline-conns': { type: 'string' },
+    'cores-threads': { type: 'string' },
     json: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -103,6 +123,13 @@ const opt = {
   coresRuntimes: (flags['cores-runtimes'] ?? env.BENCH_CORES_RUNTIMES ?? '24').split(',').map((x) => x.trim()).filter(Boolean),
   memLoad: Number(flags['mem-load'] ?? (quick ? 3 : 10)),
   memAfter: Number(flags['mem-after'] ?? (quick ? 5 : 30)),
+  // The idle reading: this long after /readyz first answered 200 (the token is held by then).
+  idleAfter: Number(flags['idle-after'] ?? 6),
+  sidecarDir: resolve(flags['sidecar-dir'] ?? env.BENCH_SIDECAR_DIR ?? root),
+  baselineRef: flags['baseline-ref'] ?? env.BENCH_BASELINE_REF ?? BASELINE_REF,
+  baselineDir: flags['baseline-dir'] ?? env.BENCH_BASELINE_DIR,
+  baselineConns: list(flags['baseline-conns'] ?? env.BENCH_BASELINE_CONNS ?? '10,100'),
+  coresThreads: Number(flags['cores-threads'] ?? env.BENCH_CORES_THREADS ?? 1),
   warmup: quick ? 1 : 3,
   // Seconds of unrecorded load just before each recorded run, same URL and connections: a target
   // sits idle for a minute or more between its cases, and this machine's kernel pages out file
@@ -117,7 +144,7 @@ const opt = {
 const ports = {
   upstream: 18000, token: 18001, sidecar: 18080, admin: 19901, nodeHttp: 18081, undici: 18082, nginx: 18083, sidecar2: 18090, admin2: 19902, cold: 18095, coldAdmin: 19905,
   // Node 24's load-test sidecar and baseline; the cores comparison (static upstream, nginx proxies, sidecars).
-  sidecar24: 18084, admin24: 19903, undici24: 18085, static: 18010, nginx1: 18011, nginx2: 18012, cores: 18013, coresAdmin: 18113,
+  sidecar24: 18084, admin24: 19903, undici24: 18085, baseline: 18086, baselineAdmin: 19904, static: 18010, nginx1: 18011, nginx2: 18012, cores: 18013, coresAdmin: 18113,
 };
 for (const r of [...opt.runtimes, ...opt.coresRuntimes]) if (r !== 'current' && r !== '24') throw new Error(`--runtimes/--cores-runtimes: "${r}" is neither current nor 24`);
 
@@ -256,14 +283,62 @@ function resolveRuntimes(keys) {
 }
 const currentRuntime = { key: 'current', path: process.execPath, version: process.version, major: process.version.replace(/^v/, '').split('.')[0] };
 
+/**
+ * The directory of a built baseline sidecar: --baseline-dir as given, else REF checked out and
+ * built once into os.tmpdir()/bearer-sidecar-bench-<commit> (a `git clone --shared` of this
+ * repository, `npm ci --prefer-offline`, `npm run build`), reused while its build stamp is there.
+ * Undefined with --baseline-ref=none.
+ */
+function baselineBuild() {
+  if (opt.baselineDir) {
+    const dir = resolve(opt.baselineDir);
+    if (!existsSync(join(dir, 'dist', 'cli.js'))) throw new Error(`--baseline-dir=${dir} has no dist/cli.js (run npm ci and npm run build there)`);
+    let label = dir;
+    try {
+      label = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {}
+    return { dir, label };
+  }
+  if (opt.baselineRef === 'none') return undefined;
+  const git = (args, cwd = root) => execFileSync('git', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  let commit;
+  try {
+    commit = git(['rev-parse', '--verify', `${opt.baselineRef}^{commit}`]);
+  } catch {
+    throw new Error(`--baseline-ref=${opt.baselineRef}: no such commit in ${root} (git fetch it, or --baseline-ref=none to skip the baseline)`);
+  }
+  const short = commit.slice(0, 7);
+  const dir = join(os.tmpdir(), `bearer-sidecar-bench-${short}`);
+  const stamp = join(dir, '.bench-build-done');
+  if (existsSync(stamp) && existsSync(join(dir, 'dist', 'cli.js'))) return { dir, label: short };
+  log(`baseline: building ${short} once into ${dir} (git clone --shared, npm ci --prefer-offline, npm run build)`);
+  rmSync(dir, { recursive: true, force: true });
+  const run = (cmd, args, cwd) => {
+    const r = spawnSync(cmd, args, { cwd, stdio: ['ignore', 'inherit', 'inherit'] });
+    if (r.status !== 0) throw new Error(`baseline ${short}: \`${cmd} ${args.join(' ')}\` in ${cwd} failed (exit ${r.status}); remove ${dir} and retry, or --baseline-ref=none`);
+  };
+  run('git', ['clone', '--quiet', '--shared', '--no-checkout', root, dir], root);
+  run('git', ['checkout', '--quiet', '--detach', commit], dir);
+  run('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], dir);
+  run('npm', ['run', 'build', '--silent'], dir);
+  writeFileSync(stamp, `${commit}\n`);
+  return { dir, label: short };
+}
+
+/** A sidecar's idle RSS (kB, its process tree): read opt.idleAfter s after it became ready. */
+async function idleRssOf(sc) {
+  await sleep(Math.max(0, sc.readyAt + opt.idleAfter * 1000 - performance.now()));
+  return treeRssKb(sc.pid);
+}
+
 /** Spawns the sidecar as the bin starts it (runtime's node, dist/cli.js's shebang flags, then
  * nodeArgs); resolves once /readyz answers 200, with the time that took. A sidecar that exits
  * first rejects with the end of its log (e.g. a config field this build does not know). */
-async function startSidecar({ port, adminPort, name, nodeArgs = [], runtime = currentRuntime, workers, upstream }) {
+async function startSidecar({ port, adminPort, name, nodeArgs = [], runtime = currentRuntime, workers, upstream, dir = opt.sidecarDir }) {
   const config = sidecarConfig(port, adminPort, name, { workers, upstream });
   const logFile = join(tmp, `${name}.log`);
   const fd = openSync(logFile, 'a');
-  const cli = join(root, 'dist', 'cli.js');
+  const cli = join(dir, 'dist', 'cli.js');
   const [node, args] = binCommand(runtime.path, cli, ['--config', config]);
   args.splice(args.indexOf(cli), 0, ...nodeArgs);
   const t0 = performance.now();
@@ -278,9 +353,10 @@ async function startSidecar({ port, adminPort, name, nodeArgs = [], runtime = cu
     if (Date.now() > end) throw new Error(`${name} not ready in 20 s; log: ${logFile}`);
     await sleep(5);
   }
-  const coldStartMs = performance.now() - t0;
+  const readyAt = performance.now();
+  const coldStartMs = readyAt - t0;
   await waitFor(`http://127.0.0.1:${port}/`);
-  return { child, pid: child.pid, coldStartMs, logFile, name };
+  return { child, pid: child.pid, coldStartMs, readyAt, logFile, name };
 }
 
 const smallBody = JSON.stringify({ ok: true, id: 12345, name: 'bench', items: [1, 2, 3] });
@@ -363,9 +439,9 @@ if (!wrkPath) {
 const loadTool = wrkPath ? 'wrk' : autocannon ? 'autocannon' : undefined;
 
 /** One load run; latencies in microseconds. */
-async function load(url, conns, seconds) {
+async function load(url, conns, seconds, threads = 1) {
   if (loadTool === 'wrk') {
-    const args = ['-t', '1', '-c', String(conns), '-d', `${seconds}s`, '--timeout', '10s', '-s', join(benchDir, 'report.lua'), url];
+    const args = ['-t', String(Math.min(threads, conns)), '-c', String(conns), '-d', `${seconds}s`, '--timeout', '10s', '-s', join(benchDir, 'report.lua'), url];
     // Through sh so that wrk's CPU time can be read afterwards (the shell's cutime/cstime).
     const script = '"$0" "$@"; r=$?; read -r l < /proc/$$/stat; echo "SHSTAT $l"; exit $r';
     const out = await new Promise((resolve, reject) =>
@@ -422,7 +498,7 @@ function machine() {
   };
   let commit = 'unknown';
   try {
-    const git = (args) => execFileSync('git', args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const git = (args) => execFileSync('git', args, { cwd: opt.sidecarDir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
     commit = git(['rev-parse', '--short', 'HEAD']);
     const dirty = git(['status', '--porcelain', '--', 'src']);
     if (dirty) commit += ' (src/ has uncommitted changes)';
@@ -677,16 +753,33 @@ const targets = [];
 const want = (n) => !only || only.has(n);
 if (want('direct')) targets.push({ name: 'direct', kind: 'direct', label: 'direct (no proxy)', base: `http://127.0.0.1:${ports.upstream}` });
 
+const skipped = []; // what could not run, and why
 const loadSidecars = []; // { runtime, name, sidecar, idleRssKb }
 if (want('sidecar')) {
   for (const rt of runtimes) {
     const name = `sidecar${suffix(rt)}`;
     const port = rt.key === 'current' ? ports.sidecar : ports.sidecar24;
     const sc = await startSidecar({ port, adminPort: rt.key === 'current' ? ports.admin : ports.admin24, name: name.replace('@', '-'), runtime: rt });
-    await sleep(500);
-    const idleRssKb = procStatus(sc.pid).rssKb;
-    loadSidecars.push({ runtime: rt, name, sidecar: sc, idleRssKb });
-    targets.push({ name, kind: 'sidecar', runtime: rt, label: `bearer-sidecar${rtLabel(rt)}`, base: `http://127.0.0.1:${port}`, pid: sc.pid, idleRssKb });
+    loadSidecars.push({ runtime: rt, name, sidecar: sc });
+    targets.push({ name, kind: 'sidecar', runtime: rt, label: `bearer-sidecar${rtLabel(rt)}`, base: `http://127.0.0.1:${port}`, pid: sc.pid, sidecar: sc });
+  }
+}
+// The baseline build (issue 14's CPU-per-request target), on the image's runtime, beside the
+// current build at opt.baselineConns with the small body, interleaved with everything else.
+const baselineRt = runtimes.find((r) => r.major === '24') ?? runtimes[0];
+let baseline; // { dir, label, name }
+if (want('sidecar') && baselineRt) {
+  try {
+    const b = baselineBuild();
+    if (b && opt.baselineConns.length) {
+      const name = `baseline${suffix(baselineRt)}`;
+      const sc = await startSidecar({ port: ports.baseline, adminPort: ports.baselineAdmin, name: name.replace('@', '-'), runtime: baselineRt, dir: b.dir });
+      baseline = { ...b, name, sidecar: sc };
+      targets.push({ name, kind: 'baseline', runtime: baselineRt, label: `bearer-sidecar (baseline ${b.label})${rtLabel(baselineRt)}`, base: `http://127.0.0.1:${ports.baseline}`, pid: sc.pid, sidecar: sc, cases: (c) => c.body === 'small' && opt.baselineConns.includes(c.conns) });
+    }
+  } catch (e) {
+    skipped.push(`baseline build: ${e.message}`);
+    log(`bench: skipped the baseline: ${e.message}`);
   }
 }
 if (want('node-http')) {
@@ -710,10 +803,14 @@ if (nginxPath && want('nginx')) {
   targets.push({ name: 'nginx', kind: 'nginx', label: 'nginx (1 worker)', base: `http://127.0.0.1:${ports.nginx}`, pid: worker, alsoOurs: [nginx.pid], idleRssKb: procStatus(worker).rssKb });
 }
 
+// Idle RSS of the load-test sidecars (and the baseline), each opt.idleAfter s after it was ready.
+for (const t of targets) if (t.sidecar) t.idleRssKb = await idleRssOf(t.sidecar);
+for (const l of loadSidecars) l.idleRssKb = targets.find((t) => t.name === l.name).idleRssKb;
+
 // Warm-up (not recorded): JIT, upstream keep-alive pools.
 for (const t of targets) {
   await load(`${t.base}/`, 10, opt.warmup);
-  if (opt.bigConns.length) await load(`${t.base}/big`, 10, 1);
+  if (opt.bigConns.length && (!t.cases || opt.bigConns.some((c) => t.cases({ body: '1MiB', conns: c })))) await load(`${t.base}/big`, 10, 1);
 }
 for (const t of targets) if (t.pid) t.warmRssKb = procStatus(t.pid).rssKb;
 
@@ -725,17 +822,19 @@ let retried = 0;
  * CPU, page faults and peak RSS are its pid's, or its whole process tree's with `tree` (peak: the
  * sum of each process's VmHWM); `alsoOurs` pids and upstreamPids() count as ours, not as other load.
  */
-async function runCases(list, cases, upstreamPids, tag = '') {
+async function runCases(list, cases, upstreamPids, tag = '', { threads = 1 } = {}) {
   const out = []; // { round, body, conns, target, rps, p50, p99, max, errors, cpuPct, cpuUsPerReq, upCpuPct, loadCpuPct, peakKb, procs }
-  const totalRuns = opt.rounds * cases.length * list.length;
+  const runsOf = (t) => cases.filter((c) => !t.cases || t.cases(c)).length;
+  const totalRuns = opt.rounds * list.reduce((a, t) => a + runsOf(t), 0);
   for (let round = 0; round < opt.rounds; round++) {
     for (const [ci, c] of cases.entries()) {
       const k = (round + ci) % list.length;
       const order = [...list.slice(k), ...list.slice(0, k)]; // rotate so no target always goes first
       for (const t of order) {
+        if (t.cases && !t.cases(c)) continue;
         for (let attempt = 0; ; attempt++) {
           await waitQuiet();
-          if (opt.rewarm > 0) await load(`${t.base}${c.path}`, c.conns, opt.rewarm);
+          if (opt.rewarm > 0) await load(`${t.base}${c.path}`, c.conns, opt.rewarm, threads);
           const pids = t.pid ? (t.tree ? treeOf(t.pid) : [t.pid]) : [];
           const ups = upstreamPids();
           for (const p of pids) resetPeak(p);
@@ -746,7 +845,7 @@ async function runCases(list, cases, upstreamPids, tag = '') {
           const m0 = machineBusySeconds();
           const b0 = process.cpuUsage();
           const w0 = performance.now();
-          const r = await load(`${t.base}${c.path}`, c.conns, opt.duration);
+          const r = await load(`${t.base}${c.path}`, c.conns, opt.duration, threads);
           const wall = (performance.now() - w0) / 1000;
           const cpu = pids.length ? cpuOf(pids) - c0 : NaN;
           const upCpu = cpuOf(ups) - u0;
@@ -814,15 +913,15 @@ async function sampled(pid, fn) {
   }
 }
 
-/** A fresh sidecar's memory (sums over its process tree): idle (1.5 s after ready, one token, no
+/** A fresh sidecar's memory (sums over its process tree): idle (opt.idleAfter s after ready, one token, no
  * traffic), peak during opt.memLoad s of 100 keep-alive connections of small requests, opt.memAfter
  * s after that load; then, with stream, opt.streamBytes down and up (after a 64 MiB warm-up each
  * way), growth = peak during a transfer − RSS after the warm-up. */
 async function memoryOf({ runtime, workers, name, stream }) {
   const s = await startSidecar({ port: ports.sidecar2, adminPort: ports.admin2, name, runtime, workers });
   const via = `http://127.0.0.1:${ports.sidecar2}`;
-  await sleep(1500);
-  const res = { runtime, workers: workers ?? 1, coldStartMs: s.coldStartMs, idleKb: treeRssKb(s.pid), procs: treeOf(s.pid).length };
+  const idleKb = await idleRssOf(s);
+  const res = { runtime, workers: workers ?? 1, coldStartMs: s.coldStartMs, idleKb, procs: treeOf(s.pid).length };
   const peak = await sampled(s.pid, () => load(`${via}/`, 100, opt.memLoad));
   res.loadPeakKb = peak.peakKb;
   res.loadRps = peak.result.rps;
@@ -857,7 +956,6 @@ async function memoryOf({ runtime, workers, name, stream }) {
 }
 
 const memory = []; // one per runtime (workers: 1, with streaming), then workers: 2 on the cores runtimes
-const skipped = []; // what could not run, and why
 if (want('sidecar') && !flags['load-only']) {
   log(`memory: per runtime, a fresh sidecar idle, under ${opt.memLoad} s of 100 connections, ${opt.memAfter} s after; then ${fmt(opt.streamBytes / 2 ** 20)} MiB streamed each way`);
   for (const rt of runtimes) memory.push(await memoryOf({ runtime: rt, name: `memory-${rt.major}`, stream: true }));
@@ -901,8 +999,8 @@ if (!flags['load-only'] && opt.coresConns.length && (!only || only.has('sidecar'
       const n = await startNginx({ name: `nginx-proxy-${w}`, port, workers: w, upstreamPort: ports.static });
       ct.push({ name: `nginx-w${w}`, kind: 'nginx', workers: w, label: `nginx ${w} worker${w > 1 ? 's' : ''}`, base: `http://127.0.0.1:${port}`, pid: n.pid, tree: true });
     }
-    for (const t of ct) await load(`${t.base}/`, 10, opt.warmup);
-    const coresRuns = await runCases(ct, opt.coresConns.map((c) => ({ body: 'small', path: '/', conns: c })), () => treeOf(st.pid), 'cores ');
+    for (const t of ct) await load(`${t.base}/`, 10, opt.warmup, opt.coresThreads);
+    const coresRuns = await runCases(ct, opt.coresConns.map((c) => ({ body: 'small', path: '/', conns: c })), () => treeOf(st.pid), 'cores ', { threads: opt.coresThreads });
     for (const t of ct) if (t.sidecar) t.tokenRequests = tokenRequestsOf(tokens, t.sidecar.name);
     cores = { targets: ct, runs: coresRuns, conns: opt.coresConns };
     for (const c of [...children]) if (c !== upstream) await stop(c);
@@ -919,8 +1017,7 @@ if (want('sidecar') && !flags['load-only']) {
     for (const rt of runtimes) {
       const s = await startSidecar({ port: ports.cold, adminPort: ports.coldAdmin, name: `sidecar-cold-${rt.major}-${i}`, runtime: rt });
       coldStarts.get(rt.key).push(s.coldStartMs);
-      await sleep(1500);
-      coldIdleKb.get(rt.key).push(procStatus(s.pid).rssKb);
+      coldIdleKb.get(rt.key).push(await idleRssOf(s));
       await stop(s.child);
     }
   }
@@ -1042,7 +1139,7 @@ for (const s of streams) {
 if (memory.length) {
   w(`#### Memory of a fresh sidecar (RSS summed over its process tree)`);
   w();
-  w(`Per runtime, a fresh sidecar: idle 1.5 s after ready (one token, no traffic); peak during ${opt.memLoad} s of 100 keep-alive connections of small requests (RSS sampled every 20 ms, and VmHWM for a single process); ${opt.memAfter} s after that load stopped. The first rows' sidecars then stream (above).`);
+  w(`Per runtime, a fresh sidecar: idle ${opt.idleAfter} s after ready (one token held, no traffic: late enough that a first idle tick, such as a GC at the first quiet 5 s tick, has run, so start-up garbage counts as the steady state it is); peak during ${opt.memLoad} s of 100 keep-alive connections of small requests (RSS sampled every 20 ms, and VmHWM for a single process); ${opt.memAfter} s after that load stopped. The first rows' sidecars then stream (above).`);
   w();
   w('| runtime | workers | processes | idle MB | peak under 100 conns MB | req/s meanwhile | after MB | token requests |');
   w('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
@@ -1093,7 +1190,7 @@ if ([...coldStarts.values()].some((xs) => xs.length)) {
     const t = targets.find((x) => x.name === l.name);
     w(`- Load-test sidecar, Node ${l.runtime.major}: RSS idle ${fmt(mib(l.idleRssKb), 1)} MB, after warm-up ${fmt(mib(t.warmRssKb), 1)} MB, at the end ${fmt(mib(t.endRssKb), 1)} MB; token requests over the whole run: ${l.tokenRequests} (must be 1).`);
     const idle = coldIdleKb.get(l.runtime.key) ?? [];
-    if (idle.length) w(`- Sidecar idle RSS 1.5 s after ready, no traffic, Node ${l.runtime.major}: ${idle.map((x) => fmt(mib(x), 1)).join(', ')} MB.`);
+    if (idle.length) w(`- Sidecar idle RSS ${opt.idleAfter} s after ready, no traffic, Node ${l.runtime.major}: ${idle.map((x) => fmt(mib(x), 1)).join(', ')} MB.`);
     if (l.logCheck) w(`- Sidecar log, Node ${l.runtime.major}: ${fmt(l.logCheck.requestLines)} "request" lines for ${fmt(l.logCheck.sidecarRequests)} requests completed by wrk in recorded runs (plus warm-up, the rewarm before each run, re-run disturbed runs and readiness checks) — one line per request, at info.`);
   }
   const others = targets.filter((x) => x.pid && x.kind !== 'sidecar');
@@ -1133,6 +1230,18 @@ for (const rt of sidecarRts) {
   }
   const l = loadSidecars.find((x) => x.runtime === rt);
   verdict(`Token requests = 1 (load-test sidecar, whole run)${tag}`, l.tokenRequests === 1, String(l.tokenRequests));
+}
+// CPU per request against the baseline build, same runtime, same run: the target at 100 connections.
+if (baseline) {
+  const sc = `sidecar${suffix(baselineRt)}`;
+  for (const c of opt.baselineConns) {
+    const cur = med(sc, 'small', c, 'cpuUsPerReq');
+    const base = med(baseline.name, 'small', c, 'cpuUsPerReq');
+    const r = ratio(cur, base);
+    const detail = `${fmt(cur, 1)} vs ${fmt(base, 1)} µs (${fmt(r, 3)}×); req/s ${fmt(ratio(med(sc, 'small', c, 'rps'), med(baseline.name, 'small', c, 'rps')), 2)}×`;
+    verdict(`CPU µs/request ≤ 1.05 × the baseline build ${baseline.label} at ${c} connections (Node ${baselineRt.major})`, r <= 1.05, Number.isFinite(r) ? detail : 'not measured', c !== 100);
+  }
+  verdict(`Token requests = 1 (baseline build, whole run)`, tokenRequestsOf(tokens, baseline.sidecar.name) === 1, String(tokenRequestsOf(tokens, baseline.sidecar.name)), true);
 }
 // Memory, per runtime: the targets on the image's runtime, the machine's node reported beside.
 for (const rt of runtimes) {
