@@ -17,8 +17,8 @@
 // Options (flags, or the env variable in brackets):
 //   --quick                 smoke run: 2 s per case, 1 round, 128 MiB streamed, 3 s of memory load
 //                           and 5 s after it; writes to /tmp unless --out
-//   --duration=S            seconds per case (BENCH_DURATION, default 7)
-//   --rounds=N              interleaved rounds (BENCH_ROUNDS, default 4)
+//   --duration=S            seconds per case (BENCH_DURATION, default 6)
+//   --rounds=N              interleaved rounds (BENCH_ROUNDS, default 5)
 //   --conns=1,10,100        connection counts, small body (BENCH_CONNS)
 //   --big-conns=10          connection counts, 1 MiB body (BENCH_BIG_CONNS; "" to skip)
 //   --stream-bytes=N        bytes streamed each way (BENCH_STREAM_BYTES, default 1 GiB)
@@ -61,7 +61,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { aggregate, inclusiveOf, loadProfile, toMarkdown } from './bench/cpuprofile.mjs';
-import { binCommand, childrenOf, CLK_TCK, cpuSeconds, majorFaults, median, procStatus, sidecarYaml, sleep, treeOf, treeRssKb } from './bench/util.mjs';
+import { binCommand, childrenOf, CLK_TCK, cpuSeconds, descendantsOf, killLeftovers, majorFaults, median, procStatus, sidecarYaml, sleep, startTime, treeOf, treeRssKb } from './bench/util.mjs';
 import { node24 } from './node24.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -113,8 +113,9 @@ const env = process.env;
 const quick = flags.quick;
 const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean).map(Number);
 const opt = {
-  duration: Number(flags.duration ?? env.BENCH_DURATION ?? (quick ? 2 : 7)),
-  rounds: Number(flags.rounds ?? env.BENCH_ROUNDS ?? (quick ? 1 : 4)),
+  // 6 s × 5 rounds (7 s before issue 14 added the Node 24 and baseline cases): the run stays ≤ ~35 min.
+  duration: Number(flags.duration ?? env.BENCH_DURATION ?? (quick ? 2 : 6)),
+  rounds: Number(flags.rounds ?? env.BENCH_ROUNDS ?? (quick ? 1 : 5)),
   conns: list(flags.conns ?? env.BENCH_CONNS ?? '1,10,100'),
   bigConns: list(flags['big-conns'] ?? env.BENCH_BIG_CONNS ?? '10'),
   streamBytes: Number(flags['stream-bytes'] ?? env.BENCH_STREAM_BYTES ?? (quick ? 128 * 2 ** 20 : 2 ** 30)),
@@ -229,25 +230,28 @@ function start(cmd, args, { stdout = 'ignore', stderr = 'inherit', name = cmd } 
   child.on('exit', () => children.delete(child));
   return child;
 }
+/** Ends a child and its process tree: signal to the top (a sidecar's primary drains and ends its
+ * workers, nginx's master its workers), SIGKILL after timeoutMs; then, after up to 2 s more, SIGKILL
+ * to whatever of the tree seen before is still running. */
 async function stop(child, { signal = 'SIGTERM', timeoutMs = 15_000 } = {}) {
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const tree = descendantsOf(child.pid);
   const exited = new Promise((r) => child.once('exit', r));
   child.kill(signal);
   const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   await exited;
   clearTimeout(t);
+  for (let i = 0; i < 100 && tree.some((p) => startTime(p.pid) === p.start); i++) await sleep(20);
+  const n = killLeftovers(tree);
+  if (n) log(`bench: ${child.benchName}: ${n} process(es) of its tree outlived it; killed`);
 }
-const extraPids = new Set(); // grandchildren to end too (nginx's worker)
 function killAll() {
   for (const c of children) {
+    const tree = descendantsOf(c.pid);
     try {
-      c.kill(c.benchName === 'nginx' ? 'SIGTERM' : 'SIGKILL'); // nginx's master then ends its worker
+      c.kill('SIGKILL');
     } catch {}
-  }
-  for (const pid of extraPids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {}
+    killLeftovers(tree);
   }
 }
 process.on('exit', killAll);
@@ -350,7 +354,12 @@ async function startSidecar({ port, adminPort, name, nodeArgs = [], runtime = cu
       const tail = readFileSync(logFile, 'utf8').trim().split('\n').slice(-3).join(' | ').slice(0, 600);
       throw Object.assign(new Error(`${name} exited with ${child.exitCode}: ${tail}`), { logTail: tail });
     }
-    if (Date.now() > end) throw new Error(`${name} not ready in 20 s; log: ${logFile}`);
+    if (Date.now() > end) {
+      const tree = treeOf(child.pid).length;
+      await stop(child, { timeoutMs: 3000 });
+      const tail = readFileSync(logFile, 'utf8').trim().split('\n').filter((l) => /"level":"(error|fatal)"|"level":[56]0/.test(l)).slice(-2).join(' | ').slice(0, 600);
+      throw new Error(`${name} not ready in 20 s (${tree} process(es); stopped)${tail ? `: ${tail}` : ''}`);
+    }
     await sleep(5);
   }
   const readyAt = performance.now();
@@ -424,7 +433,6 @@ async function startNginx(options) {
   await waitFor(`http://127.0.0.1:${options.port}/`);
   for (let i = 0; i < 200 && childrenOf(child.pid).length < (options.workers ?? 1); i++) await sleep(10);
   const workers = childrenOf(child.pid);
-  for (const w of workers) extraPids.add(w);
   return { child, pid: child.pid, workers };
 }
 

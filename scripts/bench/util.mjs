@@ -36,6 +36,26 @@ export const cpuSeconds = (pid) => {
   return f ? (Number(f[11]) + Number(f[12])) / CLK_TCK : NaN;
 };
 
+/** When a process started (clock ticks since boot): with its pid, it names one process, even after the pid is reused. */
+export const startTime = (pid) => procStat(pid)?.[19];
+
+/** A process's descendants as { pid, start } (not the process itself), to end later the very
+ * processes seen now (a sidecar's workers, nginx's workers) and never a later one with a reused pid. */
+export const descendantsOf = (pid) => treeOf(pid).slice(1).map((p) => ({ pid: p, start: startTime(p) })).filter((x) => x.start !== undefined);
+
+/** SIGKILLs those of the given descendants that still run; returns how many it ended. */
+export function killLeftovers(list) {
+  let n = 0;
+  for (const { pid, start } of list) {
+    if (startTime(pid) !== start) continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+      n++;
+    } catch {}
+  }
+  return n;
+}
+
 /** Major page faults of a process so far (majflt); NaN once it is gone. */
 export const majorFaults = (pid) => {
   const f = procStat(pid);
