@@ -1121,6 +1121,7 @@ if (sidecarRts.length) {
           f,
         };
         ratioRows.push(row);
+        if (![row.direct, row.nodeHttp, row.undici, row.nginx, row.faster].some(Number.isFinite)) continue;
         w(`| Node ${rt.major} | ${body} | ${c} | ${fmt(row.direct, 2)} | ${fmt(row.nodeHttp, 2)} | ${fmt(row.undici, 2)} | ${fmt(row.nginx, 2)} | ${fmt(row.p50, 2)} | ${fmt(row.p99, 2)} | ${f ?? '—'} | ${fmt(row.cpuEff, 2)} |`);
       }
     }
@@ -1158,7 +1159,7 @@ if (memory.length) {
 if (cores) {
   w(`#### Cores: workers 1 vs 2 against a static upstream`);
   w();
-  w(`Upstream: nginx with 1 worker answering the same small JSON itself (\`return 200\`), cheap enough not to be the bottleneck. In front of it: the sidecar with workers: 1 and workers: 2, and nginx as a proxy with 1 and 2 worker processes (as above: keep-alive 128, static header). ${opt.rounds} interleaved round(s) of ${opt.duration} s. CPU is summed over every process of the proxy's tree (sidecar primary + workers; nginx master + workers); peak RSS is the sum of each process's VmHWM. Upstream and wrk CPU % are over the same wall time (100 = one core).`);
+  w(`Upstream: nginx with 1 worker answering the same small JSON itself (\`return 200\`), cheap enough not to be the bottleneck. In front of it: the sidecar with workers: 1 and workers: 2, and nginx as a proxy with 1 and 2 worker processes (as above: keep-alive 128, static header). ${opt.rounds} interleaved round(s) of ${opt.duration} s, wrk with ${opt.coresThreads} thread(s) (on 2 cores a second wrk thread only competes with the proxy under test: one thread drives nginx at well over twice the sidecar's rate using a fraction of a core, as its CPU column shows). CPU is summed over every process of the proxy's tree (sidecar primary + workers; nginx master + workers); wrk's and the upstream's CPU are not in it, each has its own column (% over the same wall time, 100 = one core). Peak RSS is the sum of each process's VmHWM.`);
   w();
   w('| conns | target | processes | req/s | p50 ms | p99 ms | tree CPU % | CPU µs/req | peak RSS MB (sum) | upstream CPU % | wrk CPU % | errors | other CPU % |');
   w('| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
@@ -1199,7 +1200,7 @@ if ([...coldStarts.values()].some((xs) => xs.length)) {
     w(`- Load-test sidecar, Node ${l.runtime.major}: RSS idle ${fmt(mib(l.idleRssKb), 1)} MB, after warm-up ${fmt(mib(t.warmRssKb), 1)} MB, at the end ${fmt(mib(t.endRssKb), 1)} MB; token requests over the whole run: ${l.tokenRequests} (must be 1).`);
     const idle = coldIdleKb.get(l.runtime.key) ?? [];
     if (idle.length) w(`- Sidecar idle RSS ${opt.idleAfter} s after ready, no traffic, Node ${l.runtime.major}: ${idle.map((x) => fmt(mib(x), 1)).join(', ')} MB.`);
-    if (l.logCheck) w(`- Sidecar log, Node ${l.runtime.major}: ${fmt(l.logCheck.requestLines)} "request" lines for ${fmt(l.logCheck.sidecarRequests)} requests completed by wrk in recorded runs (plus warm-up, the rewarm before each run, re-run disturbed runs and readiness checks) — one line per request, at info.`);
+    if (l.logCheck && l.logCheck.sidecarRequests > 0) w(`- Sidecar log, Node ${l.runtime.major}: ${fmt(l.logCheck.requestLines)} "request" lines for ${fmt(l.logCheck.sidecarRequests)} requests completed by wrk in recorded runs (plus warm-up, the rewarm before each run, re-run disturbed runs and readiness checks) — one line per request, at info.`);
   }
   const others = targets.filter((x) => x.pid && x.kind !== 'sidecar');
   if (others.length) w(`- Other proxies, RSS idle after start / after warm-up: ${others.map((x) => `${x.label} ${fmt(mib(x.idleRssKb), 1)} / ${fmt(mib(x.warmRssKb), 1)} MB`).join(', ')}.`);
