@@ -1054,10 +1054,14 @@ const lines = [];
 const w = (s = '') => lines.push(s);
 w(`### Results of ${m.date}`);
 w();
-w(`Machine: ${m.nproc} CPUs (\`nproc\`), ${m.cpu}, ${fmt(m.ramGiB, 1)} GiB RAM, Linux ${m.kernel}. Node ${m.node} (this script, the upstream and the node:http baseline); the sidecar and the undici baseline on ${runtimes.map((r) => `Node ${r.version}${r.key === 'current' ? ' (the machine\'s)' : ' (scripts/node24, the image\'s)'}`).join(' and ')}, the sidecar started as the bin starts it: \`node ${binCommand('node', 'dist/cli.js')[1].join(' ')}\` (the flags of dist/cli.js's shebang line). Load: ${loadTool === 'wrk' ? m.wrk.replace(/ Copyright.*$/, '') : 'autocannon'} (1 thread, keep-alive). nginx: ${m.nginx}. ${m.curl}. Sidecar commit ${m.commit}.`);
+w(`Machine: ${m.nproc} CPUs (\`nproc\`), ${m.cpu}, ${fmt(m.ramGiB, 1)} GiB RAM, Linux ${m.kernel}. Node ${m.node} (this script, the upstream and the node:http baseline); the sidecar and the undici baseline on ${runtimes.map((r) => `Node ${r.version}${r.key === 'current' ? ' (the machine\'s)' : ' (scripts/node24, the image\'s)'}`).join(' and ')}, the sidecar started as the bin starts it: \`node ${binCommand('node', 'dist/cli.js')[1].join(' ')}\` (the flags of dist/cli.js's shebang line). Load: ${loadTool === 'wrk' ? m.wrk.replace(/ Copyright.*$/, '') : 'autocannon'} (1 thread, keep-alive). nginx: ${m.nginx}. ${m.curl}. Sidecar commit ${m.commit}${opt.sidecarDir !== root ? ` (the build in ${opt.sidecarDir})` : ''}${baseline ? `; baseline build ${baseline.label} (${baseline.dir})` : ''}.`);
 w();
 if (m.extraCa) {
   w(`This machine's environment sets NODE_EXTRA_CA_CERTS (${m.extraCa.file}), and Node reads that bundle at the start of every process, before any JavaScript: \`node -e 0\` takes ${fmt(m.extraCa.ms)} ms and ${fmt(m.extraCa.mb, 1)} MB more with it than without (medians of 7 starts each). Every process here, the sidecar's cold starts and idle RSS included, runs with it, as CI does; a deployment without the variable (the image sets none) starts that much leaner.`);
+  w();
+}
+if (baseline) {
+  w(`Baseline: the rows "bearer-sidecar (baseline ${baseline.label})" are the sidecar built from ${baseline.label} (issue 14's starting point), started the same way on Node ${baselineRt.version}, beside the current build in the same interleaved rounds, small body at ${opt.baselineConns.join(' and ')} connections; the target compares the medians of CPU µs per request at 100 connections (issue 14: no more than 5 % above).`);
   w();
 }
 w(`Load average (1 min) before the run: ${fmt(loadAvgStart, 2)}${loadAvgStart > 0.5 ? ' — something else was using the CPU; figures are noisier than usual' : ''}.`);

@@ -2,8 +2,7 @@
 // scripts/node24/package.json), installed on first use from the npm registry's node-<platform>-<arch>
 // package into scripts/node24/node_modules (`npm ci --prefix scripts/node24`, from its own lockfile)
 // rather than as a devDependency: a dependency that provides a `node` bin would shadow the machine's
-// Node in every npm script. Shared by scripts/run-tests.mjs and the benchmark (scripts/bench.mjs,
-// scripts/bench/ab.mjs).
+// Node in every npm script. Shared by scripts/run-tests.mjs and the benchmark (scripts/bench.mjs).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
