@@ -700,8 +700,8 @@ and with nginx, on one machine, everything on 127.0.0.1. Issue 7.
 
 \`\`\`sh
 apt-get install -y wrk nginx      # optional but recommended: wrk (else autocannon, if installed), nginx (else skipped)
-npm run bench                     # builds, then ~9 minutes: 7 s per case, 3 interleaved rounds, 1 GiB streamed each way
-npm run bench -- --quick          # smoke run, ~1 minute; writes to /tmp/bearer-sidecar-bench-quick.md
+npm run bench                     # builds, then ~33 minutes: 6 s per case, 5 interleaved rounds, Node 20 and 24, 1 GiB streamed each way
+npm run bench -- --quick          # smoke run, ~4 minutes; writes to /tmp/bearer-sidecar-bench-quick.md
 npm run bench -- --profile        # CPU profiles of the sidecar and the undici baseline (/tmp/prof), summary below
 \`\`\`
 
