@@ -694,7 +694,8 @@ function template() {
   return `# Benchmarks
 
 How bearer-sidecar compares with talking to the upstream directly, with two minimal Node proxies
-and with nginx, on one machine, everything on 127.0.0.1. Issue 7.
+and with nginx, on one machine, everything on 127.0.0.1, on the machine's Node and Node 24; memory,
+CPU per request against a baseline build, and workers: 1 vs 2. Issues 7 and 14.
 
 ## How to run
 
@@ -705,8 +706,8 @@ npm run bench -- --quick          # smoke run, ~4 minutes; writes to /tmp/bearer
 npm run bench -- --profile        # CPU profiles of the sidecar and the undici baseline (/tmp/prof), summary below
 \`\`\`
 
-Other options: \`--duration=S --rounds=N --conns=1,10,100 --big-conns=10 --stream-bytes=N --only=sidecar,undici --no-nginx --out=FILE --no-write\`
-(or \`BENCH_DURATION\`, \`BENCH_ROUNDS\`, \`BENCH_CONNS\`, \`BENCH_BIG_CONNS\`, \`BENCH_STREAM_BYTES\`, \`BENCH_OUT\`).
+Other options: \`--duration=S --rounds=N --conns=1,10,100 --big-conns=10 --stream-bytes=N --only=sidecar,undici --no-nginx --out=FILE --no-write\`,
+\`--runtimes=current,24 --baseline-ref=REF --sidecar-dir=DIR --cores-conns=10,100\` and more: \`node scripts/bench.mjs --help\`.
 The script rewrites only the parts of this file between the \`bench:results\` and \`bench:profile\` markers.
 
 <!-- bench:results:start -->
