@@ -4,8 +4,7 @@
 // test/deploy/node-version.test.ts keeps the two in step). The Node 24 binary comes from the npm
 // registry's node-<platform>-<arch> package, installed into scripts/node24/node_modules on first
 // use (`npm ci --prefix scripts/node24`, from its own lockfile) rather than as a devDependency of
-// the project: a dependency that provides a `node` bin would shadow the machine's Node in every
-// npm script.
+// the project (scripts/node24.mjs, shared with the benchmark).
 //
 //   npm test                                    all files, on both runtimes
 //   npm test -- test/x/y.test.ts                these files, on both runtimes
@@ -17,11 +16,9 @@
 // only if both passed. Node 20's runner takes no glob patterns, so the files are listed here.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const node24Dir = fileURLToPath(new URL('node24/', import.meta.url));
+import { node24 } from './node24.mjs';
 
 function find(dir) {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
@@ -29,25 +26,6 @@ function find(dir) {
     if (entry.isDirectory()) return find(path);
     return entry.name.endsWith('.test.ts') ? [path] : [];
   });
-}
-
-/** The pinned Node 24 binary, installed first if it is missing or not the pinned version. */
-function node24() {
-  const { optionalDependencies } = JSON.parse(readFileSync(join(node24Dir, 'package.json'), 'utf8'));
-  const platform = process.platform === 'win32' ? 'win' : process.platform;
-  const name = `node-${platform}-${process.arch}`;
-  const version = optionalDependencies[name];
-  if (!version) {
-    fail(`no Node 24 package for ${process.platform}-${process.arch} in scripts/node24/package.json (the registry has none for darwin); run BEARER_SIDECAR_TEST_NODE=current npm test`);
-  }
-  const dir = join(node24Dir, 'node_modules', name);
-  const installed = () => existsSync(join(dir, 'package.json')) && JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).version === version;
-  if (!installed()) {
-    process.stdout.write(`# installing Node ${version} for the tests: npm ci --prefix scripts/node24\n`);
-    const npm = spawnSync('npm', ['ci', '--prefix', node24Dir, '--no-audit', '--no-fund'], { stdio: 'inherit', shell: process.platform === 'win32' });
-    if (npm.status !== 0 || !installed()) fail(`could not install ${name}@${version} (npm ci --prefix scripts/node24 failed)`);
-  }
-  return join(dir, process.platform === 'win32' ? 'node.exe' : 'bin/node');
 }
 
 function fail(message) {
@@ -61,7 +39,12 @@ function runtimes() {
   const list = [];
   if (choice !== '24') list.push({ path: process.execPath, version: process.version });
   if (choice !== 'current') {
-    const path = node24();
+    let path;
+    try {
+      path = node24();
+    } catch (error) {
+      fail(`${error.message}${/no Node 24 package/.test(error.message) ? '; run BEARER_SIDECAR_TEST_NODE=current npm test' : ''}`);
+    }
     const version = spawnSync(path, ['--version'], { encoding: 'utf8' }).stdout.trim();
     if (!list.some((r) => r.version === version)) list.push({ path, version });
   }

@@ -11,8 +11,13 @@ import { changedFields, configHash, sameValue } from './config/compare.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { RouteTable } from './proxy/route-table.js';
 import type { ProxyRoute } from './proxy/routes.js';
-import type { RouteTokens } from './token/create.js';
-import type { TokenSource } from './token/token-source.js';
+import type { TokenProvider } from './token/token-source.js';
+
+/** A route's token provider and how to close it (token/create.ts's RouteTokens, or a worker's remote copy). */
+export interface RouteTokens {
+  readonly source: TokenProvider;
+  close(reason?: string): Promise<void>;
+}
 
 export interface LiveRoute {
   readonly config: RouteConfig;
@@ -26,14 +31,14 @@ export interface Generation {
   readonly hash: string;
   readonly loadedAt: Date;
   readonly routes: ReadonlyMap<string, LiveRoute>;
-  readonly tokenSources: ReadonlyMap<string, TokenSource>;
+  readonly tokenSources: ReadonlyMap<string, TokenProvider>;
   readonly table: RouteTable<ProxyRoute>;
 }
 
 /** How a route's parts are made (server.ts). */
 export interface RouteFactories {
   tokens(route: RouteConfig): RouteTokens;
-  proxy(route: RouteConfig, tokens: TokenSource, config: SidecarConfig): ProxyRoute;
+  proxy(route: RouteConfig, tokens: TokenProvider, config: SidecarConfig): ProxyRoute;
 }
 
 export interface GenerationChange {
@@ -54,7 +59,7 @@ export interface GenerationChange {
  * is touched: it serves on until the caller swaps. If a factory throws, what was made is closed
  * and the error goes to the caller.
  */
-export function nextGeneration(config: SidecarConfig, previous: Generation | undefined, make: RouteFactories, loadedAt = new Date()): GenerationChange {
+export function nextGeneration(config: SidecarConfig, previous: Generation | undefined, make: RouteFactories, loadedAt = new Date(), hash = configHash(config)): GenerationChange {
   const routes = new Map<string, LiveRoute>();
   const newTokens: RouteTokens[] = [];
   const newProxies: ProxyRoute[] = [];
@@ -87,7 +92,7 @@ export function nextGeneration(config: SidecarConfig, previous: Generation | und
   return {
     generation: {
       config,
-      hash: configHash(config),
+      hash,
       loadedAt,
       routes,
       tokenSources: new Map(kept.map((route) => [route.config.name, route.tokens.source])),
@@ -112,8 +117,9 @@ export function keepSocketSettings(live: SidecarConfig, next: SidecarConfig): { 
     ...changedFields(live.listen, next.listen).map((field) => `listen.${field}`),
     ...(live.inbound.maxHeaderBytes === next.inbound.maxHeaderBytes ? [] : ['listen.maxHeaderBytes']),
     ...changedFields(live.admin, next.admin).map((field) => `admin.${field}`),
+    ...(live.workers === next.workers ? [] : ['workers']),
   ];
   if (refused.length === 0) return { config: next, refused };
   const inbound = Object.freeze({ ...next.inbound, maxHeaderBytes: live.inbound.maxHeaderBytes });
-  return { config: Object.freeze({ ...next, listen: live.listen, admin: live.admin, inbound }), refused };
+  return { config: Object.freeze({ ...next, listen: live.listen, admin: live.admin, workers: live.workers, inbound }), refused };
 }

@@ -9,10 +9,18 @@ import { connect, type AddressInfo } from 'node:net';
 import type { ProxyListenConfig } from './config/types.js';
 import { SidecarError } from './errors.js';
 
-export async function listenProxy(app: FastifyInstance, listen: ProxyListenConfig): Promise<void> {
+/**
+ * `shared`: a cluster worker's listener. The primary holds the socket and prepares its file once
+ * (prepareSharedSocket), so the workers neither remove nor chmod it.
+ */
+export async function listenProxy(app: FastifyInstance, listen: ProxyListenConfig, { shared = false } = {}): Promise<void> {
   const listenTextResolver = (address: string) => `proxy listening at ${address}`;
   if (listen.socket === undefined) {
     await app.listen({ host: listen.host, port: listen.port, listenTextResolver });
+    return;
+  }
+  if (shared) {
+    await app.listen({ path: listen.socket, listenTextResolver });
     return;
   }
   await removeStaleSocket(listen.socket);
@@ -25,6 +33,32 @@ export async function listenProxy(app: FastifyInstance, listen: ProxyListenConfi
     process.umask(umask);
   }
   chmodSync(listen.socket, listen.mode ?? 0o660);
+}
+
+/**
+ * The primary of cluster workers holds their shared listener, so it creates the socket file, when
+ * the first worker listens. Before forking: a stale file is removed and the file is made owner-only
+ * (this process's umask); `opened()`, once a worker listens, opens it up to the configured mode.
+ */
+export async function prepareSharedSocket(listen: ProxyListenConfig): Promise<{ opened(): void }> {
+  if (listen.socket === undefined) return { opened() {} };
+  const socket = listen.socket;
+  await removeStaleSocket(socket);
+  const umask = process.umask(0o177);
+  let done = false;
+  return {
+    opened() {
+      if (done) return;
+      done = true;
+      process.umask(umask);
+      chmodSync(socket, listen.mode ?? 0o660);
+    },
+  };
+}
+
+/** The proxy's URL as the config names it (the primary of workers does not listen on it itself). */
+export function configuredUrl(listen: ProxyListenConfig): string {
+  return listen.socket === undefined ? `http://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}` : `unix:${listen.socket}`;
 }
 
 /** Removes a socket file nobody answers on; refuses a live socket and anything that is no socket. */

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { envVariables } from './config/env.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { ConfigError } from './errors.js';
+import type { LiveConfig } from './server.js';
 import type { TokenFetcher } from './token/fetcher.js';
 
 // What only some verbs need is imported when it is needed: --help and --version load neither the
@@ -28,7 +29,8 @@ Options:
   -c, --config FILE   YAML or JSON config file (default: $BEARER_SIDECAR_CONFIG, else the variables below)
       --watch-config  reload when the config file changes (also BEARER_SIDECAR_WATCH_CONFIG=true);
                       SIGHUP reloads in any case: routes change without dropping a connection,
-                      a config that does not load changes nothing, listen and admin need a restart
+                      a config that does not load changes nothing; listen, admin and workers
+                      need a restart
       --route NAME    with "token": which route (needed when there are several)
   -h, --help          show this help
   -v, --version       print the version
@@ -46,6 +48,12 @@ Config values may use \${VAR} and \${VAR:-default}. Presets: megaport, megaport-
 Exit codes: 0 ok, 1 failure, 2 bad usage or configuration.`;
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  // A worker of `workers: N` (forked with an IPC channel and its slot number; worker.ts checks that
+  // node:cluster agrees): its config comes from the primary.
+  if (env.BSC_WORKER_SLOT !== undefined && typeof process.send === 'function') {
+    const { runWorker } = await import('./workers/worker.js');
+    process.exit(await runWorker(env.BSC_WORKER_SLOT));
+  }
   let values: { config?: string | undefined; route?: string | undefined; 'watch-config'?: boolean | undefined; help?: boolean | undefined; version?: boolean | undefined };
   let positionals: string[];
   try {
@@ -143,7 +151,16 @@ async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile
     import('./idle-gc.js'),
   ]);
   const logger = createLogger({ level: config.logLevel });
-  const sidecar = await createSidecar(config, { logger, loadConfig: load, ...(watchFile ? { watchConfigFile: watchFile } : {}) });
+  const options = { logger, loadConfig: load, ...(watchFile ? { watchConfigFile: watchFile } : {}) };
+  // workers: 1 (the default) is one process, as ever; more: a primary and its workers (src/workers/).
+  const workers = config.workers === 1 ? 1 : (await import('./cpus.js')).workerCount(config.workers);
+  let levelChanged: (level: string) => void = () => {};
+  let sidecar: { readonly live: LiveConfig; listen(): Promise<unknown>; reload(): Promise<unknown>; close(): Promise<void> };
+  if (workers > 1) {
+    const primary = await (await import('./workers/primary.js')).createPrimary(config, workers, options);
+    levelChanged = (level) => primary.logLevelChanged(level);
+    sidecar = primary;
+  } else sidecar = await createSidecar(config, options);
   try {
     await sidecar.listen();
   } catch (err) {
@@ -156,7 +173,10 @@ async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile
   const idleGc = startIdleGc();
   // SIGUSR2 cycles info → debug → trace → info, for a look at a live problem without a restart.
   const cycle = ['info', 'debug', 'trace'];
-  process.on('SIGUSR2', () => setLogLevel(logger, cycle[(cycle.indexOf(logger.level) + 1) % cycle.length] as string));
+  process.on('SIGUSR2', () => {
+    setLogLevel(logger, cycle[(cycle.indexOf(logger.level) + 1) % cycle.length] as string);
+    levelChanged(logger.level);
+  });
   // SIGHUP reloads the config (systemd's ExecReload, kill -HUP); a bad one is logged and changes nothing.
   hangups.deliverTo(() => void sidecar.reload());
   closeWithGrace(

@@ -7,13 +7,13 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { IncomingMessage } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { createAdminApp, setLogLevel } from './admin.js';
+import { createAdminApp, setLogLevel, type AdminWorkers } from './admin.js';
 import { sameValue } from './config/compare.js';
 import { watchConfigFile, type SecretWatch } from './config/secret-watch.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { ConfigError } from './errors.js';
-import { keepSocketSettings, nextGeneration, type Generation, type GenerationChange, type RouteFactories } from './generation.js';
-import { listenerUrl, listenProxy } from './listen.js';
+import { keepSocketSettings, nextGeneration, type Generation, type GenerationChange, type RouteFactories, type RouteTokens } from './generation.js';
+import { configuredUrl, listenerUrl, listenProxy } from './listen.js';
 import { createLogger } from './logger.js';
 import { createMetrics, type Metrics, type ReloadOutcome } from './metrics.js';
 import { schemaController } from './no-schemas.js';
@@ -25,7 +25,7 @@ import type { WebSocketProxy } from './proxy/websocket.js';
 import type { Clock } from './token/clock.js';
 import { createRouteTokenSource } from './token/create.js';
 import type { Token } from './token/exchange.js';
-import type { TokenSource } from './token/token-source.js';
+import type { TokenProvider } from './token/token-source.js';
 import { warnUnverifiedTls } from './tls.js';
 
 export interface SidecarOptions {
@@ -37,6 +37,25 @@ export interface SidecarOptions {
   readonly loadConfig?: () => SidecarConfig;
   /** A config file to watch once listening: when its text changes, the sidecar reloads (--watch-config). */
   readonly watchConfigFile?: string;
+  /**
+   * Makes a route's tokens in place of the standard token source; `standard` makes that one, told
+   * of each fetch's outcome by `onFetch` besides the metrics. With workers, the primary wraps it
+   * (to pass each token on) and a worker replaces it (a copy of the primary's); see src/workers/.
+   */
+  readonly tokens?: (route: RouteConfig, standard: (onFetch?: (outcome: 'success' | 'failure') => void) => RouteTokens) => RouteTokens;
+  /**
+   * What listen() opens: both listeners (the default), only the proxy (a worker: the primary has
+   * the admin listener) or only the admin listener (the primary of workers, which serve the proxy).
+   */
+  readonly listeners?: 'both' | 'proxy' | 'admin';
+  /** The proxy's socket is shared by a cluster whose primary prepares the socket file (listen.ts). */
+  readonly sharedSocket?: boolean;
+  /** The workers the admin listener reports on (the primary of workers). */
+  readonly adminWorkers?: AdminWorkers;
+  /** The hash that names a config (a worker takes its primary's, for configs that cross without credentials); else config/compare.ts's. */
+  readonly configHash?: (config: SidecarConfig) => string | undefined;
+  /** Told of each reload that changed the config in force (the primary passes it on to its workers). */
+  readonly onReload?: (live: LiveConfig) => void;
 }
 
 /** The config in force: as loaded (less what needs a restart), its hash and when it was loaded. */
@@ -64,7 +83,7 @@ export interface Sidecar {
   readonly proxy: FastifyInstance;
   readonly admin: FastifyInstance;
   /** The token sources of the routes in force, by route name. */
-  readonly tokenSources: ReadonlyMap<string, TokenSource>;
+  readonly tokenSources: ReadonlyMap<string, TokenProvider>;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly live: LiveConfig;
@@ -167,16 +186,20 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
   await webSocketsFor(config);
   await mountProxy(proxy, notFound);
 
+  const standardTokens = (route: RouteConfig, onFetch?: (outcome: 'success' | 'failure') => void): RouteTokens => {
+    const { clock, fetchToken } = options;
+    return createRouteTokenSource(route, {
+      logger,
+      onFetch: (outcome) => {
+        metrics.tokenFetch(route.name, outcome);
+        onFetch?.(outcome);
+      },
+      ...(clock ? { clock } : {}),
+      ...(fetchToken ? { fetchToken: (signal: AbortSignal) => fetchToken(route, signal) } : {}),
+    });
+  };
   const make: RouteFactories = {
-    tokens: (route) => {
-      const { clock, fetchToken } = options;
-      return createRouteTokenSource(route, {
-        logger,
-        onFetch: (outcome) => metrics.tokenFetch(route.name, outcome),
-        ...(clock ? { clock } : {}),
-        ...(fetchToken ? { fetchToken: (signal: AbortSignal) => fetchToken(route, signal) } : {}),
-      });
-    },
+    tokens: options.tokens ? (route) => (options.tokens as NonNullable<SidecarOptions['tokens']>)(route, (onFetch) => standardTokens(route, onFetch)) : (route) => standardTokens(route),
     proxy: (route, tokens, { inbound }) => {
       warnUnverifiedTls(route.name, 'upstream', route.tls, logger);
       return new ProxyRoute({
@@ -189,7 +212,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       });
     },
   };
-  current = nextGeneration(config, undefined, make).generation;
+  current = nextGeneration(config, undefined, make, undefined, options.configHash?.(config)).generation;
   /** Routes a reload replaced, until their last request is done and their pool closed. */
   let retired: ProxyRoute[] = [];
   let started = false;
@@ -213,7 +236,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       inbound = guard.prepare(next.inbound);
       if (!sameValue(next, live.config)) {
         await webSocketsFor(next);
-        change = nextGeneration(next, live, make);
+        change = nextGeneration(next, live, make, undefined, options.configHash?.(next));
       }
     } catch (err) {
       metrics.configReload('failure');
@@ -242,6 +265,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       retired.push(route);
     }
     metrics.configReload('success');
+    options.onReload?.(generation);
     logger.info({ config: generation.hash, loadedAt: generation.loadedAt, added, removed, changed, newTokenSources: change.newTokens.map((tokens) => tokens.source.name) }, 'config reloaded');
     return { outcome: 'success', hash: generation.hash, restartNeeded: refused };
   }
@@ -253,7 +277,8 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     return run;
   }
 
-  const admin = createAdminApp({ tokenSources: () => current.tokenSources.values(), config: () => current }, metrics, logger);
+  const admin = createAdminApp({ tokenSources: () => current.tokenSources.values(), config: () => current, ...(options.adminWorkers ? { workers: options.adminWorkers } : {}) }, metrics, logger);
+  const listeners = options.listeners ?? 'both';
 
   return {
     proxy,
@@ -271,13 +296,13 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       started = true;
       for (const source of current.tokenSources.values()) source.start();
       // Socket settings never change at a reload: these are the start-up ones.
-      await admin.listen({ host: config.admin.host, port: config.admin.port, listenTextResolver: (address) => `admin listening at ${address}` });
-      await listenProxy(proxy, config.listen);
-      const proxyUrl = listenerUrl(proxy);
-      const adminUrl = listenerUrl(admin);
+      if (listeners !== 'proxy') await admin.listen({ host: config.admin.host, port: config.admin.port, listenTextResolver: (address) => `admin listening at ${address}` });
+      if (listeners !== 'admin') await listenProxy(proxy, config.listen, { shared: options.sharedSocket === true });
+      const proxyUrl = listeners === 'admin' ? configuredUrl(config.listen) : listenerUrl(proxy);
+      const adminUrl = listeners === 'proxy' ? '' : listenerUrl(admin);
       const { routes } = current.config;
       logger.info(
-        { proxy: proxyUrl, admin: adminUrl, config: current.hash, loadedAt: current.loadedAt, routes: routes.map(routeSummary) },
+        { proxy: proxyUrl, ...(adminUrl ? { admin: adminUrl } : {}), config: current.hash, loadedAt: current.loadedAt, routes: routes.map(routeSummary) },
         'listening',
       );
       if (options.watchConfigFile) configWatch = watchConfigFile(options.watchConfigFile, () => void reload(), { logger });

@@ -1,6 +1,6 @@
 // Small helpers the benchmark scripts share (bench.mjs, ab.mjs, coldstart.mjs).
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -36,6 +36,26 @@ export const cpuSeconds = (pid) => {
   return f ? (Number(f[11]) + Number(f[12])) / CLK_TCK : NaN;
 };
 
+/** When a process started (clock ticks since boot): with its pid, it names one process, even after the pid is reused. */
+export const startTime = (pid) => procStat(pid)?.[19];
+
+/** A process's descendants as { pid, start } (not the process itself), to end later the very
+ * processes seen now (a sidecar's workers, nginx's workers) and never a later one with a reused pid. */
+export const descendantsOf = (pid) => treeOf(pid).slice(1).map((p) => ({ pid: p, start: startTime(p) })).filter((x) => x.start !== undefined);
+
+/** SIGKILLs those of the given descendants that still run; returns how many it ended. */
+export function killLeftovers(list) {
+  let n = 0;
+  for (const { pid, start } of list) {
+    if (startTime(pid) !== start) continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+      n++;
+    } catch {}
+  }
+  return n;
+}
+
 /** Major page faults of a process so far (majflt); NaN once it is gone. */
 export const majorFaults = (pid) => {
   const f = procStat(pid);
@@ -53,8 +73,9 @@ export const getStatus = (url) =>
     q.on('timeout', () => q.destroy());
   });
 
-/** The config the bench tools start the sidecar with: one route, log level info (one line per request). */
-export const sidecarYaml = ({ port, adminPort, route, upstream, tokenUrl, clientId, clientSecret }) => `listen: { host: 127.0.0.1, port: ${port} }
+/** The config the bench tools start the sidecar with: one route, log level info (one line per
+ * request); `workers` only when given (a build without the field refuses it as unknown). */
+export const sidecarYaml = ({ port, adminPort, route, upstream, tokenUrl, clientId, clientSecret, workers }) => `${workers === undefined ? '' : `workers: ${workers}\n`}listen: { host: 127.0.0.1, port: ${port} }
 admin: { host: 127.0.0.1, port: ${adminPort} }
 logLevel: info
 routes:
@@ -66,3 +87,65 @@ routes:
       clientId: ${clientId}
       clientSecret: ${clientSecret}
 `;
+
+/**
+ * The node arguments on a script's shebang line, as the shipped bin gets them: none for
+ * `#!/usr/bin/env node`; the words after `node` for `#!/usr/bin/env -S node --a=1 --b` (env -S
+ * splits its one argument at spaces) and for `#!/path/to/node --a=1` (the kernel passes the rest
+ * of the line as one argument; node reads one flag there, so several need env -S). Quotes are not
+ * interpreted: the flags Node takes need none.
+ */
+export function shebangNodeArgs(text) {
+  const first = text.split('\n', 1)[0];
+  if (!first.startsWith('#!')) return [];
+  let words = first.slice(2).trim().split(/\s+/).filter(Boolean);
+  if (words[0] && /(^|\/)env$/.test(words[0])) {
+    words = words.slice(1);
+    while (words[0]?.startsWith('-')) {
+      const w = words.shift();
+      if (w === '-S' || w === '--split-string') continue;
+      if (w.startsWith('-S')) words.unshift(w.slice(2)); // -Snode --flag...
+    }
+  }
+  const i = words.findIndex((w) => /(^|\/)node(\d+)?(\.exe)?$/.test(w));
+  return i < 0 ? [] : words.slice(i + 1);
+}
+
+/** How the shipped bin runs on a given node binary: `[node, [...shebang flags, cli, ...args]]`. */
+export function binCommand(nodePath, cliPath, args = []) {
+  return [nodePath, [...shebangNodeArgs(readFileSync(cliPath, 'utf8').slice(0, 4096)), cliPath, ...args]];
+}
+
+/** Direct children of a process (from /proc; empty once it is gone). */
+export function childrenOf(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    // Kernels without CONFIG_PROC_CHILDREN: every process whose parent is pid.
+    return readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .map(Number)
+      .filter((p) => Number(procStat(p)?.[1]) === pid);
+  }
+}
+
+/** A process and all its descendants (primary + workers; nginx master + workers). */
+export function treeOf(pid) {
+  const all = [pid];
+  for (let i = 0; i < all.length; i++) all.push(...childrenOf(all[i]));
+  return all;
+}
+
+/** VmRSS and VmHWM of one process, in kB; NaN once it is gone. */
+export function procStatus(pid) {
+  try {
+    const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const get = (k) => Number((new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(text) ?? [])[1]);
+    return { rssKb: get('VmRSS'), hwmKb: get('VmHWM') };
+  } catch {
+    return { rssKb: NaN, hwmKb: NaN };
+  }
+}
+
+/** VmRSS summed over a process tree, in kB (processes that are gone count 0). */
+export const treeRssKb = (pid) => treeOf(pid).reduce((a, p) => a + (procStatus(p).rssKb || 0), 0);

@@ -13,6 +13,9 @@ export interface EnvVariable {
 
 export const envPrefix = 'BEARER_SIDECAR_';
 
+/** Sizing belongs to the deployment: when set, it wins over a config file's `workers` too (load.ts). */
+export const workersVariable = 'BEARER_SIDECAR_WORKERS';
+
 export const envVariables: readonly EnvVariable[] = [
   { name: 'BEARER_SIDECAR_UPSTREAM', path: 'routes[0].upstream', description: 'upstream API base URL (the preset gives one)' },
   { name: 'BEARER_SIDECAR_PRESET', path: 'routes[0].auth.preset', description: 'megaport | megaport-staging | cyxtera' },
@@ -58,6 +61,7 @@ export const envVariables: readonly EnvVariable[] = [
   { name: 'BEARER_SIDECAR_TOKEN_CERT_FILE', path: 'routes[0].auth.tls.certFile', description: 'client certificate (PEM) for the token endpoint (tls_client_auth)' },
   { name: 'BEARER_SIDECAR_TOKEN_KEY_FILE', path: 'routes[0].auth.tls.keyFile', description: 'its private key (PEM)' },
   { name: 'BEARER_SIDECAR_TOKEN_KEY_PASSPHRASE_FILE', path: 'routes[0].auth.tls.keyPassphraseFile', description: 'file holding that key\'s passphrase' },
+  { name: 'BEARER_SIDECAR_WORKERS', path: 'workers', description: 'processes serving the proxy: a number or auto (the CPUs it may use); wins over the file', kind: 'number' },
   { name: 'BEARER_SIDECAR_LOG_LEVEL', path: 'logLevel', description: 'fatal | error | warn | info | debug | trace | silent' },
 ];
 

@@ -7,6 +7,7 @@ import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { outboundProxyResolver, type OutboundProxySettings } from '../outbound/settings.js';
 import { credentialUrlProblem } from './endpoint-url.js';
+import { workersVariable } from './env.js';
 import { interpolate } from './interpolate.js';
 import { presets } from './presets.js';
 import { configSchema, inProcessSchema, normalisePrefix, type RawAuth, type RawRoute } from './schema.js';
@@ -44,7 +45,9 @@ export function loadConfigFile(file: string, options: LoadOptions = {}): Sidecar
 export function resolveConfig(input: unknown, options: LoadOptions = {}): SidecarConfig {
   const env = options.env ?? process.env;
   const problems: string[] = [];
-  const interpolated = interpolate(input, env, problems);
+  const { input: overridden, fieldNames } = deploymentOverrides(input, env, options.fieldNames);
+  options = { ...options, ...(fieldNames ? { fieldNames } : {}) };
+  const interpolated = interpolate(overridden, env, problems);
   const result = configSchema.safeParse(interpolated);
   if (!result.success) {
     // A field whose ${VAR} is unset is reported once, for the variable, not again by the schema.
@@ -63,8 +66,22 @@ export function resolveConfig(input: unknown, options: LoadOptions = {}): Sideca
     admin: raw.admin,
     logLevel: raw.logLevel,
     drainTimeoutMs: raw.drainTimeoutMs,
+    workers: raw.workers,
     routes,
   });
+}
+
+/**
+ * Settings that belong to the deployment rather than the file win over it when their variable is
+ * set (BEARER_SIDECAR_WORKERS: the pod's CPU sizing); a bad value is named by its variable.
+ */
+function deploymentOverrides(input: unknown, env: NodeJS.ProcessEnv, fieldNames: ReadonlyMap<string, string> | undefined): { input: unknown; fieldNames: ReadonlyMap<string, string> | undefined } {
+  // Set means present in the environment (as config/index.ts decides there is an environment config).
+  const workers = Object.hasOwn(env, workersVariable) ? env[workersVariable] : undefined;
+  if (workers === undefined || workers === '' || input === null || typeof input !== 'object' || Array.isArray(input)) return { input, fieldNames };
+  const value = /^\d+$/.test(workers.trim()) ? Number(workers.trim()) : workers.trim();
+  // Escaped: the variable's value is taken literally, never interpolated.
+  return { input: { ...input, workers: typeof value === 'string' ? value.replaceAll('${', () => '$${') : value }, fieldNames: new Map([...(fieldNames ?? []), ['workers', workersVariable]]) };
 }
 
 /** What the library takes from a program, resolved (see inProcessSchema). */

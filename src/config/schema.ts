@@ -247,6 +247,8 @@ const adminSchema = z.strictObject({
   port: port.default(9901),
 });
 
+const workersProblem = { error: 'must be a whole number of at least 1, or "auto" (the CPUs this process may use)' };
+
 export const configSchema = z
   .strictObject({
     listen: listenSchema.default(() => listenSchema.parse({})),
@@ -254,6 +256,8 @@ export const configSchema = z
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** How long in-flight requests may take to finish after SIGTERM. */
     drainTimeoutMs: z.number().int().min(0).default(10_000),
+    /** Processes serving the proxy listener: a number, or "auto" for the CPUs this process may use (cpus.ts). */
+    workers: z.union([z.number().int(workersProblem).min(1, workersProblem), z.literal('auto')], workersProblem).default(1),
     /** Every route's outbound proxy, over HTTPS_PROXY / HTTP_PROXY / NO_PROXY. */
     outboundProxy: outboundProxySchema.optional(),
     routes: z.array(routeSchema).min(1, 'at least one route is required'),

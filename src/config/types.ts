@@ -137,5 +137,7 @@ export interface SidecarConfig {
   readonly admin: ListenConfig;
   readonly logLevel: LogLevel;
   readonly drainTimeoutMs: number;
+  /** Processes serving the proxy listener (1: this process alone); "auto": the CPUs it may use (cpus.ts). */
+  readonly workers: number | 'auto';
   readonly routes: readonly RouteConfig[];
 }

@@ -45,6 +45,11 @@ export class ProxyEndpoint {
     return new ProxyEndpoint(url, authorization);
   }
 
+  /** The same endpoint in a cluster worker (workers/messages.ts): from its origin and proxyAuthorization(). */
+  static fromParts(origin: string, authorization: string | undefined): ProxyEndpoint {
+    return new ProxyEndpoint(new URL(origin), authorization);
+  }
+
   /** The Proxy-Authorization header value, when the URL carried credentials. Never log it. */
   proxyAuthorization(): string | undefined {
     return this.#authorization;

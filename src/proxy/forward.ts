@@ -22,13 +22,13 @@ import type { Readable } from 'node:stream';
 import { errors, type Dispatcher } from 'undici';
 import { SidecarError } from '../errors.js';
 import { tokenAfterRejection } from '../token/rejected.js';
-import type { TokenSource } from '../token/token-source.js';
+import type { TokenProvider } from '../token/token-source.js';
 import type { RequestHeaderBuilder, ResponseHeaderBuilder } from './headers.js';
 
 export interface ForwarderOptions {
   /** The route's name, for logs. */
   readonly route: string;
-  readonly tokens: TokenSource;
+  readonly tokens: TokenProvider;
   /** The route's connection pool to its upstream origin. */
   readonly pool: Dispatcher;
   readonly requestHeaders: RequestHeaderBuilder;

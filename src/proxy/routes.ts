@@ -15,7 +15,7 @@ import type { Dispatcher } from 'undici';
 import type { RouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import { dispatcherFor, webSocketConnectorFor } from '../outbound/dispatcher.js';
-import type { TokenSource } from '../token/token-source.js';
+import type { TokenProvider } from '../token/token-source.js';
 import { failed, Forwarder, type ForwarderOptions } from './forward.js';
 import { requestHeaderPolicy, responseHeaderPolicy } from './headers.js';
 import { limitBody } from './limits.js';
@@ -37,7 +37,7 @@ export const proxiedMethods = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 
 
 export interface ProxyRouteOptions {
   readonly route: RouteConfig;
-  readonly tokens: TokenSource;
+  readonly tokens: TokenProvider;
   /** Upstream connections kept per route. */
   readonly connections?: number;
   /** The listener's shared-secret header, never forwarded. */
@@ -67,7 +67,7 @@ export class ProxyRoute {
   readonly name: string;
   readonly prefix: string;
   readonly config: RouteConfig;
-  readonly tokens: TokenSource;
+  readonly tokens: TokenProvider;
   readonly #pool: Dispatcher;
   readonly #forwarder: Forwarder;
   readonly #mapping: PathMapping;

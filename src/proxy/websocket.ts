@@ -19,7 +19,7 @@ import type { RouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import type { WebSocketConnector } from '../outbound/tunnel.js';
 import { tlsConnectOptions } from '../tls.js';
-import type { TokenSource } from '../token/token-source.js';
+import type { TokenProvider } from '../token/token-source.js';
 import type { OutgoingHeaders, ResponseHeaderBuilder } from './headers.js';
 import { upstreamPath } from './paths.js';
 import { joinWebSockets, type LinkClose, type WebSocketLink } from './websocket-link.js';
@@ -30,7 +30,7 @@ const handshakeHeaders = ['host', 'connection', 'sec-websocket-key', 'sec-websoc
 /** What an upgrade needs from its route: the same header rewrites as its plain requests. */
 export interface UpgradeRoute {
   readonly route: RouteConfig;
-  readonly tokens: TokenSource;
+  readonly tokens: TokenProvider;
   /** Opens the upstream connection through the route's outbound proxy; undefined: ws connects directly. */
   readonly connect?: WebSocketConnector | undefined;
   /** The headers a plain request of this route would carry upstream (headers.ts), token and request id included. */

@@ -80,6 +80,12 @@ const maxRetryAfterMs = 3_600_000;
  */
 export const rejectedRetry = { firstDelayMs: 60_000, maxDelayMs: 15 * 60_000 } as const;
 
+/**
+ * What the proxy needs of a route's token: the TokenSource itself in one process; in a worker
+ * (workers > 1), a copy of the primary's (workers/remote-token-source.ts).
+ */
+export type TokenProvider = Pick<TokenSource, 'name' | 'start' | 'peek' | 'getToken' | 'invalidate' | 'status' | 'close'>;
+
 export class TokenSource {
   readonly name: string;
   readonly #options: TokenSourceOptions;
@@ -116,6 +122,12 @@ export class TokenSource {
   peek(): string | undefined {
     const current = this.#current;
     return current && this.#clock.now() < current.usableUntil ? current.value : undefined;
+  }
+
+  /** The current token and the last moment (ms, the clock's) it may be sent; for the copies in workers. */
+  held(): { readonly value: string; readonly usableUntil: number } | undefined {
+    const current = this.#current;
+    return current && this.#clock.now() < current.usableUntil ? { value: current.value, usableUntil: current.usableUntil } : undefined;
   }
 
   /** A token that may be sent now, fetching one (once, for all callers) if needed. Throws TokenError. */

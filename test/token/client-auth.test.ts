@@ -27,6 +27,7 @@ import { tempFiles } from '../helpers/config.js';
 import { startOidcProvider, type TestIdp } from '../helpers/oidc-provider.js';
 import { runToEnd } from '../helpers/process.js';
 import { eventually, startSidecar } from '../helpers/sidecar.js';
+import type { TokenSource } from '../../src/token/token-source.js';
 
 describe('client authentication against oidc-provider', { skip: opensslMissing }, () => {
   let pki: TestPki;
@@ -303,7 +304,7 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
     const key = keys.get('P-256') as SigningKey;
     const privateKeyFile = files.file('live.pem', key.pem.pkcs8);
     const sidecar = await sidecarWith({ method: 'private_key_jwt', clientId: 'jwt-P-256', privateKeyFile });
-    const tokens = sidecar.sidecar.tokenSources.get('idp');
+    const tokens = sidecar.sidecar.tokenSources.get('idp') as TokenSource | undefined;
     const lines = () => sidecar.logs.map((line) => JSON.parse(line) as Record<string, unknown>);
     try {
       assert.equal((await call(`${sidecar.proxyUrl}/x`)).status, 200);

@@ -1,0 +1,19 @@
+// The environment a worker is forked with. node:cluster starts a worker with the primary's whole
+// environment, which may hold the routes' credentials (BEARER_SIDECAR_CLIENT_SECRET, a ${VAR} of
+// the config file, a proxy URL with a password). A worker needs none of them: its config comes
+// from the primary over IPC, already resolved (messages.ts). So it gets only what Node and the
+// system read (an allowlist); every other variable is removed, and /proc/<pid>/environ of a worker
+// holds no secret.
+
+/** Variables a worker keeps: Node's own (NODE_OPTIONS, NODE_EXTRA_CA_CERTS, ...), OpenSSL's CA settings, locale, time zone, paths. */
+const kept = /^(NODE_.*|UV_THREADPOOL_SIZE|SSL_CERT_FILE|SSL_CERT_DIR|OPENSSL_CONF|OPENSSL_MODULES|PATH|HOME|USER|LOGNAME|LANG|LANGUAGE|LC_.*|TZ|TMPDIR|TEMP|TMP|SystemRoot|windir)$/;
+
+/**
+ * The argument for cluster.fork(): `extra`, and every other variable of `env` set to undefined,
+ * which child_process leaves out of the child's environment.
+ */
+export function workerEnvironment(env: NodeJS.ProcessEnv, extra: Record<string, string>): Record<string, string | undefined> {
+  const result: Record<string, string | undefined> = {};
+  for (const name of Object.keys(env)) if (!kept.test(name)) result[name] = undefined;
+  return { ...result, ...extra };
+}

@@ -1,0 +1,157 @@
+// A worker's copy of the primary's token sources (workers > 1). Each route's current token is read
+// from a local copy, kept up to date by the primary's pushes (no IPC per request). Without a usable
+// copy, a request asks the primary, once for all requests of that moment; the primary answers as
+// its TokenSource.getToken() does (the same wait, the same 503 errors). A 401 is reported to the
+// primary, which applies the one-process rule (refresh only if the rejected token is still current)
+// once for all workers.
+
+import { TokenError } from '../token/errors.js';
+import type { TokenProvider, TokenStatus } from '../token/token-source.js';
+import type { ToPrimary, ToWorker, TokenPush, WireTokenError } from './messages.js';
+
+/** The local copy of one of the primary's token sources; updated in place by pushes. */
+interface Copy {
+  token: string | undefined;
+  usableUntil: number;
+  status: TokenStatus | undefined;
+}
+
+type Answer = Extract<ToWorker, { type: 'bsc:token-answer' }>;
+
+/** The copies of all the primary's token sources, and the channel to it. One per worker. */
+export class RemoteTokens {
+  readonly #send: (message: ToPrimary) => void;
+  readonly #copies = new Map<number, Copy>();
+  readonly #asks = new Map<number, (answer: Answer) => void>();
+  #nextAsk = 0;
+
+  constructor(send: (message: ToPrimary) => void) {
+    this.#send = send;
+  }
+
+  copy(tokenSource: number): Copy {
+    let copy = this.#copies.get(tokenSource);
+    if (!copy) {
+      copy = { token: undefined, usableUntil: 0, status: undefined };
+      this.#copies.set(tokenSource, copy);
+    }
+    return copy;
+  }
+
+  /** A push from the primary. A closed source's copy is dropped. */
+  update(push: TokenPush): void {
+    const copy = this.copy(push.tokenSource);
+    copy.token = push.token;
+    copy.usableUntil = push.usableUntil ?? 0;
+    copy.status = push.status;
+    if (push.status.state === 'closed') this.#copies.delete(push.tokenSource);
+  }
+
+  answered(answer: Answer): void {
+    const resolve = this.#asks.get(answer.id);
+    this.#asks.delete(answer.id);
+    resolve?.(answer);
+  }
+
+  ask(tokenSource: number): Promise<Answer> {
+    const id = ++this.#nextAsk;
+    return new Promise((resolve) => {
+      this.#asks.set(id, resolve);
+      this.#send({ type: 'bsc:token-wanted', id, tokenSource });
+    });
+  }
+
+  rejected(tokenSource: number, token: string): void {
+    this.#send({ type: 'bsc:rejected', tokenSource, token });
+  }
+
+  /** The primary has gone: whoever waits gets a 503. */
+  disconnected(): void {
+    for (const [id, resolve] of this.#asks) resolve({ type: 'bsc:token-answer', id, error: { code: 'BSC_TOKEN_UNAVAILABLE', message: 'no valid token: the sidecar is shutting down', retryable: true, retryAfterMs: 1000 } });
+    this.#asks.clear();
+  }
+
+  source(name: string, tokenSource: number): RemoteTokenSource {
+    return new RemoteTokenSource(name, tokenSource, this);
+  }
+}
+
+export class RemoteTokenSource implements TokenProvider {
+  readonly name: string;
+  readonly #tokenSource: number;
+  readonly #tokens: RemoteTokens;
+  #copy: Copy;
+  /** The ask under way: every request without a token meanwhile waits for the same answer. */
+  #asking: Promise<string> | undefined;
+  #closed = false;
+  #closedReason = 'the token source is closed (shutting down)';
+
+  constructor(name: string, tokenSource: number, tokens: RemoteTokens) {
+    this.name = name;
+    this.#tokenSource = tokenSource;
+    this.#tokens = tokens;
+    this.#copy = tokens.copy(tokenSource);
+  }
+
+  /** The primary starts its sources. */
+  start(): void {}
+
+  peek(): string | undefined {
+    const copy = this.#copy;
+    return copy.token !== undefined && Date.now() < copy.usableUntil ? copy.token : undefined;
+  }
+
+  async getToken(): Promise<string> {
+    if (this.#closed) throw unavailable(this.name, this.#closedReason);
+    const token = this.peek();
+    if (token !== undefined) return token;
+    this.#asking ??= this.#ask().finally(() => {
+      this.#asking = undefined;
+    });
+    return this.#asking;
+  }
+
+  async #ask(): Promise<string> {
+    const answer = await this.#tokens.ask(this.#tokenSource);
+    if (this.#closed) throw unavailable(this.name, this.#closedReason);
+    if (answer.token === undefined) throw tokenError(answer.error);
+    // The push with the same token may still be on its way.
+    if (answer.usableUntil !== undefined && answer.usableUntil > this.#copy.usableUntil) {
+      this.#copy = this.#tokens.copy(this.#tokenSource);
+      this.#copy.token = answer.token;
+      this.#copy.usableUntil = answer.usableUntil;
+    }
+    return answer.token;
+  }
+
+  /** The upstream answered 401 with `token`: the primary decides, once for all workers, whether to fetch another. */
+  invalidate(token: string): Promise<void> {
+    if (this.#copy.token === token) {
+      this.#copy.token = undefined;
+      this.#copy.usableUntil = 0;
+      // An ask from before the rejection could still bring back the rejected token.
+      this.#asking = undefined;
+    }
+    this.#tokens.rejected(this.#tokenSource, token);
+    return Promise.resolve();
+  }
+
+  status(): TokenStatus {
+    if (this.#closed) return { name: this.name, state: 'closed' };
+    return this.#copy.status ?? { name: this.name, state: 'starting' };
+  }
+
+  close(reason?: string): void {
+    this.#closed = true;
+    if (reason !== undefined) this.#closedReason = reason;
+  }
+}
+
+function unavailable(route: string, reason: string): TokenError {
+  return new TokenError('BSC_TOKEN_UNAVAILABLE', `no valid token for route "${route}": ${reason}`, { retryable: true, retryAfterMs: 1000 });
+}
+
+function tokenError(error: WireTokenError | undefined): TokenError {
+  if (!error) return new TokenError('BSC_TOKEN_UNAVAILABLE', 'no valid token', { retryable: true, retryAfterMs: 1000 });
+  return new TokenError(error.code, error.message, { retryable: error.retryable, ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }) });
+}

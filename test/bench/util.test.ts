@@ -1,0 +1,92 @@
+// Helpers of the benchmark (scripts/bench/util.mjs). The benchmark starts the sidecar the way the
+// shipped bin starts it: the node binary under test, the node flags on dist/cli.js's shebang line,
+// then dist/cli.js (shebangNodeArgs, checked here on the shebang forms the bin may have). It
+// measures and ends whole process trees (a sidecar's primary and workers, nginx's master and
+// workers): checked here on a real parent with a child.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+type Desc = { pid: number; start: string };
+const util = (await import(new URL('../../scripts/bench/util.mjs', import.meta.url).href)) as {
+  shebangNodeArgs: (text: string) => string[];
+  childrenOf: (pid: number) => number[];
+  treeOf: (pid: number) => number[];
+  descendantsOf: (pid: number) => Desc[];
+  killLeftovers: (list: Desc[]) => number;
+  startTime: (pid: number) => string | undefined;
+  procStatus: (pid: number) => { rssKb: number; hwmKb: number };
+  treeRssKb: (pid: number) => number;
+};
+const { shebangNodeArgs } = util;
+
+test('a plain #!/usr/bin/env node gives no flags', () => {
+  assert.deepEqual(shebangNodeArgs('#!/usr/bin/env node\n// The executable\n'), []);
+  assert.deepEqual(shebangNodeArgs('#!/usr/bin/env node'), []);
+});
+
+test('env -S splits the rest of the line: every word after node is a flag, in order', () => {
+  assert.deepEqual(shebangNodeArgs('#!/usr/bin/env -S node --a=1 --b\nimport x from "y";\n'), ['--a=1', '--b']);
+  assert.deepEqual(shebangNodeArgs('#!/usr/bin/env -S node --max-semi-space-size=2  --max-old-space-size=96\n'), ['--max-semi-space-size=2', '--max-old-space-size=96']);
+  assert.deepEqual(shebangNodeArgs('#!/usr/bin/env -Snode --b'), ['--b']);
+});
+
+test('an interpreter path given directly keeps its argument', () => {
+  assert.deepEqual(shebangNodeArgs('#!/usr/local/bin/node --a=1\n'), ['--a=1']);
+});
+
+test('no shebang, or one that is not node, gives no flags', () => {
+  assert.deepEqual(shebangNodeArgs('// no shebang\n#!/usr/bin/env -S node --a\n'), []);
+  assert.deepEqual(shebangNodeArgs('#!/bin/sh -e\n'), []);
+  assert.deepEqual(shebangNodeArgs(''), []);
+});
+
+test("the bin's own shebang parses to node flags only", () => {
+  const flags = shebangNodeArgs(readFileSync(fileURLToPath(new URL('../../src/cli.ts', import.meta.url)), 'utf8'));
+  for (const flag of flags) assert.match(flag, /^--[\w-]+(=\S+)?$/);
+});
+
+const until = async (what: string, ok: () => boolean) => {
+  for (let i = 0; i < 500; i++) {
+    if (ok()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+};
+
+test('a process tree is read from /proc, summed, and its leftovers ended by pid and start time', { skip: process.platform !== 'linux' && 'reads /proc' }, async (t) => {
+  // A parent that starts one child and then idles: the shape of a primary with a worker.
+  const parentCode = `require('node:child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' }); setInterval(() => {}, 1000);`;
+  const parent = spawn(process.execPath, ['-e', parentCode], { stdio: 'ignore' });
+  let leftovers: Desc[] = [];
+  t.after(() => {
+    parent.kill('SIGKILL');
+    util.killLeftovers(leftovers);
+  });
+  const pid = parent.pid!;
+  await until('the child', () => util.childrenOf(pid).length === 1);
+  const [child] = util.childrenOf(pid);
+  assert.ok(child !== undefined);
+  assert.deepEqual(util.treeOf(pid), [pid, child]);
+  leftovers = util.descendantsOf(pid);
+  assert.deepEqual(leftovers.map((d) => d.pid), [child]);
+  assert.equal(leftovers[0]?.start, util.startTime(child));
+  const parentRss = util.procStatus(pid).rssKb;
+  assert.ok(parentRss > 1000, `parent RSS ${parentRss} kB`);
+  assert.ok(util.treeRssKb(pid) > parentRss, 'the tree sum includes the child');
+
+  // The parent dies without ending its child: the child is left running, orphaned.
+  const exited = new Promise((r) => parent.once('exit', r));
+  parent.kill('SIGKILL');
+  await exited;
+  assert.ok(util.startTime(child) !== undefined, 'the child outlives its parent');
+  assert.ok(Number.isNaN(util.procStatus(pid).rssKb), 'a process that is gone reads NaN');
+  // A different start time names another process that reused the pid: it is left alone.
+  assert.equal(util.killLeftovers([{ pid: child, start: '1' }]), 0);
+  assert.ok(util.startTime(child) !== undefined);
+  assert.equal(util.killLeftovers(leftovers), 1);
+  await until('the child to end', () => util.startTime(child) === undefined || /^Z/.test(readFileSync(`/proc/${child}/stat`, 'utf8').split(') ')[1] ?? ''));
+});
