@@ -143,11 +143,12 @@ function catchHangups(): Hangups {
 
 /** Runs the proxy until a signal stops it; `load` reads the config again on SIGHUP (and when `watchFile` changes). */
 async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile: string | undefined, hangups: Hangups): Promise<number> {
-  const [{ default: closeWithGrace }, { setLogLevel }, { createLogger }, { createSidecar }] = await Promise.all([
+  const [{ default: closeWithGrace }, { setLogLevel }, { createLogger }, { createSidecar }, { startIdleGc }] = await Promise.all([
     import('close-with-grace'),
     import('./admin.js'),
     import('./logger.js'),
     import('./server.js'),
+    import('./idle-gc.js'),
   ]);
   const logger = createLogger({ level: config.logLevel });
   const options = { logger, loadConfig: load, ...(watchFile ? { watchConfigFile: watchFile } : {}) };
@@ -168,6 +169,8 @@ async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile
     await sidecar.close().catch(() => {});
     return 1;
   }
+  // Memory back after a burst of traffic, and after start-up (see idle-gc.ts); its timer is unref'd.
+  const idleGc = startIdleGc();
   // SIGUSR2 cycles info → debug → trace → info, for a look at a live problem without a restart.
   const cycle = ['info', 'debug', 'trace'];
   process.on('SIGUSR2', () => {
@@ -198,6 +201,7 @@ async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile
         logger.flush();
         process.exit(1);
       }, boundMs);
+      idleGc.stop();
       await sidecar.close();
       clearTimeout(hung);
       logger.info('stopped');

@@ -248,3 +248,30 @@ export async function freePort(): Promise<number> {
     });
   });
 }
+
+/**
+ * How a script's first line runs node: none for `#!/usr/bin/env node`; for
+ * `#!/usr/bin/env -S NAME=VALUE node --a --b` (env -S splits its one argument at spaces) the
+ * variables before the command and the words after `node`. Same rule as shebangNodeArgs in
+ * scripts/bench/util.mjs, plus the variables (as scripts/bench/memory.mjs reads them).
+ */
+export function shebang(text: string): { env: Record<string, string>; args: string[] } {
+  const first = text.split('\n', 1)[0] ?? '';
+  const env: Record<string, string> = {};
+  if (!first.startsWith('#!')) return { env, args: [] };
+  let words = first.slice(2).trim().split(/\s+/).filter(Boolean);
+  if (words[0] && /(^|\/)env$/.test(words[0])) {
+    words = words.slice(1);
+    while (words[0]?.startsWith('-')) {
+      const w = words.shift() as string;
+      if (w === '-S' || w === '--split-string') continue;
+      if (w.startsWith('-S')) words.unshift(w.slice(2));
+    }
+    while (words[0] && /^[A-Za-z_][A-Za-z0-9_]*=/.test(words[0])) {
+      const word = words.shift() as string;
+      env[word.slice(0, word.indexOf('='))] = word.slice(word.indexOf('=') + 1);
+    }
+  }
+  const i = words.findIndex((w) => /(^|\/)node$/.test(w));
+  return { env, args: i < 0 ? [] : words.slice(i + 1) };
+}

@@ -2,7 +2,8 @@
 // prefix (dependencies from npm's cache where it has them), then the installed CLI run from
 // another directory: --version, and `check` with the shipped config/systemd.yaml against a
 // scripted token endpoint, its secret in a stand-in for systemd's credentials directory. The CLI
-// runs on the Node under test (its `#!/usr/bin/env node` finds that one first on PATH).
+// runs on the Node under test (its `#!/usr/bin/env -S ... node ...` finds that one first on PATH),
+// and a running `serve` has the node flags and environment of that first line (node-flags.test.ts).
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
@@ -10,8 +11,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { issue, startScriptedTokenServer, type ScriptedTokenServer } from '../helpers/servers.js';
-import { root } from './files.js';
+import { freePort, issue, startScriptedTokenServer, type ScriptedTokenServer } from '../helpers/servers.js';
+import { read, root, shebang } from './files.js';
 
 const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
 const temp = mkdtempSync(join(tmpdir(), 'bsc-global-'));
@@ -115,4 +116,35 @@ test('the installed CLI checks the shipped config/systemd.yaml against a token e
     assert.doesNotMatch(output, new RegExp(`${secret}|a-wrong-secret`));
     for (const token of tokens.issued) assert.ok(!output.includes(token), 'no token in the output');
   }
+});
+
+test("the installed bin runs node with its first line's flags and environment (/proc/<pid>/cmdline and environ)", async () => {
+  const expected = shebang(read('src/cli.ts'));
+  const env = {
+    PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}`,
+    BEARER_SIDECAR_UPSTREAM: 'http://127.0.0.1:9',
+    BEARER_SIDECAR_TOKEN_URL: tokens.url,
+    BEARER_SIDECAR_CLIENT_ID: 'my-client-id',
+    BEARER_SIDECAR_CLIENT_SECRET: secret,
+    BEARER_SIDECAR_PORT: String(await freePort()),
+    BEARER_SIDECAR_ADMIN_PORT: String(await freePort()),
+  };
+  const child = spawn(bin, ['serve'], { cwd: elsewhere, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  try {
+    for (let i = 0; i < 1500 && !output.includes('"listening"'); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.match(output, /"listening"/, output);
+    // env execs node in the same process: the bin's pid is node's.
+    const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    assert.match(cmdline[0] ?? '', /(^|\/)node$/);
+    assert.deepEqual(cmdline.slice(1, 1 + expected.args.length), expected.args, `node's command line: ${cmdline.join(' ')}`);
+    const environ = readFileSync(`/proc/${child.pid}/environ`, 'utf8').split('\0');
+    for (const [name, value] of Object.entries(expected.env)) assert.ok(environ.includes(`${name}=${value}`), `${name}=${value} in the process's environment`);
+  } finally {
+    child.kill('SIGTERM');
+  }
+  assert.equal(await exited, 0, output);
 });
