@@ -132,6 +132,19 @@ export async function createPrimary(config: SidecarConfig, workers: number, opti
     }
   }
 
+  /**
+   * A worker's upstream rejected `token` (401): the one-process rule (TokenSource.invalidate). When
+   * that drops the token, every worker hears it at once, as one process's requests would: none
+   * sends the rejected token again, and each waits for the refresh (or gets the 503) instead.
+   */
+  function rejected(number: number, token: string): void {
+    const source = sources.get(number);
+    if (!source) return;
+    const before = source.held()?.value;
+    void source.invalidate(token);
+    if (source.held()?.value !== before) broadcast(push(number, source));
+  }
+
   /** Resolves once the first fork has listened (or failed: rejects). */
   let firstListening: { resolve(): void; reject(err: Error): void } | undefined;
 
@@ -156,7 +169,7 @@ export async function createPrimary(config: SidecarConfig, workers: number, opti
           void answerToken(slot, message.id, message.tokenSource);
           break;
         case 'bsc:rejected':
-          void sources.get(message.tokenSource)?.invalidate(message.token);
+          rejected(message.tokenSource, message.token);
           break;
         case 'bsc:listening':
           slot.state = 'listening';
