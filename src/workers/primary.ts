@@ -119,16 +119,24 @@ export async function createPrimary(config: SidecarConfig, workers: number, opti
     return { type: 'bsc:config', config: encodeConfig(live.config, numberOf), hash: live.hash, loadedAt: live.loadedAt.toISOString() };
   }
 
-  async function answerToken(slot: Slot, id: number, number: number): Promise<void> {
+  /**
+   * Answers an ask to the worker that asked, never to its slot's next worker: a restarted worker
+   * numbers its asks from 1 again, so an answer meant for its predecessor (another route's token,
+   * perhaps) would settle one of its own asks.
+   */
+  async function answerToken(worker: Worker, id: number, number: number): Promise<void> {
+    const answer = (message: ToWorker) => {
+      if (worker.isConnected()) worker.send(message, (err: Error | null) => void err);
+    };
     const source = sources.get(number);
     try {
       if (!source) throw new TokenError('BSC_TOKEN_UNAVAILABLE', 'no valid token: its auth settings changed in a config reload; retry the request', { retryable: true, retryAfterMs: 1000 });
       const token = await source.getToken();
       const held = source.held();
-      send(slot, { type: 'bsc:token-answer', id, token, ...(held?.value === token ? { usableUntil: held.usableUntil } : {}) });
+      answer({ type: 'bsc:token-answer', id, tokenSource: number, token, ...(held?.value === token ? { usableUntil: held.usableUntil } : {}) });
     } catch (err) {
       const error = err instanceof TokenError ? err : new TokenError('BSC_TOKEN_UNAVAILABLE', (err as Error).message, { retryable: true });
-      send(slot, { type: 'bsc:token-answer', id, error: { code: error.code, message: error.message, retryable: error.retryable, ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }) } });
+      answer({ type: 'bsc:token-answer', id, tokenSource: number, error: { code: error.code, message: error.message, retryable: error.retryable, ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }) } });
     }
   }
 
@@ -166,7 +174,7 @@ export async function createPrimary(config: SidecarConfig, workers: number, opti
           if (logger.level !== sidecar.live.config.logLevel) send(slot, { type: 'bsc:loglevel', level: logger.level });
           break;
         case 'bsc:token-wanted':
-          void answerToken(slot, message.id, message.tokenSource);
+          void answerToken(worker, message.id, message.tokenSource);
           break;
         case 'bsc:rejected':
           rejected(message.tokenSource, message.token);

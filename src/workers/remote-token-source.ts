@@ -23,7 +23,8 @@ export class RemoteTokens {
   /** Sends to the primary; false when the channel is closed. */
   readonly #send: (message: ToPrimary) => boolean;
   readonly #copies = new Map<number, Copy>();
-  readonly #asks = new Map<number, (answer: Answer) => void>();
+  /** The asks awaiting an answer: the token source each asked for, and how to settle it. */
+  readonly #asks = new Map<number, { readonly tokenSource: number; settle(answer: Answer): void }>();
   #nextAsk = 0;
   #gone = false;
 
@@ -54,10 +55,12 @@ export class RemoteTokens {
     return this.#copies.has(tokenSource);
   }
 
+  /** An answer of the primary; one for another token source than its ask's is no answer to it (never a token for the wrong route). */
   answered(answer: Answer): void {
-    const resolve = this.#asks.get(answer.id);
+    const ask = this.#asks.get(answer.id);
+    if (!ask || ask.tokenSource !== answer.tokenSource) return;
     this.#asks.delete(answer.id);
-    resolve?.(answer);
+    ask.settle(answer);
   }
 
   /**
@@ -68,15 +71,18 @@ export class RemoteTokens {
    */
   ask(tokenSource: number, timeoutMs: number): Promise<Answer> {
     const id = ++this.#nextAsk;
-    if (this.#gone) return Promise.resolve(shuttingDown(id));
+    if (this.#gone) return Promise.resolve(shuttingDown(id, tokenSource));
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.#asks.delete(id);
-        resolve({ type: 'bsc:token-answer', id, error: { code: 'BSC_TOKEN_UNAVAILABLE', message: `no valid token: the sidecar's primary process did not answer within ${timeoutMs} ms; retry the request`, retryable: true, retryAfterMs: 1000 } });
+        resolve({ type: 'bsc:token-answer', id, tokenSource, error: { code: 'BSC_TOKEN_UNAVAILABLE', message: `no valid token: the sidecar's primary process did not answer within ${timeoutMs} ms; retry the request`, retryable: true, retryAfterMs: 1000 } });
       }, timeoutMs);
-      this.#asks.set(id, (answer) => {
-        clearTimeout(timer);
-        resolve(answer);
+      this.#asks.set(id, {
+        tokenSource,
+        settle: (answer) => {
+          clearTimeout(timer);
+          resolve(answer);
+        },
       });
       if (!this.#send({ type: 'bsc:token-wanted', id, tokenSource })) this.disconnected();
     });
@@ -91,7 +97,7 @@ export class RemoteTokens {
     this.#gone = true;
     const waiting = [...this.#asks];
     this.#asks.clear();
-    for (const [id, resolve] of waiting) resolve(shuttingDown(id));
+    for (const [id, ask] of waiting) ask.settle(shuttingDown(id, ask.tokenSource));
   }
 
   source(name: string, auth: RemoteAuth): RemoteTokenSource {
@@ -175,8 +181,8 @@ export class RemoteTokenSource implements TokenProvider {
 /** The channel's share of an ask's bound (RemoteTokenSource): beyond the primary's own tokenWaitMs. */
 const askMarginMs = 2_000;
 
-function shuttingDown(id: number): Answer {
-  return { type: 'bsc:token-answer', id, error: { code: 'BSC_TOKEN_UNAVAILABLE', message: 'no valid token: the sidecar is shutting down', retryable: true, retryAfterMs: 1000 } };
+function shuttingDown(id: number, tokenSource: number): Answer {
+  return { type: 'bsc:token-answer', id, tokenSource, error: { code: 'BSC_TOKEN_UNAVAILABLE', message: 'no valid token: the sidecar is shutting down', retryable: true, retryAfterMs: 1000 } };
 }
 
 function unavailable(route: string, reason: string): TokenError {

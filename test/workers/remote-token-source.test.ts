@@ -26,7 +26,7 @@ describe('a worker\'s remote token source', () => {
     assert.equal(sent.length, 1);
     const ask = sent[0] as Extract<ToPrimary, { type: 'bsc:token-wanted' }>;
     assert.deepEqual({ type: ask.type, tokenSource: ask.tokenSource }, { type: 'bsc:token-wanted', tokenSource: 1 });
-    tokens.answered({ type: 'bsc:token-answer', id: ask.id, token: 't1', usableUntil: inAnHour() });
+    tokens.answered({ type: 'bsc:token-answer', id: ask.id, tokenSource: 1, token: 't1', usableUntil: inAnHour() });
     assert.deepEqual(await waiting, ['t1', 't1', 't1']);
     assert.equal(source.peek(), 't1', 'the answer is kept until the push comes');
   });
@@ -36,7 +36,7 @@ describe('a worker\'s remote token source', () => {
     const source = tokens.source('api', { tokenSource: 1, tokenWaitMs: 5_000 });
     const waiting = source.getToken();
     const ask = sent[0] as Extract<ToPrimary, { type: 'bsc:token-wanted' }>;
-    tokens.answered({ type: 'bsc:token-answer', id: ask.id, error: { code: 'BSC_TOKEN_UNAVAILABLE', message: 'no valid token for route "api": endpoint down', retryable: true, retryAfterMs: 4000 } });
+    tokens.answered({ type: 'bsc:token-answer', id: ask.id, tokenSource: 1, error: { code: 'BSC_TOKEN_UNAVAILABLE', message: 'no valid token for route "api": endpoint down', retryable: true, retryAfterMs: 4000 } });
     await assert.rejects(waiting, { code: 'BSC_TOKEN_UNAVAILABLE', message: 'no valid token for route "api": endpoint down', retryAfterMs: 4000 });
   });
 
@@ -75,7 +75,7 @@ describe('a worker\'s remote token source', () => {
     tokens.update({ type: 'bsc:token', tokenSource: 3, status: { name: 'api', state: 'closed' } });
     assert.equal(tokens.has(3), false);
     const ask = sent.at(-1) as Extract<ToPrimary, { type: 'bsc:token-wanted' }>;
-    tokens.answered({ type: 'bsc:token-answer', id: ask.id, token: 'late', usableUntil: inAnHour() });
+    tokens.answered({ type: 'bsc:token-answer', id: ask.id, tokenSource: 3, token: 'late', usableUntil: inAnHour() });
     assert.equal(await waiting, 'late', 'the request that asked gets its answer');
     assert.equal(source.peek(), undefined, 'but the closed source keeps no copy');
     assert.equal(tokens.has(3), false);
@@ -90,7 +90,18 @@ describe('a worker\'s remote token source', () => {
     assert.equal(source.peek(), undefined);
     const waiting = source.getToken();
     const ask = sent[1] as Extract<ToPrimary, { type: 'bsc:token-wanted' }>;
-    tokens.answered({ type: 'bsc:token-answer', id: ask.id, token: 'new', usableUntil: inAnHour() });
+    tokens.answered({ type: 'bsc:token-answer', id: ask.id, tokenSource: 1, token: 'new', usableUntil: inAnHour() });
     assert.equal(await waiting, 'new');
+  });
+
+  test('an answer naming another token source than its ask\'s settles nothing: never a token for the wrong route', async () => {
+    const { sent, tokens } = channel();
+    const source = tokens.source('b', { tokenSource: 2, tokenWaitMs: 5_000 });
+    const waiting = source.getToken();
+    const ask = sent[0] as Extract<ToPrimary, { type: 'bsc:token-wanted' }>;
+    tokens.answered({ type: 'bsc:token-answer', id: ask.id, tokenSource: 1, token: 'route-a-token', usableUntil: inAnHour() });
+    assert.equal(source.peek(), undefined);
+    tokens.answered({ type: 'bsc:token-answer', id: ask.id, tokenSource: 2, token: 'route-b-token', usableUntil: inAnHour() });
+    assert.equal(await waiting, 'route-b-token');
   });
 });
