@@ -12,7 +12,7 @@
 //   the token sources close.
 
 import cluster, { type Worker } from 'node:cluster';
-import { Counter, Gauge } from 'prom-client';
+import { Counter } from 'prom-client';
 import type { Logger } from 'pino';
 import type { WorkerReport } from '../admin.js';
 import type { SidecarConfig } from '../config/types.js';
@@ -83,7 +83,6 @@ export async function createPrimary(config: SidecarConfig, workers: number, opti
   }
 
   const restarts = new Counter({ name: 'bearer_sidecar_worker_restarts_total', help: 'Workers restarted after they exited unexpectedly.', registers: [] });
-  const up = new Gauge({ name: 'bearer_sidecar_worker_up', help: 'Each worker: 1 when it answered this scrape, else 0.', labelNames: ['worker'] as const, registers: [] });
 
   sidecar = await createSidecar(config, {
     ...options,
@@ -107,12 +106,11 @@ export async function createPrimary(config: SidecarConfig, workers: number, opti
       reports: () => slots.map((slot) => ({ worker: slot.id, ...(slot.worker?.process.pid ? { pid: slot.worker.process.pid } : {}), state: slot.state, ...(slot.config ? { config: slot.config } : {}) })),
       logLevelChanged: (level) => broadcast({ type: 'bsc:loglevel', level }),
       serving: () => allListened && slots.some((slot) => slot.state === 'listening'),
-      metrics: () => workersMetrics(sidecar.metrics.registry, slots.filter((slot) => slot.state === 'listening' && slot.worker).map((slot) => ({ id: slot.id, worker: slot.worker as Worker })), slots.map((slot) => slot.id), up),
+      metrics: () => workersMetrics(sidecar.metrics.registry, slots.filter((slot) => slot.state === 'listening' && slot.worker).map((slot) => ({ id: slot.id, worker: slot.worker as Worker })), slots.map((slot) => slot.id)),
     },
     onReload: (live) => broadcast(configMessage(live)),
   });
   sidecar.metrics.registry.registerMetric(restarts);
-  sidecar.metrics.registry.registerMetric(up);
 
   function configMessage(live: LiveConfig): ToWorker {
     const numberOf = (route: string) => numbers.get(sidecar.tokenSources.get(route) as object) ?? 0;
