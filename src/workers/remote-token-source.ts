@@ -137,10 +137,13 @@ export class RemoteTokenSource implements TokenProvider {
     if (this.#closed) throw unavailable(this.name, this.#closedReason);
     const token = this.peek();
     if (token !== undefined) return token;
-    this.#asking ??= this.#ask().finally(() => {
-      this.#asking = undefined;
+    if (this.#asking) return this.#asking;
+    const asking = this.#ask().finally(() => {
+      // Not a later ask's: invalidate() may have let one start meanwhile.
+      if (this.#asking === asking) this.#asking = undefined;
     });
-    return this.#asking;
+    this.#asking = asking;
+    return asking;
   }
 
   async #ask(): Promise<string> {

@@ -104,4 +104,24 @@ describe('a worker\'s remote token source', () => {
     tokens.answered({ type: 'bsc:token-answer', id: ask.id, tokenSource: 2, token: 'route-b-token', usableUntil: inAnHour() });
     assert.equal(await waiting, 'route-b-token');
   });
+
+  test('an ask from before a rejection ending does not end the single flight of the ask after it', async () => {
+    const { sent, tokens } = channel();
+    const source = tokens.source('api', { tokenSource: 1, tokenWaitMs: 5_000 });
+    tokens.update({ type: 'bsc:token', tokenSource: 1, token: 'old', usableUntil: inAnHour(), status: { name: 'api', state: 'ready' } });
+    await source.invalidate('old');
+    const first = source.getToken();
+    // Meanwhile a push brings a token the upstream rejects too: the ask under way may bring it back, so a new one starts.
+    tokens.update({ type: 'bsc:token', tokenSource: 1, token: 'mid', usableUntil: inAnHour(), status: { name: 'api', state: 'ready' } });
+    await source.invalidate('mid');
+    const second = [source.getToken(), source.getToken()];
+    const asks = sent.filter((message) => message.type === 'bsc:token-wanted') as Extract<ToPrimary, { type: 'bsc:token-wanted' }>[];
+    assert.equal(asks.length, 2, 'one ask before the second rejection, one after');
+    tokens.answered({ type: 'bsc:token-answer', id: (asks[0] as { id: number }).id, tokenSource: 1, error: { code: 'BSC_TOKEN_UNAVAILABLE', message: 'x', retryable: true } });
+    await assert.rejects(first);
+    const third = source.getToken();
+    assert.equal(sent.filter((message) => message.type === 'bsc:token-wanted').length, 2, 'the ask under way still serves the requests after it');
+    tokens.answered({ type: 'bsc:token-answer', id: (asks[1] as { id: number }).id, tokenSource: 1, token: 'new', usableUntil: inAnHour() });
+    assert.deepEqual(await Promise.all([...second, third]), ['new', 'new', 'new']);
+  });
 });
