@@ -44,7 +44,8 @@ export interface WireTokenError {
 export type ToWorker =
   | { readonly type: 'bsc:config'; readonly config: unknown; readonly hash: string; readonly loadedAt: string }
   | TokenPush
-  | { readonly type: 'bsc:token-answer'; readonly id: number; readonly token?: string; readonly usableUntil?: number; readonly error?: WireTokenError }
+  /** The answer to a bsc:token-wanted, naming the token source asked for (a worker checks it). */
+  | { readonly type: 'bsc:token-answer'; readonly id: number; readonly tokenSource: number; readonly token?: string; readonly usableUntil?: number; readonly error?: WireTokenError }
   | { readonly type: 'bsc:metrics'; readonly id: number }
   | { readonly type: 'bsc:loglevel'; readonly level: string }
   | { readonly type: 'bsc:shutdown' };

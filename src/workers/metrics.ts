@@ -5,19 +5,33 @@
 // `timeoutMs` is left out and its bearer_sidecar_worker_up is 0: the scrape never hangs on it.
 
 import type { Worker } from 'node:cluster';
-import { AggregatorRegistry, type Gauge, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client';
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client';
 import { isOurs, type ToPrimary } from './messages.js';
 
 type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
 
 let lastId = 0;
 
-export async function workersMetrics(primary: Registry, listening: readonly { id: string; worker: Worker }[], all: readonly string[], up: Gauge<'worker'>, timeoutMs = 2_000): Promise<string> {
-  const answers = await Promise.all(listening.map(({ id, worker }) => ask(worker, timeoutMs).then((metrics) => ({ id, metrics }))));
-  up.reset();
-  for (const id of all) up.set({ worker: id }, answers.some((answer) => answer.id === id && answer.metrics !== undefined) ? 1 : 0);
-  const own = await primary.getMetricsAsJSON();
-  const registry = AggregatorRegistry.aggregate([own, ...answers.flatMap((answer) => (answer.metrics ? [answer.metrics] : []))]);
+/**
+ * bearer_sidecar_worker_up of one scrape: made for it rather than kept in a Gauge of the primary's
+ * registry, so two scrapes at once cannot report each other's answers.
+ */
+function upMetric(all: readonly string[], answered: ReadonlySet<string>): MetricsJson {
+  return [
+    {
+      name: 'bearer_sidecar_worker_up',
+      help: 'Each worker: 1 when it answered this scrape, else 0.',
+      type: 'gauge',
+      aggregator: 'sum',
+      values: all.map((id) => ({ labels: { worker: id }, value: answered.has(id) ? 1 : 0 })),
+    } as unknown as MetricsJson[number],
+  ];
+}
+
+export async function workersMetrics(primary: Registry, listening: readonly { id: string; worker: Worker }[], all: readonly string[], timeoutMs = 2_000): Promise<string> {
+  const [answers, own] = await Promise.all([Promise.all(listening.map(({ id, worker }) => ask(worker, timeoutMs).then((metrics) => ({ id, metrics })))), primary.getMetricsAsJSON()]);
+  const answered = new Set(answers.flatMap((answer) => (answer.metrics ? [answer.id] : [])));
+  const registry = AggregatorRegistry.aggregate([own, upMetric(all, answered), ...answers.flatMap((answer) => (answer.metrics ? [answer.metrics] : []))]);
   return registry.metrics();
 }
 

@@ -12,7 +12,7 @@
 //   the token sources close.
 
 import cluster, { type Worker } from 'node:cluster';
-import { Counter, Gauge } from 'prom-client';
+import { Counter } from 'prom-client';
 import type { Logger } from 'pino';
 import type { WorkerReport } from '../admin.js';
 import type { SidecarConfig } from '../config/types.js';
@@ -83,7 +83,6 @@ export async function createPrimary(config: SidecarConfig, workers: number, opti
   }
 
   const restarts = new Counter({ name: 'bearer_sidecar_worker_restarts_total', help: 'Workers restarted after they exited unexpectedly.', registers: [] });
-  const up = new Gauge({ name: 'bearer_sidecar_worker_up', help: 'Each worker: 1 when it answered this scrape, else 0.', labelNames: ['worker'] as const, registers: [] });
 
   sidecar = await createSidecar(config, {
     ...options,
@@ -107,29 +106,49 @@ export async function createPrimary(config: SidecarConfig, workers: number, opti
       reports: () => slots.map((slot) => ({ worker: slot.id, ...(slot.worker?.process.pid ? { pid: slot.worker.process.pid } : {}), state: slot.state, ...(slot.config ? { config: slot.config } : {}) })),
       logLevelChanged: (level) => broadcast({ type: 'bsc:loglevel', level }),
       serving: () => allListened && slots.some((slot) => slot.state === 'listening'),
-      metrics: () => workersMetrics(sidecar.metrics.registry, slots.filter((slot) => slot.state === 'listening' && slot.worker).map((slot) => ({ id: slot.id, worker: slot.worker as Worker })), slots.map((slot) => slot.id), up),
+      metrics: () => workersMetrics(sidecar.metrics.registry, slots.filter((slot) => slot.state === 'listening' && slot.worker).map((slot) => ({ id: slot.id, worker: slot.worker as Worker })), slots.map((slot) => slot.id)),
     },
     onReload: (live) => broadcast(configMessage(live)),
   });
   sidecar.metrics.registry.registerMetric(restarts);
-  sidecar.metrics.registry.registerMetric(up);
 
   function configMessage(live: LiveConfig): ToWorker {
     const numberOf = (route: string) => numbers.get(sidecar.tokenSources.get(route) as object) ?? 0;
     return { type: 'bsc:config', config: encodeConfig(live.config, numberOf), hash: live.hash, loadedAt: live.loadedAt.toISOString() };
   }
 
-  async function answerToken(slot: Slot, id: number, number: number): Promise<void> {
+  /**
+   * Answers an ask to the worker that asked, never to its slot's next worker: a restarted worker
+   * numbers its asks from 1 again, so an answer meant for its predecessor (another route's token,
+   * perhaps) would settle one of its own asks.
+   */
+  async function answerToken(worker: Worker, id: number, number: number): Promise<void> {
+    const answer = (message: ToWorker) => {
+      if (worker.isConnected()) worker.send(message, (err: Error | null) => void err);
+    };
     const source = sources.get(number);
     try {
       if (!source) throw new TokenError('BSC_TOKEN_UNAVAILABLE', 'no valid token: its auth settings changed in a config reload; retry the request', { retryable: true, retryAfterMs: 1000 });
       const token = await source.getToken();
       const held = source.held();
-      send(slot, { type: 'bsc:token-answer', id, token, ...(held?.value === token ? { usableUntil: held.usableUntil } : {}) });
+      answer({ type: 'bsc:token-answer', id, tokenSource: number, token, ...(held?.value === token ? { usableUntil: held.usableUntil } : {}) });
     } catch (err) {
       const error = err instanceof TokenError ? err : new TokenError('BSC_TOKEN_UNAVAILABLE', (err as Error).message, { retryable: true });
-      send(slot, { type: 'bsc:token-answer', id, error: { code: error.code, message: error.message, retryable: error.retryable, ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }) } });
+      answer({ type: 'bsc:token-answer', id, tokenSource: number, error: { code: error.code, message: error.message, retryable: error.retryable, ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }) } });
     }
+  }
+
+  /**
+   * A worker's upstream rejected `token` (401): the one-process rule (TokenSource.invalidate). When
+   * that drops the token, every worker hears it at once, as one process's requests would: none
+   * sends the rejected token again, and each waits for the refresh (or gets the 503) instead.
+   */
+  function rejected(number: number, token: string): void {
+    const source = sources.get(number);
+    if (!source) return;
+    const before = source.held()?.value;
+    void source.invalidate(token);
+    if (source.held()?.value !== before) broadcast(push(number, source));
   }
 
   /** Resolves once the first fork has listened (or failed: rejects). */
@@ -153,10 +172,10 @@ export async function createPrimary(config: SidecarConfig, workers: number, opti
           if (logger.level !== sidecar.live.config.logLevel) send(slot, { type: 'bsc:loglevel', level: logger.level });
           break;
         case 'bsc:token-wanted':
-          void answerToken(slot, message.id, message.tokenSource);
+          void answerToken(worker, message.id, message.tokenSource);
           break;
         case 'bsc:rejected':
-          void sources.get(message.tokenSource)?.invalidate(message.token);
+          rejected(message.tokenSource, message.token);
           break;
         case 'bsc:listening':
           slot.state = 'listening';

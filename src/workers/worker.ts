@@ -22,8 +22,14 @@ export function runWorker(workerId: string): Promise<number> {
     process.stderr.write('bearer-sidecar: BSC_WORKER_SLOT is set but this process is no cluster worker; unset it\n');
     return Promise.resolve(2);
   }
-  const send = (message: ToPrimary) => {
-    if (process.connected) process.send?.(message);
+  /** False when the channel to the primary is closed (the message is not sent). */
+  const send = (message: ToPrimary): boolean => {
+    if (!process.connected || !process.send) return false;
+    process.send(message, undefined, undefined, (err: Error | null) => {
+      // The channel closed under the message: an ask will get no answer; the 'disconnect' that follows stops this worker.
+      if (err) tokens.disconnected();
+    });
+    return true;
   };
   const tokens = new RemoteTokens(send);
   let sidecar: Sidecar | undefined;
@@ -55,7 +61,7 @@ export function runWorker(workerId: string): Promise<number> {
         sharedSocket: true,
         configHash: (config) => hashes.get(config),
         tokens: (route) => {
-          const source = tokens.source(route.name, remoteAuth(route.auth).tokenSource);
+          const source = tokens.source(route.name, remoteAuth(route.auth));
           return { source, close: async (reason) => source.close(reason) };
         },
       });
@@ -89,7 +95,8 @@ export function runWorker(workerId: string): Promise<number> {
 
   function stop(code = 0): Promise<void> {
     stopping ??= (async () => {
-      tokens.disconnected();
+      // While the primary is there it still answers asks: a request in the drain gets a token as in one process.
+      if (!process.connected) tokens.disconnected();
       if (sidecar) {
         sidecar.logger.info('shutting down; draining in-flight requests');
         await sidecar.close().catch(() => {});
@@ -128,7 +135,10 @@ export function runWorker(workerId: string): Promise<number> {
   });
   // A signal to the whole process group (Ctrl-C in a terminal): drain and exit; the primary does not restart it, as it is stopping too.
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void stop());
-  process.on('disconnect', () => void stop());
+  process.on('disconnect', () => {
+    tokens.disconnected();
+    void stop();
+  });
   send({ type: 'bsc:hello' });
   return exited;
 }

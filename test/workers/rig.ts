@@ -62,12 +62,15 @@ export interface TreeOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** The client secret goes in through this variable (${VAR} in the file) instead of the file. */
   readonly secretVariable?: string;
+  /** The `routes:` section in place of the one route `api` to `upstream` with a token from `tokenUrl`. */
+  readonly routes?: string;
 }
 
 export function configText(options: TreeOptions & { proxyPort: number; adminPort: number; socketPath?: string }): string {
   const listen = options.socketPath ? `listen: { socket: ${options.socketPath}, mode: "0640" }` : `listen: { host: 127.0.0.1, port: ${options.proxyPort} }`;
   const secret = options.secretVariable ? `\${${options.secretVariable}}` : clientSecret;
-  return `workers: 2\n${listen}\nadmin: { port: ${options.adminPort} }\nlogLevel: info\n${options.extra ?? ''}routes:\n  - name: api\n    upstream: ${options.upstream}\n    auth: { tokenUrl: ${options.tokenUrl}, clientId: workers-client, clientSecret: "${secret}" }\n`;
+  const routes = options.routes ?? `routes:\n  - name: api\n    upstream: ${options.upstream}\n    auth: { tokenUrl: ${options.tokenUrl}, clientId: workers-client, clientSecret: "${secret}" }\n`;
+  return `workers: 2\n${listen}\nadmin: { port: ${options.adminPort} }\nlogLevel: info\n${options.extra ?? ''}${routes}`;
 }
 
 export async function startTree(options: TreeOptions): Promise<Tree> {

@@ -14,6 +14,8 @@ describe('workers: 2, one token source for all', () => {
   let tokens: ScriptedTokenServer;
   let upstream: Upstream;
   let tree: Tree;
+  /** A credential named like a Node variable: the workers must not inherit it either. */
+  const npmToken = 'npm-registry-token-77e1';
   let releaseFirstGrant: () => void = () => {};
   /** Requests sent through the proxy so far (every one must be counted once in /metrics). */
   let sent = 0;
@@ -28,7 +30,7 @@ describe('workers: 2, one token source for all', () => {
     });
     upstream = await startUpstream();
     // The secret reaches the primary through the environment (${WORKERS_TEST_SECRET}): the workers must not inherit it.
-    tree = await startTree({ upstream: upstream.url, tokenUrl: tokens.url, secretVariable: 'WORKERS_TEST_SECRET', env: { WORKERS_TEST_SECRET: clientSecret } });
+    tree = await startTree({ upstream: upstream.url, tokenUrl: tokens.url, secretVariable: 'WORKERS_TEST_SECRET', env: { WORKERS_TEST_SECRET: clientSecret, MALLOC_MMAP_THRESHOLD_: '32768', GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=131072', NODE_AUTH_TOKEN: npmToken } });
   });
   after(async () => {
     releaseFirstGrant();
@@ -108,6 +110,10 @@ describe('workers: 2, one token source for all', () => {
       const text = procText(pid);
       assert.ok(!text.includes(clientSecret), 'the client secret is not in a worker\'s environ or cmdline');
       assert.ok(!text.includes('WORKERS_TEST_SECRET'), 'the primary\'s other variables are not passed on');
+      assert.ok(!text.includes(npmToken), 'NODE_AUTH_TOKEN is not passed on');
+      // The malloc tuning of the image (Dockerfile ENV, the bin's shebang) holds in every worker.
+      assert.ok(text.split('\0').includes('MALLOC_MMAP_THRESHOLD_=32768'), 'MALLOC_MMAP_THRESHOLD_ reaches the worker');
+      assert.ok(text.split('\0').includes('GLIBC_TUNABLES=glibc.malloc.trim_threshold=131072'), 'GLIBC_TUNABLES reaches the worker');
       for (const token of tokens.issued) assert.ok(!text.includes(token), 'no token in a worker\'s environ or cmdline');
     }
     audit.assertNothingLeaked([tree.sidecar.output()]);

@@ -1,0 +1,63 @@
+// `workers: 2`, SIGHUP removing a route while requests of it wait for its first token: they get a
+// clean 503 (token_unavailable, naming the reload) at once, not a hang until tokenWaitMs; the
+// route is gone from every worker; the other route serves on.
+
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { issue } from '../helpers/servers.js';
+import { configText, get, startScriptedTokenServer, startTree, startUpstream, until, type ScriptedTokenServer, type Tree, type Upstream } from './rig.js';
+
+describe('workers: 2, a reload removes a route with requests waiting for its token', () => {
+  let tokensA: ScriptedTokenServer;
+  let tokensB: ScriptedTokenServer;
+  let upstream: Upstream;
+  let tree: Tree;
+  let releaseA: () => void = () => {};
+  const routeA = (url: string, tokenUrl: string) => `  - { name: a, prefix: /a, upstream: ${url}, auth: { tokenUrl: ${tokenUrl}, clientId: a, clientSecret: secret-a, tokenWaitMs: 30000 } }\n`;
+  const routeB = (url: string, tokenUrl: string) => `  - { name: b, prefix: /b, upstream: ${url}, auth: { tokenUrl: ${tokenUrl}, clientId: b, clientSecret: secret-b } }\n`;
+
+  before(async () => {
+    const grantA = new Promise<void>((resolve) => (releaseA = resolve));
+    tokensA = await startScriptedTokenServer(async () => {
+      await grantA;
+      return { status: 200, body: issue(3600) };
+    });
+    tokensB = await startScriptedTokenServer(async () => ({ status: 200, body: issue(3600) }));
+    upstream = await startUpstream();
+    tree = await startTree({ upstream: upstream.url, tokenUrl: tokensA.url, routes: `routes:\n${routeA(upstream.url, tokensA.url)}${routeB(upstream.url, tokensB.url)}` });
+  });
+  after(async () => {
+    releaseA();
+    if (tree) assert.equal(await tree.stop(), 0);
+    await Promise.all([tokensA?.close(), tokensB?.close(), upstream?.close()]);
+  });
+
+  test('the waiting requests get a 503 at the reload; the route is gone; the other serves on', async () => {
+    const waiting = Array.from({ length: 6 }, (_, i) => get(tree, `/a/${i}`));
+    await until(() => tokensA.requests.length === 1, 5_000, 'the grant request for route a');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const config = tree.configFile;
+    const { proxyPort } = tree;
+    const adminPort = Number(new URL(tree.adminUrl).port);
+    writeFileSync(config, configText({ upstream: upstream.url, tokenUrl: tokensB.url, proxyPort, adminPort, routes: `routes:\n${routeB(upstream.url, tokensB.url)}` }));
+    const reloadedAt = Date.now();
+    tree.sidecar.child.kill('SIGHUP');
+    const results = await Promise.all(waiting);
+    assert.ok(Date.now() - reloadedAt < 5_000, 'answered at the reload, not after tokenWaitMs');
+    for (const result of results) {
+      assert.equal(result.status, 503);
+      const body = JSON.parse(result.body) as { error: string; message: string; route: string };
+      assert.equal(body.error, 'token_unavailable', 'as one process answers BSC_TOKEN_UNAVAILABLE');
+      assert.equal(body.route, 'a');
+      assert.match(body.message, /removed by a config reload|changed in a config reload/);
+    }
+    assert.deepEqual(upstream.seen, [], 'nothing of route a went upstream');
+    await until(async () => (await Promise.all([get(tree, '/a/late'), get(tree, '/a/late2'), get(tree, '/a/late3')])).every((r) => r.status === 404), 5_000, 'route a gone from both workers');
+    const b = await Promise.all(Array.from({ length: 4 }, (_, i) => get(tree, `/b/${i}`)));
+    assert.deepEqual(
+      b.map((r) => r.status),
+      Array(4).fill(200),
+    );
+  });
+});
