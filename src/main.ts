@@ -169,8 +169,6 @@ async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile
     await sidecar.close().catch(() => {});
     return 1;
   }
-  // Memory back after a burst of traffic, and after start-up (see idle-gc.ts); its timer is unref'd.
-  const idleGc = startIdleGc();
   // SIGUSR2 cycles info → debug → trace → info, for a look at a live problem without a restart.
   const cycle = ['info', 'debug', 'trace'];
   process.on('SIGUSR2', () => {
@@ -208,6 +206,10 @@ async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile
       await new Promise<void>((resolve) => logger.flush(() => resolve()));
     },
   );
+  // Memory back after a burst of traffic, and after start-up (see idle-gc.ts); its timer is unref'd.
+  // Started after the signal handlers: it builds a V8 context (milliseconds), and a caller that saw
+  // the "listening" line may signal at once (a SIGTERM or SIGUSR2 with no handler ends the process).
+  const idleGc = startIdleGc();
   return -1; // keeps running
 }
 
