@@ -223,8 +223,14 @@ async function assertPortFree(port) {
 
 // ---------------------------------------------------------------- processes
 const children = new Set();
-function start(cmd, args, { stdout = 'ignore', stderr = 'inherit', name = cmd } = {}) {
-  const child = spawn(cmd, args, { stdio: ['ignore', stdout, stderr], cwd: root });
+/** The command line the bin runs the sidecar with, for the report: `[VAR=value...] node [flags] dist/cli.js`. */
+function startedAs() {
+  const cli = join(root, 'dist', 'cli.js');
+  const [, args, env] = binCommand('node', cli);
+  return [...Object.entries(env).map(([name, value]) => `${name}=${value}`), 'node', ...args.map((a) => (a === cli ? 'dist/cli.js' : a))].join(' ');
+}
+function start(cmd, args, { stdout = 'ignore', stderr = 'inherit', name = cmd, env = {} } = {}) {
+  const child = spawn(cmd, args, { stdio: ['ignore', stdout, stderr], cwd: root, env: { ...process.env, ...env } });
   child.benchName = name;
   children.add(child);
   child.on('exit', () => children.delete(child));
@@ -343,10 +349,10 @@ async function startSidecar({ port, adminPort, name, nodeArgs = [], runtime = cu
   const logFile = join(tmp, `${name}.log`);
   const fd = openSync(logFile, 'a');
   const cli = join(dir, 'dist', 'cli.js');
-  const [node, args] = binCommand(runtime.path, cli, ['--config', config]);
+  const [node, args, env] = binCommand(runtime.path, cli, ['--config', config]);
   args.splice(args.indexOf(cli), 0, ...nodeArgs);
   const t0 = performance.now();
-  const child = start(node, args, { stdout: fd, stderr: fd, name });
+  const child = start(node, args, { stdout: fd, stderr: fd, name, env });
   closeSync(fd);
   const end = Date.now() + 20_000;
   while ((await httpGet(`http://127.0.0.1:${adminPort}/readyz`, { timeout: 1000 })) !== 200) {
@@ -752,7 +758,7 @@ await waitFor(`http://127.0.0.1:${ports.upstream}/`);
 const runtimes = resolveRuntimes(opt.runtimes);
 const coresRuntimes = resolveRuntimes(opt.coresRuntimes);
 const many = runtimes.length > 1;
-log(`bench: runtimes ${runtimes.map((r) => `${r.version} (${r.key})`).join(', ')}; sidecar started as ${binCommand('node', 'dist/cli.js')[1].join(' ')}`);
+log(`bench: runtimes ${runtimes.map((r) => `${r.version} (${r.key})`).join(', ')}; sidecar started as ${startedAs()}`);
 // Target names: the machine's runtime keeps the plain names (sidecar, undici, ...); another gets @<major>.
 const suffix = (rt) => (rt.key === 'current' ? '' : `@${rt.major}`);
 const rtLabel = (rt) => (many || rt.key !== 'current' ? ` (Node ${rt.major})` : '');
@@ -1055,7 +1061,7 @@ const lines = [];
 const w = (s = '') => lines.push(s);
 w(`### Results of ${m.date}`);
 w();
-w(`Machine: ${m.nproc} CPUs (\`nproc\`), ${m.cpu}, ${fmt(m.ramGiB, 1)} GiB RAM, Linux ${m.kernel}. Node ${m.node} (this script, the upstream and the node:http baseline); the sidecar and the undici baseline on ${runtimes.map((r) => `Node ${r.version}${r.key === 'current' ? ' (the machine\'s)' : ' (scripts/node24, the image\'s)'}`).join(' and ')}, the sidecar started as the bin starts it: \`node ${binCommand('node', 'dist/cli.js')[1].join(' ')}\` (the flags of dist/cli.js's shebang line). Load: ${loadTool === 'wrk' ? m.wrk.replace(/ Copyright.*$/, '') : 'autocannon'} (1 thread, keep-alive). nginx: ${m.nginx}. ${m.curl}. Sidecar commit ${m.commit}${opt.sidecarDir !== root ? ` (the build in ${opt.sidecarDir})` : ''}${baseline ? `; baseline build ${baseline.label} (${baseline.dir})` : ''}.`);
+w(`Machine: ${m.nproc} CPUs (\`nproc\`), ${m.cpu}, ${fmt(m.ramGiB, 1)} GiB RAM, Linux ${m.kernel}. Node ${m.node} (this script, the upstream and the node:http baseline); the sidecar and the undici baseline on ${runtimes.map((r) => `Node ${r.version}${r.key === 'current' ? ' (the machine\'s)' : ' (scripts/node24, the image\'s)'}`).join(' and ')}, the sidecar started as the bin starts it: \`${startedAs()}\` (the variables and flags of dist/cli.js's shebang line). Load: ${loadTool === 'wrk' ? m.wrk.replace(/ Copyright.*$/, '') : 'autocannon'} (1 thread, keep-alive). nginx: ${m.nginx}. ${m.curl}. Sidecar commit ${m.commit}${opt.sidecarDir !== root ? ` (the build in ${opt.sidecarDir})` : ''}${baseline ? `; baseline build ${baseline.label} (${baseline.dir})` : ''}.`);
 w();
 if (m.extraCa) {
   w(`This machine's environment sets NODE_EXTRA_CA_CERTS (${m.extraCa.file}), and Node reads that bundle at the start of every process, before any JavaScript: \`node -e 0\` takes ${fmt(m.extraCa.ms)} ms and ${fmt(m.extraCa.mb, 1)} MB more with it than without (medians of 7 starts each). Every process here, the sidecar's cold starts and idle RSS included, runs with it, as CI does; a deployment without the variable (the image sets none) starts that much leaner.`);

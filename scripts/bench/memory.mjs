@@ -33,7 +33,7 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
-import { cpuSeconds, getStatus, median, sidecarYaml, sleep } from './util.mjs';
+import { cpuSeconds, getStatus, median, shebangCommand, sidecarYaml, sleep } from './util.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -58,32 +58,7 @@ const base = Number(o['port-base']);
 const ports = { upstream: base, token: base + 1, streamUpstream: base + 2, sidecar: base + 80, admin: base + 1901 };
 const streamBytes = o.stream ? Number(o.stream) : 0;
 
-/**
- * How a script's first line runs node: `#!/usr/bin/env -S [NAME=VALUE...] node [--flag...]` →
- * { env: { NAME: VALUE }, args: ['--flag'] } (env -S splits its one argument at spaces; the
- * NAME=VALUE words before the command are environment variables for it). Same rule as
- * shebangNodeArgs in scripts/bench/util.mjs, plus the variables.
- */
-function shebang(path) {
-  const first = readFileSync(path, 'utf8').split('\n', 1)[0];
-  if (!first.startsWith('#!')) return { env: {}, args: [] };
-  let words = first.slice(2).trim().split(/\s+/).filter(Boolean);
-  const env = {};
-  if (words[0] && /(^|\/)env$/.test(words[0])) {
-    words = words.slice(1);
-    while (words[0]?.startsWith('-')) {
-      const w = words.shift();
-      if (w === '-S' || w === '--split-string') continue;
-      if (w.startsWith('-S')) words.unshift(w.slice(2));
-    }
-    while (words[0] && /^[A-Za-z_][A-Za-z0-9_]*=/.test(words[0])) {
-      const [k, v] = words.shift().split(/=(.*)/s);
-      env[k] = v;
-    }
-  }
-  const i = words.findIndex((w) => /(^|\/)node$/.test(w));
-  return { env, args: i < 0 ? [] : words.slice(i + 1) };
-}
+const shebang = (path) => shebangCommand(readFileSync(path, 'utf8').slice(0, 4096));
 
 const targets = positionals.map((p) => {
   const [label, spec] = p.split(/=(.*)/s);

@@ -89,16 +89,18 @@ routes:
 `;
 
 /**
- * The node arguments on a script's shebang line, as the shipped bin gets them: none for
- * `#!/usr/bin/env node`; the words after `node` for `#!/usr/bin/env -S node --a=1 --b` (env -S
- * splits its one argument at spaces) and for `#!/path/to/node --a=1` (the kernel passes the rest
- * of the line as one argument; node reads one flag there, so several need env -S). Quotes are not
- * interpreted: the flags Node takes need none.
+ * How a script's first line runs node, as the shipped bin gets it: `{ env, args }`. None for
+ * `#!/usr/bin/env node`; for `#!/usr/bin/env -S [NAME=VALUE...] node --a=1 --b` (env -S splits its
+ * one argument at spaces) the variables env sets and the words after `node`; for
+ * `#!/path/to/node --a=1` (the kernel passes the rest of the line as one argument; node reads one
+ * flag there, so several need env -S) that argument. Quotes are not interpreted: the flags Node
+ * takes need none.
  */
-export function shebangNodeArgs(text) {
+export function shebangCommand(text) {
   const first = text.split('\n', 1)[0];
-  if (!first.startsWith('#!')) return [];
+  if (!first.startsWith('#!')) return { env: {}, args: [] };
   let words = first.slice(2).trim().split(/\s+/).filter(Boolean);
+  const env = {};
   if (words[0] && /(^|\/)env$/.test(words[0])) {
     words = words.slice(1);
     while (words[0]?.startsWith('-')) {
@@ -106,14 +108,25 @@ export function shebangNodeArgs(text) {
       if (w === '-S' || w === '--split-string') continue;
       if (w.startsWith('-S')) words.unshift(w.slice(2)); // -Snode --flag...
     }
+    while (words[0] && /^[A-Za-z_][A-Za-z0-9_]*=/.test(words[0])) {
+      const [name, value] = words.shift().split(/=(.*)/s);
+      env[name] = value;
+    }
   }
   const i = words.findIndex((w) => /(^|\/)node(\d+)?(\.exe)?$/.test(w));
-  return i < 0 ? [] : words.slice(i + 1);
+  return { env, args: i < 0 ? [] : words.slice(i + 1) };
 }
 
-/** How the shipped bin runs on a given node binary: `[node, [...shebang flags, cli, ...args]]`. */
+/** The node flags of a script's first line (shebangCommand's args). */
+export const shebangNodeArgs = (text) => shebangCommand(text).args;
+
+/**
+ * How the shipped bin runs on a given node binary: `[node, [...shebang flags, cli, ...args], env]`,
+ * env being the variables its first line sets (spawn with `{ ...process.env, ...env }`).
+ */
 export function binCommand(nodePath, cliPath, args = []) {
-  return [nodePath, [...shebangNodeArgs(readFileSync(cliPath, 'utf8').slice(0, 4096)), cliPath, ...args]];
+  const { env, args: flags } = shebangCommand(readFileSync(cliPath, 'utf8').slice(0, 4096));
+  return [nodePath, [...flags, cliPath, ...args], env];
 }
 
 /** Direct children of a process (from /proc; empty once it is gone). */

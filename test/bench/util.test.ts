@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 type Desc = { pid: number; start: string };
 const util = (await import(new URL('../../scripts/bench/util.mjs', import.meta.url).href)) as {
   shebangNodeArgs: (text: string) => string[];
+  shebangCommand: (text: string) => { env: Record<string, string>; args: string[] };
   childrenOf: (pid: number) => number[];
   treeOf: (pid: number) => number[];
   descendantsOf: (pid: number) => Desc[];
@@ -21,7 +22,13 @@ const util = (await import(new URL('../../scripts/bench/util.mjs', import.meta.u
   procStatus: (pid: number) => { rssKb: number; hwmKb: number };
   treeRssKb: (pid: number) => number;
 };
-const { shebangNodeArgs } = util;
+const { shebangNodeArgs, shebangCommand } = util;
+
+test('env -S variables before node are the environment the bin runs with, not flags (the bench passes them on)', () => {
+  assert.deepEqual(shebangCommand('#!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=32768 A=b=c node --max-semi-space-size=4\n'), { env: { MALLOC_MMAP_THRESHOLD_: '32768', A: 'b=c' }, args: ['--max-semi-space-size=4'] });
+  assert.deepEqual(shebangNodeArgs('#!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=32768 node --x'), ['--x']);
+  assert.deepEqual(shebangCommand('#!/usr/bin/env node'), { env: {}, args: [] });
+});
 
 test('a plain #!/usr/bin/env node gives no flags', () => {
   assert.deepEqual(shebangNodeArgs('#!/usr/bin/env node\n// The executable\n'), []);
