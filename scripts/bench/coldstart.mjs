@@ -17,7 +17,7 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { cpuSeconds, getStatus, median, sidecarYaml, sleep } from './util.mjs';
+import { cpuSeconds, getStatus, median, sidecarYaml, sleep, targetSpec } from './util.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -33,16 +33,7 @@ const get = getStatus;
 const rssKb = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 
 const targets = positionals.map((p) => {
-  const [label, spec] = p.split(/=(.*)/s);
-  const [path, ...nodeArgs] = spec.split(',');
-  const env = {};
-  for (const e of o.env) {
-    const [l, kv] = e.split(/:(.*)/s);
-    if (l !== label) continue;
-    const [k, v] = kv.split(/=(.*)/s);
-    env[k] = v;
-  }
-  const node = o.node.map((n) => n.split(/:(.*)/s)).find(([l]) => l === label)?.[1] ?? process.execPath;
+  const { label, path, nodeArgs, env, node } = targetSpec(p, o);
   return { label, path: resolve(path), node, nodeArgs, env, starts: [], cpu: [], rss: [] };
 });
 

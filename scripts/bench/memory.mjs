@@ -33,7 +33,7 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
-import { cpuSeconds, getStatus, median, shebangCommand, sidecarYaml, sleep } from './util.mjs';
+import { cpuSeconds, getStatus, median, shebangCommand, sidecarYaml, sleep, targetSpec } from './util.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -61,16 +61,7 @@ const streamBytes = o.stream ? Number(o.stream) : 0;
 const shebang = (path) => shebangCommand(readFileSync(path, 'utf8').slice(0, 4096));
 
 const targets = positionals.map((p) => {
-  const [label, spec] = p.split(/=(.*)/s);
-  const [path, ...nodeArgs] = spec.split(',');
-  const env = {};
-  for (const e of o.env) {
-    const [l, kv] = e.split(/:(.*)/s);
-    if (l !== label) continue;
-    const [k, v] = kv.split(/=(.*)/s);
-    env[k] = v;
-  }
-  const node = o.node.map((n) => n.split(/:(.*)/s)).find(([l]) => l === label)?.[1] ?? process.execPath;
+  const { label, path, nodeArgs, env, node } = targetSpec(p, o);
   const full = resolve(path);
   const bin = o['no-shebang-flags'] ? { env: {}, args: [] } : shebang(full);
   return { label, path: full, node, args: [...bin.args, ...nodeArgs], env: { ...bin.env, ...env }, runs: [] };

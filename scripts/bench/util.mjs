@@ -162,3 +162,21 @@ export function procStatus(pid) {
 
 /** VmRSS summed over a process tree, in kB (processes that are gone count 0). */
 export const treeRssKb = (pid) => treeOf(pid).reduce((a, p) => a + (procStatus(p).rssKb || 0), 0);
+
+/**
+ * One LABEL=PATH[,NODEARG...] argument of the A/B tools (memory.mjs, coldstart.mjs), with that
+ * label's --env=LABEL:VAR=VALUE variables and --node=LABEL:PATH binary (default: this node).
+ */
+export function targetSpec(arg, { env: envOptions = [], node: nodeOptions = [] }) {
+  const [label, spec] = arg.split(/=(.*)/s);
+  const [path, ...nodeArgs] = spec.split(',');
+  const env = {};
+  for (const e of envOptions) {
+    const [l, kv] = e.split(/:(.*)/s);
+    if (l !== label) continue;
+    const [k, v] = kv.split(/=(.*)/s);
+    env[k] = v;
+  }
+  const node = nodeOptions.map((n) => n.split(/:(.*)/s)).find(([l]) => l === label)?.[1] ?? process.execPath;
+  return { label, path, nodeArgs, env, node };
+}
