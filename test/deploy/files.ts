@@ -250,28 +250,11 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * How a script's first line runs node: none for `#!/usr/bin/env node`; for
- * `#!/usr/bin/env -S NAME=VALUE node --a --b` (env -S splits its one argument at spaces) the
- * variables before the command and the words after `node`. Same rule as shebangNodeArgs in
- * scripts/bench/util.mjs, plus the variables (as scripts/bench/memory.mjs reads them).
+ * How a script's first line runs node: `{ env, args }` (the variables env -S sets, the words after
+ * `node`). The benchmark's own parser (scripts/bench/util.mjs shebangCommand), so what the tests
+ * check is what the benchmark runs.
  */
-export function shebang(text: string): { env: Record<string, string>; args: string[] } {
-  const first = text.split('\n', 1)[0] ?? '';
-  const env: Record<string, string> = {};
-  if (!first.startsWith('#!')) return { env, args: [] };
-  let words = first.slice(2).trim().split(/\s+/).filter(Boolean);
-  if (words[0] && /(^|\/)env$/.test(words[0])) {
-    words = words.slice(1);
-    while (words[0]?.startsWith('-')) {
-      const w = words.shift() as string;
-      if (w === '-S' || w === '--split-string') continue;
-      if (w.startsWith('-S')) words.unshift(w.slice(2));
-    }
-    while (words[0] && /^[A-Za-z_][A-Za-z0-9_]*=/.test(words[0])) {
-      const word = words.shift() as string;
-      env[word.slice(0, word.indexOf('='))] = word.slice(word.indexOf('=') + 1);
-    }
-  }
-  const i = words.findIndex((w) => /(^|\/)node$/.test(w));
-  return { env, args: i < 0 ? [] : words.slice(i + 1) };
-}
+const benchUtil = (await import(new URL('../../scripts/bench/util.mjs', import.meta.url).href)) as {
+  shebangCommand: (text: string) => { env: Record<string, string>; args: string[] };
+};
+export const shebang = benchUtil.shebangCommand;
