@@ -15,8 +15,7 @@
 // memory the allocator keeps) is not collected again and again; only new growth triggers one.
 
 import { performance } from 'node:perf_hooks';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { v8Gc } from './v8-gc.js';
 
 export interface IdleGcOptions {
   /** How often to look, ms (default 5000). */
@@ -62,16 +61,15 @@ export function idleCollector(probes: IdleGcProbes, options: IdleGcOptions = {})
 }
 
 /**
- * V8's gc() without `--expose-gc` on the command line: the flag is set just long enough to create one
- * context that has it, so neither the main context nor any later one sees a global `gc`.
+ * The collection V8 makes under memory pressure (v8-gc.ts): besides the garbage, it shrinks the
+ * young generation a burst grew and gives back the pages V8 keeps pooled. Measured on Node 24: idle
+ * RSS 77 → 70.5 MB, where a plain full collection gave back nothing (issue 14).
  */
 export function fullCollection(): () => void {
-  setFlagsFromString('--expose-gc');
-  try {
-    return runInNewContext('gc') as () => void;
-  } finally {
-    setFlagsFromString('--no-expose-gc');
-  }
+  const gc = v8Gc();
+  // V8 11 (Node 20) has no such flavor, and takes options differently (v8-gc.ts): a plain full collection there.
+  if (Number.parseInt(process.versions.v8, 10) < 12) return () => gc();
+  return () => gc({ type: 'major', flavor: 'last-resort' });
 }
 
 /** Starts the check on an unref'd timer (it never keeps the process alive); `stop()` ends it. */

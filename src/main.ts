@@ -143,12 +143,13 @@ function catchHangups(): Hangups {
 
 /** Runs the proxy until a signal stops it; `load` reads the config again on SIGHUP (and when `watchFile` changes). */
 async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile: string | undefined, hangups: Hangups): Promise<number> {
-  const [{ default: closeWithGrace }, { setLogLevel }, { createLogger }, { createSidecar }, { startIdleGc }] = await Promise.all([
+  const [{ default: closeWithGrace }, { setLogLevel }, { createLogger }, { createSidecar }, { startIdleGc }, { startStreamGc }] = await Promise.all([
     import('close-with-grace'),
     import('./admin.js'),
     import('./logger.js'),
     import('./server.js'),
     import('./idle-gc.js'),
+    import('./stream-gc.js'),
   ]);
   const logger = createLogger({ level: config.logLevel });
   const options = { logger, loadConfig: load, ...(watchFile ? { watchConfigFile: watchFile } : {}) };
@@ -200,6 +201,7 @@ async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile
         process.exit(1);
       }, boundMs);
       idleGc.stop();
+      streamGc.stop();
       await sidecar.close();
       clearTimeout(hung);
       logger.info('stopped');
@@ -210,6 +212,8 @@ async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile
   // Started after the signal handlers: it builds a V8 context (milliseconds), and a caller that saw
   // the "listening" line may signal at once (a SIGTERM or SIGUSR2 with no handler ends the process).
   const idleGc = startIdleGc();
+  // A stream's finished chunks freed as it goes (see stream-gc.ts).
+  const streamGc = startStreamGc();
   return -1; // keeps running
 }
 

@@ -13,6 +13,7 @@ import { createSidecar, type Sidecar } from '../server.js';
 import { decodeConfig, isOurs, remoteAuth, type ToPrimary, type ToWorker } from './messages.js';
 import { RemoteTokens } from './remote-token-source.js';
 import { startIdleGc } from '../idle-gc.js';
+import { startStreamGc } from '../stream-gc.js';
 
 const metricsOfThePrimary = new Set(['bearer_sidecar_token_expiry_seconds', 'bearer_sidecar_token_fetches_total', 'bearer_sidecar_config_reloads_total']);
 
@@ -76,8 +77,10 @@ export function runWorker(workerId: string): Promise<number> {
     }
     hash = configHash;
     send({ type: 'bsc:listening', hash });
-    // Each worker gives back the memory a burst grew, as a single process does (idle-gc.ts; unref'd).
+    // Each worker gives back the memory a burst grew and frees a stream's chunks as it goes, as a
+    // single process does (idle-gc.ts, unref'd; stream-gc.ts).
     startIdleGc();
+    startStreamGc();
   }
 
   async function apply(wire: unknown, configHash: string): Promise<void> {
