@@ -3,9 +3,63 @@
 // one file to read and compile at start instead of several hundred (issue 7, cold start). `undici`
 // resolves to scripts/undici-slim.cjs, the part of undici the sidecar uses.
 import { build } from 'esbuild';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const slimUndici = fileURLToPath(new URL('undici-slim.cjs', import.meta.url));
+
+// Node's built-in modules by require(), not by an ES import: an ES import of a built-in builds its
+// namespace by reading every export, and some exports are getters that load or build a lot on first
+// read: node:http's WebSocket, CloseEvent and MessageEvent load Node's own copy of undici (Node 22.5+),
+// node:tls's rootCertificates parses every root certificate. On Node 24 `import 'node:http'` alone
+// costs 17 MB of RSS that `require('node:http')` does not (issue 14). esbuild turns each such import
+// into a require() whose exports are read where they are used.
+
+// Nothing TLS is loaded until something uses it. fastify, ws and prom-client require node:https
+// and node:http2 at start, and undici's client requires its HTTP/2 connector (which requires
+// node:http2); all of them use these only to serve or call https:// or h2. Loading them loads
+// node:tls, ~10 MB of RSS on Node 24 that a sidecar with http:// upstreams and token endpoints never
+// needs (issue 14). Each such require gets a stand-in that loads the real module at the first
+// property read; undici's connector, a function, is loaded at the first call.
+const lazyTlsModules = {
+  name: 'lazy-tls-modules',
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?(https|http2)$/ }, (args) =>
+      args.kind === 'require-call' && args.namespace === 'file' ? { path: `node:${args.path.replace(/^node:/, '')}`, namespace: 'lazy-builtin' } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (args) => ({
+      loader: 'js',
+      contents: `let real;
+const load = () => (real ??= require(${JSON.stringify(args.path)}));
+module.exports = new Proxy({}, {
+  get: (_, key) => load()[key],
+  has: (_, key) => key in load(),
+  ownKeys: () => Reflect.ownKeys(load()),
+  getOwnPropertyDescriptor: (_, key) => {
+    const descriptor = Reflect.getOwnPropertyDescriptor(load(), key);
+    return descriptor && { ...descriptor, configurable: true };
+  },
+});`,
+    }));
+    // The stand-in's own name (the real file's path would make it look like a second copy of undici in the source map).
+    b.onResolve({ filter: /^\.\/client-h2\.js$/ }, (args) =>
+      args.namespace === 'file' && args.importer.endsWith(join('undici', 'lib', 'dispatcher', 'client.js')) ? { path: 'undici-client-h2', namespace: 'lazy-function', pluginData: join(dirname(args.importer), 'client-h2.js') } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'lazy-function' }, (args) => ({
+      loader: 'js',
+      resolveDir: dirname(args.pluginData),
+      contents: `module.exports = function connectH2(...args) { return require('./client-h2.js').apply(this, args); };`,
+    }));
+  },
+};
+
+const builtinsByRequire = {
+  name: 'builtins-by-require',
+  setup(b) {
+    b.onResolve({ filter: /^node:/ }, (args) => (args.kind === 'import-statement' ? { path: args.path, namespace: 'builtin' } : undefined));
+    b.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: 'js' }));
+  },
+};
 
 await build({
   entryPoints: ['src/main.ts'],
@@ -26,5 +80,5 @@ await build({
   // Never loaded by the CLI: fastify's schema compilers (src/no-schemas.ts) and its inject()
   // helper (tests only). Left to node_modules, should anything ever ask for them.
   external: ['@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request'],
-  plugins: [{ name: 'undici-slim', setup: (b) => b.onResolve({ filter: /^undici$/ }, () => ({ path: slimUndici })) }],
+  plugins: [{ name: 'undici-slim', setup: (b) => b.onResolve({ filter: /^undici$/ }, () => ({ path: slimUndici })) }, lazyTlsModules, builtinsByRequire],
 });

@@ -7,11 +7,17 @@
 // outbound proxy) is outbound/dispatcher.ts's.
 
 import { statSync } from 'node:fs';
-import { createSecureContext, rootCertificates, type ConnectionOptions, type SecureContext } from 'node:tls';
+import type { ConnectionOptions, SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { buildConnector } from 'undici';
 import { readClientCertificate } from './config/keys.js';
 import type { ClientCertificateConfig, TlsConfig } from './config/types.js';
+
+/**
+ * node:tls when first needed: loading it costs ~5 MB of RSS (Node 24) that a sidecar whose upstreams and
+ * token endpoints are all http:// never needs (issue 14).
+ */
+const nodeTls = () => process.getBuiltinModule('node:tls');
 
 /** Secure contexts by TLS setting (the config's objects are frozen; a reloaded config brings new ones). */
 const contexts = new WeakMap<TlsConfig, { current(logger?: Logger): SecureContext } | undefined>();
@@ -56,10 +62,10 @@ export function warnUnverifiedTls(routeName: string, target: 'upstream' | 'token
 }
 
 function contextSource(tls: TlsConfig): { current(logger?: Logger): SecureContext } | undefined {
-  const ca = tls.ca ? [...rootCertificates, tls.ca] : undefined;
+  const ca = tls.ca ? [...nodeTls().rootCertificates, tls.ca] : undefined;
   if (!tls.clientCertificate) {
     if (!ca) return undefined;
-    const context = createSecureContext({ ca });
+    const context = nodeTls().createSecureContext({ ca });
     return { current: () => context };
   }
   return rotatingContext(tls.clientCertificate, ca);
@@ -73,7 +79,7 @@ function contextSource(tls: TlsConfig): { current(logger?: Logger): SecureContex
 function rotatingContext(certificate: ClientCertificateConfig, ca: string[] | undefined): { current(logger?: Logger): SecureContext } {
   const files = [certificate.cert.file, certificate.key.file, certificate.keyPassphrase?.file].filter((file) => file !== undefined);
   const stamp = () => files.map(fileStamp).join('|');
-  const build = () => createSecureContext({ ...(ca ? { ca } : {}), ...readClientCertificate(certificate) });
+  const build = () => nodeTls().createSecureContext({ ...(ca ? { ca } : {}), ...readClientCertificate(certificate) });
   // The config check at start-up has read these files already: a failure here is a change since.
   let builtFrom = stamp();
   let context = build();
