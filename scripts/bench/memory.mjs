@@ -20,7 +20,7 @@
 //                       ratio to the first label (paired: a disturbed round moves both)
 //   --stream=BYTES      instead of the load: stream BYTES down and then up through the sidecar (curl,
 //                       after 64 MiB each way of warm-up, as scripts/bench.mjs does); peak RSS of each,
-//                       growth = peak over RSS after the warm-up
+//                       growth = peak over RSS after the warm-up; CPU seconds of the sidecar per GiB each way
 //
 // Per run: a fresh sidecar, one token, upstream nginx (1 worker, a static 27-byte JSON body);
 // idle RSS 1.5 s after ready; wrk -t1 -cCONNS for SECONDS; peak RSS (sampled every 20 ms) during
@@ -108,8 +108,13 @@ async function streamed(t, pid, r) {
   await upload(64 * 2 ** 20);
   await sleep(1000);
   r.warm = rssMb(pid);
+  const gib = streamBytes / 2 ** 30;
+  let cpu = cpuSeconds(pid);
   r.down = await peakDuring(pid, () => download(streamBytes));
+  r.downCpu = (cpuSeconds(pid) - cpu) / gib;
+  cpu = cpuSeconds(pid);
   r.up = await peakDuring(pid, () => upload(streamBytes));
+  r.upCpu = (cpuSeconds(pid) - cpu) / gib;
   r.growth = Math.max(r.down, r.up) - r.warm;
   r.after = rssMb(pid);
   console.error(JSON.stringify(r, (k, v) => (typeof v === 'number' ? Math.round(v * 10) / 10 : v)));
@@ -203,7 +208,7 @@ try {
   rmSync(tmp, { recursive: true, force: true });
 }
 
-const fmt = (xs) => `${median(xs).toFixed(1)} (${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)})`;
+const fmt = (xs, d = 1) => `${median(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)})`;
 if (o['cpu-rounds']) {
   console.log(`${o['cpu-rounds']} rounds of wrk -t1 -c${o.conns} ${o['cpu-seconds']} s per label, interleaved; medians (min–max)`);
   console.log(`| label | node flags | env | CPU µs/req | ÷ ${targets[0].label} (paired) | req/s |`);
@@ -214,11 +219,11 @@ if (o['cpu-rounds']) {
   }
 } else if (streamBytes) {
   console.log(`rounds ${o.rounds}, ${streamBytes / 2 ** 20} MiB down then up through a fresh sidecar after 64 MiB each way of warm-up; MB, medians (min–max)`);
-  console.log('| label | env and node flags | idle | after warm-up | peak down | peak up | growth | after |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  console.log('| label | env and node flags | idle | after warm-up | peak down | peak up | growth | after | CPU s/GiB down | CPU s/GiB up |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const t of targets) {
     const c = (k) => fmt(t.runs.map((r) => r[k]));
-    console.log(`| ${t.label} | ${[...Object.entries(t.env).map(([k, v]) => `${k}=${v}`), ...t.args].join(' ') || '–'} | ${c('idle')} | ${c('warm')} | ${c('down')} | ${c('up')} | ${c('growth')} | ${c('after')} |`);
+    console.log(`| ${t.label} | ${[...Object.entries(t.env).map(([k, v]) => `${k}=${v}`), ...t.args].join(' ') || '–'} | ${c('idle')} | ${c('warm')} | ${c('down')} | ${c('up')} | ${c('growth')} | ${c('after')} | ${fmt(t.runs.map((r) => r.downCpu), 2)} | ${fmt(t.runs.map((r) => r.upCpu), 2)} |`);
   }
 } else {
   console.log(`rounds ${o.rounds}, wrk -t1 -c${o.conns} ${o.seconds}s, after = RSS ${o.after} s after the load${o.cgroup ? `, cgroup ${o.cgroup}` : ''}; MB, medians (min–max)`);
