@@ -20,7 +20,11 @@ import { v8Gc } from './v8-gc.js';
 export interface IdleGcOptions {
   /** How often to look, ms (default 5000). */
   readonly intervalMs?: number;
-  /** The first look, ms after the start (default 1000): it collects start-up's garbage if the process is quiet by then. */
+  /**
+   * The looks for start-up's garbage, ms apart (default 1000): from the start, one every `firstCheckMs`
+   * until the first quiet one collects (at most 30 of them), then one every `intervalMs`. The second
+   * after listening is seldom quiet (the first token, the last of start-up's compilation).
+   */
   readonly firstCheckMs?: number;
   /** Growth of RSS over its level after the last collection that makes one worth it, bytes (default 8 MiB). */
   readonly growthBytes?: number;
@@ -90,15 +94,18 @@ export function startIdleGc(options: IdleGcOptions = {}): { stop(): void } {
     options,
   );
   let timer: NodeJS.Timeout | undefined;
-  const first = setTimeout(() => {
-    collector.tick();
+  let looks = 0;
+  const first = setInterval(() => {
+    looks += 1;
+    if (!collector.tick() && looks < 30) return;
+    clearInterval(first);
     timer = setInterval(() => collector.tick(), options.intervalMs ?? 5000);
     timer.unref();
   }, options.firstCheckMs ?? 1000);
   first.unref();
   return {
     stop: () => {
-      clearTimeout(first);
+      clearInterval(first);
       clearInterval(timer);
     },
   };
