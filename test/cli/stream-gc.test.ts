@@ -12,7 +12,8 @@ const publish = (name: string, message: unknown) => channel(name).publish(messag
 
 test('streamCollector collects once per everyBytes forwarded, and counts again from zero after each', () => {
   let collections = 0;
-  const collector = streamCollector(() => (collections += 1), { everyBytes: 8 * MiB });
+  let clock = 0;
+  const collector = streamCollector(() => (collections += 1), { everyBytes: 8 * MiB, now: () => (clock += 100) });
   for (let i = 0; i < 7; i++) assert.equal(collector.add(MiB), false);
   assert.equal(collector.add(MiB), true, 'the 8th MiB');
   assert.equal(collections, 1);
@@ -24,9 +25,25 @@ test('streamCollector collects once per everyBytes forwarded, and counts again f
   assert.equal(collections, 2);
 });
 
+test('at most one collection per minIntervalMs, however fast the bytes come; the bytes wait for the next', () => {
+  let collections = 0;
+  let clock = 1000;
+  const collector = streamCollector(() => (collections += 1), { everyBytes: MiB, minIntervalMs: 20, now: () => clock });
+  assert.equal(collector.add(MiB), true);
+  // 10 MiB within the same 19 ms: no second collection yet.
+  for (let i = 0; i < 10; i++) {
+    clock += 1.9;
+    assert.equal(collector.add(MiB), false);
+  }
+  clock += 1.1; // 20 ms after the first
+  assert.equal(collector.add(1), true, 'the waiting bytes collect as soon as the interval has passed');
+  assert.equal(collections, 2);
+  assert.equal(collector.add(MiB - 1), false, 'and the count started again from zero');
+});
+
 test("startStreamGc counts the chunks on undici's channels until stop()", () => {
   let collections = 0;
-  const handle = startStreamGc({ everyBytes: 4 * MiB }, () => (collections += 1));
+  const handle = startStreamGc({ everyBytes: 4 * MiB, minIntervalMs: 0 }, () => (collections += 1));
   try {
     publish('undici:request:bodyChunkReceived', { request: {}, chunk: Buffer.alloc(3 * MiB) });
     assert.equal(collections, 0);
@@ -52,7 +69,7 @@ test('the bytes of real undici requests, both ways, reach the collector', async 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const pool = new Pool(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
   let collections = 0;
-  const handle = startStreamGc({ everyBytes: 256 * 1024 }, () => (collections += 1));
+  const handle = startStreamGc({ everyBytes: 256 * 1024, minIntervalMs: 0 }, () => (collections += 1));
   try {
     const down = await pool.request({ method: 'GET', path: '/' });
     assert.equal((await down.body.arrayBuffer()).byteLength, 2 * MiB);
