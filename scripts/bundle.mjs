@@ -15,16 +15,17 @@ const slimUndici = fileURLToPath(new URL('undici-slim.cjs', import.meta.url));
 // costs 17 MB of RSS that `require('node:http')` does not (issue 14). esbuild turns each such import
 // into a require() whose exports are read where they are used.
 
-// Nothing TLS is loaded until something uses it. fastify, ws and prom-client require node:https
-// and node:http2 at start, and undici's client requires its HTTP/2 connector (which requires
-// node:http2); all of them use these only to serve or call https:// or h2. Loading them loads
-// node:tls, ~10 MB of RSS on Node 24 that a sidecar with http:// upstreams and token endpoints never
-// needs (issue 14). Each such require gets a stand-in that loads the real module at the first
-// property read; undici's connector, a function, is loaded at the first call.
+// Nothing TLS is loaded until something uses it. fastify and prom-client require node:https and
+// node:http2 at start, ws (loaded for a WebSocket route) node:tls and node:https, and undici's
+// client requires its HTTP/2 connector (which requires node:http2); all of them use these only to
+// serve or call https:// or h2. Loading them loads node:tls, ~10 MB of RSS on Node 24 that a sidecar
+// with http:// upstreams and token endpoints never needs (issue 14). Each such require gets a
+// stand-in that loads the real module at the first use of a property; undici's connector, a
+// function, is loaded at the first call.
 const lazyTlsModules = {
   name: 'lazy-tls-modules',
   setup(b) {
-    b.onResolve({ filter: /^(node:)?(https|http2)$/ }, (args) =>
+    b.onResolve({ filter: /^(node:)?(tls|https|http2)$/ }, (args) =>
       args.kind === 'require-call' && args.namespace === 'file' ? { path: `node:${args.path.replace(/^node:/, '')}`, namespace: 'lazy-builtin' } : undefined,
     );
     b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (args) => ({
@@ -33,6 +34,10 @@ const lazyTlsModules = {
 const load = () => (real ??= require(${JSON.stringify(args.path)}));
 module.exports = new Proxy({}, {
   get: (_, key) => load()[key],
+  set: (_, key, value) => Reflect.set(load(), key, value),
+  deleteProperty: (_, key) => Reflect.deleteProperty(load(), key),
+  defineProperty: (_, key, descriptor) => Reflect.defineProperty(load(), key, descriptor),
+  preventExtensions: () => false,
   has: (_, key) => key in load(),
   ownKeys: () => Reflect.ownKeys(load()),
   getOwnPropertyDescriptor: (_, key) => {

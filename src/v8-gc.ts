@@ -7,8 +7,9 @@
 // generation; 'major' everything, and with `flavor: 'last-resort'` it is the collection V8 makes
 // under memory pressure (Heap::CollectAllAvailableGarbage): several passes that also shrink the
 // young generation to its smallest size, give pooled pages back and drop compiled code that can
-// be compiled again. V8 11 (Node 20) reads the options differently: gc({ type: 'major' }) freed
-// nothing there (measured), while gc() without options is a full collection on every version.
+// be compiled again. V8 11 (Node 20) knows only `type: 'minor'`: any other options object is a
+// young-generation collection there (gc({ type: 'major' }) freed nothing, measured), while gc()
+// without options is a full collection on every version.
 
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
