@@ -23,7 +23,8 @@
 // ~108. It costs about one mmap/munmap pair per two requests. Ignored by other C libraries
 // (musl).
 //
-// The idle collection (idle-gc.ts) gives back the heap a burst grew.
+// The idle collection (idle-gc.ts) gives back the heap a burst grew; the stream collection
+// (stream-gc.ts) frees a long body's chunks as they pass.
 
 import module from 'node:module';
 import { fileURLToPath } from 'node:url';
