@@ -8,13 +8,6 @@ import { fileURLToPath } from 'node:url';
 
 const slimUndici = fileURLToPath(new URL('undici-slim.cjs', import.meta.url));
 
-// Node's built-in modules by require(), not by an ES import: an ES import of a built-in builds its
-// namespace by reading every export, and some exports are getters that load or build a lot on first
-// read: node:http's WebSocket, CloseEvent and MessageEvent load Node's own copy of undici (Node 22.5+),
-// node:tls's rootCertificates parses every root certificate. On Node 24 `import 'node:http'` alone
-// costs 17 MB of RSS that `require('node:http')` does not (issue 14). esbuild turns each such import
-// into a require() whose exports are read where they are used.
-
 // Nothing TLS is loaded until something uses it. fastify and prom-client require node:https and
 // node:http2 at start, ws (loaded for a WebSocket route) node:tls and node:https, and undici's
 // client requires its HTTP/2 connector (which requires node:http2); all of them use these only to
@@ -58,6 +51,12 @@ module.exports = new Proxy({}, {
   },
 };
 
+// Node's built-in modules by require(), not by an ES import: an ES import of a built-in builds its
+// namespace by reading every export, and some exports are getters that load or build a lot on first
+// read: node:http's WebSocket, CloseEvent and MessageEvent load Node's own copy of undici (Node 22.5+),
+// node:tls's rootCertificates parses every root certificate. On Node 24 `import 'node:http'` alone
+// costs 14 MB of RSS that `require('node:http')` does not (issue 14). esbuild turns each such import
+// into a require() whose exports are read where they are used.
 const builtinsByRequire = {
   name: 'builtins-by-require',
   setup(b) {

@@ -17,7 +17,7 @@ import type { ClientCertificateConfig, TlsConfig } from './config/types.js';
  * node:tls when first needed: loading it costs ~5 MB of RSS (Node 24) that a sidecar whose upstreams and
  * token endpoints are all http:// never needs (issue 14).
  */
-const nodeTls = () => process.getBuiltinModule('node:tls');
+export const nodeTls = () => process.getBuiltinModule('node:tls');
 
 /** Secure contexts by TLS setting (the config's objects are frozen; a reloaded config brings new ones). */
 const contexts = new WeakMap<TlsConfig, { current(logger?: Logger): SecureContext } | undefined>();

@@ -13,6 +13,7 @@ import type { ClientRequestArgs } from 'node:http';
 import { isIP, isIPv6, type Socket } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import { buildConnector, Client } from 'undici';
+import { nodeTls } from '../tls.js';
 import { proxyFailure, proxyRefusal } from './errors.js';
 import type { ProxyEndpoint } from './proxy-endpoint.js';
 
@@ -88,7 +89,7 @@ export function webSocketConnector(proxy: ProxyEndpoint, secure: boolean, timeou
         // `path` would make tls.connect open a Unix socket; ws clears it for the same reason.
         const tlsOptions = { ...(options as ConnectionOptions), path: undefined, socket };
         tlsOptions.servername ??= isIP(host) === 0 ? host : undefined;
-        callback(null, process.getBuiltinModule('node:tls').connect(tlsOptions)); // loaded when first needed, as in tls.ts
+        callback(null, nodeTls().connect(tlsOptions));
       },
       // node:http reads only the error when there is one.
       (err: Error) => callback(err, undefined as never),

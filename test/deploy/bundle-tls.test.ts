@@ -4,14 +4,13 @@
 // at its first use and works, through the same bundle.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { makeTestPki, opensslMissing, startHttpsRecorder } from '../helpers/certs.js';
 import { tempFiles } from '../helpers/config.js';
-import { cliPath } from '../helpers/process.js';
+import { run } from '../helpers/process.js';
 import { freePort, startScriptedTokenServer } from '../helpers/servers.js';
 
 // Printed at exit: which of the three modules the process loaded.
@@ -23,26 +22,18 @@ const preload = `data:text/javascript,${encodeURIComponent(
 async function oneRequest(yaml: (port: number) => string): Promise<{ status: number; body: string; loaded: string[] }> {
   const port = await freePort();
   const config = tempFiles('bsc-bundle-tls-').file('sidecar.yaml', yaml(port));
-  const child = spawn(process.execPath, [`--import=${preload}`, cliPath, '--config', config], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  const exited = new Promise((resolve) => child.on('exit', resolve));
+  const sidecar = run(['--config', config], { NODE_OPTIONS: `--import=${preload}` });
   try {
-    const deadline = Date.now() + 15_000;
-    while (!/"listening"|listening on/i.test(output)) {
-      assert.ok(Date.now() < deadline && child.exitCode === null, `the sidecar did not start:\n${output}`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await sidecar.waitFor(/"listening"|listening on/i, 15_000);
     const response = await fetch(`http://127.0.0.1:${port}/thing`);
     const body = await response.text();
-    child.kill('SIGTERM');
-    await exited;
-    const line = /^LOADED (.*)$/m.exec(output);
-    assert.ok(line, `no LOADED line:\n${output}`);
+    sidecar.child.kill('SIGTERM');
+    await sidecar.exited;
+    const line = /^LOADED (.*)$/m.exec(sidecar.output());
+    assert.ok(line, `no LOADED line:\n${sidecar.output()}`);
     return { status: response.status, body, loaded: JSON.parse(line[1] as string) as string[] };
   } finally {
-    child.kill('SIGKILL');
+    sidecar.child.kill('SIGKILL');
   }
 }
 
