@@ -162,6 +162,14 @@ async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile
     levelChanged = (level) => primary.logLevelChanged(level);
     sidecar = primary;
   } else sidecar = await createSidecar(config, options);
+  // SIGUSR2 cycles info → debug → trace → info, for a look at a live problem without a restart.
+  // Before listening: whoever sees the "listening" line may signal at once, and a SIGUSR2 that comes
+  // before the handler ends the process (seen in CI under load).
+  const cycle = ['info', 'debug', 'trace'];
+  process.on('SIGUSR2', () => {
+    setLogLevel(logger, cycle[(cycle.indexOf(logger.level) + 1) % cycle.length] as string);
+    levelChanged(logger.level);
+  });
   try {
     await sidecar.listen();
   } catch (err) {
@@ -170,12 +178,6 @@ async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile
     await sidecar.close().catch(() => {});
     return 1;
   }
-  // SIGUSR2 cycles info → debug → trace → info, for a look at a live problem without a restart.
-  const cycle = ['info', 'debug', 'trace'];
-  process.on('SIGUSR2', () => {
-    setLogLevel(logger, cycle[(cycle.indexOf(logger.level) + 1) % cycle.length] as string);
-    levelChanged(logger.level);
-  });
   // SIGHUP reloads the config (systemd's ExecReload, kill -HUP); a bad one is logged and changes nothing.
   hangups.deliverTo(() => void sidecar.reload());
   closeWithGrace(
