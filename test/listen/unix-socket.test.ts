@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, lstatSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -45,13 +45,24 @@ function getVia(socketPath: string, path: string): Promise<{ status: number; bod
   });
 }
 
-/** Connects to the socket as another user; resolves with 'connected' or the error code. */
-function connectAs(uid: number, socketPath: string): Promise<string> {
+/**
+ * This node binary where another user may run it: the test's own may sit in a checkout that only its
+ * owner may enter (a clone in mkdtemp's 0700 directory, with scripts/node24 inside it).
+ */
+function nodeForAnyUser(dir: string): string {
+  const path = join(dir, 'node');
+  copyFileSync(process.execPath, path);
+  chmodSync(path, 0o755);
+  return path;
+}
+
+/** Connects to the socket as another user, with `node` (nodeForAnyUser); resolves with 'connected' or the error code. */
+function connectAs(uid: number, socketPath: string, node: string): Promise<string> {
   const script = `require('node:net').connect({ path: ${JSON.stringify(socketPath)} })
     .on('connect', () => { console.log('connected'); process.exit(0); })
     .on('error', (err) => { console.log(err.code); process.exit(0); });`;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', script], { uid, gid: uid, cwd: '/', stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(node, ['-e', script], { uid, gid: uid, cwd: '/', stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.on('error', reject);
@@ -132,8 +143,9 @@ describe('the proxy on a Unix domain socket', () => {
     const first = await startSidecar(config(closed, '0600'));
     const second = await startSidecar(config(open, '0666'));
     try {
-      assert.equal(await connectAs(nobody, closed), 'EACCES');
-      assert.equal(await connectAs(nobody, open), 'connected', 'the same user gets in when the mode allows it');
+      const node = nodeForAnyUser(dir);
+      assert.equal(await connectAs(nobody, closed, node), 'EACCES');
+      assert.equal(await connectAs(nobody, open, node), 'connected', 'the same user gets in when the mode allows it');
     } finally {
       await Promise.all([first.close(), second.close()]);
     }
