@@ -209,6 +209,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
         websockets,
         logger,
         onBrokenResponse: (request, error) => reportFailure(request, error, 'warn', 'upstream failed mid-response; response cut'),
+        onUpstream401: (outcome) => metrics.upstream401(route.name, outcome),
       });
     },
   };

@@ -21,6 +21,7 @@ import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { errors, type Dispatcher } from 'undici';
 import { SidecarError } from '../errors.js';
+import type { Upstream401Outcome } from '../metrics.js';
 import { tokenAfterRejection } from '../token/rejected.js';
 import type { TokenProvider } from '../token/token-source.js';
 import type { RequestHeaderBuilder, ResponseHeaderBuilder } from './headers.js';
@@ -40,6 +41,8 @@ export interface ForwarderOptions {
    * response is cut, and this reports it. Failures before that go to the app's error handler.
    */
   readonly onBrokenResponse?: (request: FastifyRequest, err: Error) => void;
+  /** The upstream answered a request's first 401, and what became of it (metrics). */
+  readonly onUpstream401?: (outcome: Upstream401Outcome) => void;
 }
 
 type Body = Buffer | Readable | undefined;
@@ -168,6 +171,7 @@ class Exchange implements Dispatcher.DispatchHandler {
         return;
       }
       // The caller gets this 401, but the requests after it get a new token.
+      this.#options.onUpstream401?.('body_not_kept');
       void this.#options.tokens.invalidate(this.#token);
     }
     this.#relayHead(controller, statusCode, headers);
@@ -252,12 +256,14 @@ class Exchange implements Dispatcher.DispatchHandler {
         if (this.#done) return;
         const ended = this.#endedWhileDeciding;
         if (!fresh) {
+          this.#options.onUpstream401?.('no_new_token');
           this.#request.log.debug({ route }, 'upstream answered 401 and no other token is available; passing the 401 on');
           if (!this.#relayHead(controller, 401, headers)) return;
           if (ended) this.onResponseEnd();
           else controller.resume();
           return;
         }
+        this.#options.onUpstream401?.('replayed');
         this.#request.log.debug({ route }, 'upstream answered 401; replaying the request with a new token');
         this.#token = fresh;
         if (ended) return this.#dispatch();
