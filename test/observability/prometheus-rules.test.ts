@@ -8,23 +8,11 @@ import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { read, readYaml, root, type Yaml } from '../deploy/files.js';
 import { skipUnlessTools } from '../helpers/system-tools.js';
+import { ruleGroups, rulesFile } from './queries.js';
 
-export const rulesFile = 'deploy/prometheus/bearer-sidecar.rules.yaml';
 const testsFile = 'deploy/prometheus/bearer-sidecar.rules.test.yaml';
 const runbook = 'https://github.com/bearer-sidecar/bearer-sidecar/blob/main/docs/observability.md';
 
-interface Rule {
-  alert?: string;
-  record?: string;
-  expr: string;
-  for?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-}
-
-export function ruleGroups(): { name: string; rules: Rule[] }[] {
-  return readYaml(rulesFile).groups as { name: string; rules: Rule[] }[];
-}
 const alerts = ruleGroups().flatMap((group) => group.rules.filter((rule) => rule.alert));
 
 function promtool(...args: string[]): { status: number | null; output: string } {
