@@ -98,6 +98,7 @@ export class ProxyRoute {
       connect: route.websocket ? webSocketConnectorFor(route.upstreamOrigin, route.outboundProxy, route.connectTimeoutMs) : undefined,
       rewriteRequestHeaders: (request: FastifyRequest) => requestHeaders(request.raw, request.bearerToken, request.id),
       rewriteResponseHeaders: responseHeaders,
+      onUpstream401,
     };
   }
 

@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import { startEchoUpstream, type EchoUpstream } from '../../src/demo/echo-upstream.js';
 import { audit } from '../helpers/audit.js';
 import { issue, startScriptedTokenServer, type ScriptedTokenServer } from '../helpers/servers.js';
-import { eventually, route, startSidecar, type TestSidecar } from '../helpers/sidecar.js';
+import { eventually, metricValue, route, startSidecar, type TestSidecar } from '../helpers/sidecar.js';
 
 interface Echo {
   method: string;
@@ -57,10 +57,7 @@ async function afterRevocation(options: Parameters<typeof setup>[0], check: (s: 
 }
 
 /** bearer_sidecar_upstream_401_total of the route with this outcome. */
-async function upstream401s(s: Setup, outcome: 'replayed' | 'no_new_token' | 'body_not_kept'): Promise<number> {
-  const metric = await s.sidecar.sidecar.metrics.registry.getSingleMetric('bearer_sidecar_upstream_401_total')?.get();
-  return metric?.values.find((v) => v.labels.route === 'api' && v.labels.outcome === outcome)?.value ?? 0;
-}
+const upstream401s = (s: Setup, outcome: 'replayed' | 'no_new_token' | 'body_not_kept') => metricValue(s.sidecar, 'bearer_sidecar_upstream_401_total', { route: 'api', outcome });
 
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 
