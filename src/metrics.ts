@@ -166,7 +166,7 @@ export function createMetrics(tokenStatuses: () => readonly TokenStatus[]): Metr
   });
   const upstream401s = new Counter({
     name: 'bearer_sidecar_upstream_401_total',
-    help: 'First 401 answers of the upstream to a request, by route and outcome: replayed (sent again with a new token), no_new_token or body_not_kept (the 401 went to the caller).',
+    help: 'First 401 answers of the upstream to a request or WebSocket upgrade, by route and outcome: replayed (sent again with a new token), no_new_token or body_not_kept (the 401 went to the caller).',
     labelNames: ['route', 'outcome'] as const,
     registers: [registry],
   });
