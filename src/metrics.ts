@@ -9,6 +9,7 @@
 
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import type { UpstreamErrorKind } from './proxy/errors.js';
+import type { Upstream401Outcome } from './proxy/forward.js';
 import type { TokenStatus } from './token/token-source.js';
 
 const methodClasses = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'OTHER'] as const;
@@ -42,9 +43,6 @@ export const primaryOnlyMetrics: ReadonlySet<string> = new Set([
   'bearer_sidecar_config_reloads_total',
   'bearer_sidecar_config_last_reload_successful',
 ]);
-
-/** What became of a 401 from the upstream (forward.ts). */
-export type Upstream401Outcome = 'replayed' | 'no_new_token' | 'body_not_kept';
 
 export interface Metrics {
   readonly registry: Registry;

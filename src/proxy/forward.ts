@@ -21,7 +21,6 @@ import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { errors, type Dispatcher } from 'undici';
 import { SidecarError } from '../errors.js';
-import type { Upstream401Outcome } from '../metrics.js';
 import { tokenAfterRejection } from '../token/rejected.js';
 import type { TokenProvider } from '../token/token-source.js';
 import type { RequestHeaderBuilder, ResponseHeaderBuilder } from './headers.js';
@@ -44,6 +43,9 @@ export interface ForwarderOptions {
   /** The upstream answered a request's first 401, and what became of it (metrics). */
   readonly onUpstream401?: (outcome: Upstream401Outcome) => void;
 }
+
+/** What became of the first 401 the upstream answered a request: sent again with a new token, or passed on to the caller. */
+export type Upstream401Outcome = 'replayed' | 'no_new_token' | 'body_not_kept';
 
 type Body = Buffer | Readable | undefined;
 
