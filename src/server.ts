@@ -17,7 +17,7 @@ import { configuredUrl, listenerUrl, listenProxy } from './listen.js';
 import { createLogger } from './logger.js';
 import { createMetrics, type Metrics, type ReloadOutcome } from './metrics.js';
 import { schemaController } from './no-schemas.js';
-import { proxyFor } from './outbound/settings.js';
+import { proxyFor } from './config/outbound-proxy.js';
 import { errorReply, upstreamErrorKind } from './proxy/errors.js';
 import { guardServerOptions, installGuard } from './proxy/guard.js';
 import { mountProxy, ProxyRoute } from './proxy/routes.js';
