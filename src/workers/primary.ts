@@ -17,6 +17,8 @@ import type { Logger } from 'pino';
 import type { WorkerReport } from '../admin.js';
 import type { SidecarConfig } from '../config/types.js';
 import { prepareSharedSocket } from '../listen.js';
+import { launchPlan } from '../runtime/launch.js';
+import { tuningVariable, type TuningName } from '../runtime/settings.js';
 import { createSidecar, type LiveConfig, type ReloadResult, type Sidecar, type SidecarOptions } from '../server.js';
 import { TokenError } from '../token/errors.js';
 import type { TokenSource } from '../token/token-source.js';
@@ -58,7 +60,7 @@ export interface Primary {
   close(): Promise<void>;
 }
 
-export async function createPrimary(config: SidecarConfig, workers: number, options: SidecarOptions & { logger: Logger }): Promise<Primary> {
+export async function createPrimary(config: SidecarConfig, workers: number, { tuning, ...options }: SidecarOptions & { logger: Logger; tuning: TuningName }): Promise<Primary> {
   const { logger } = options;
   const slots: Slot[] = Array.from({ length: workers }, (_, i) => ({ id: String(i + 1), worker: undefined, state: 'starting', config: undefined, startedAt: 0, delayMs: undefined, timer: undefined }));
   const broadcast = (message: ToWorker): void => {
@@ -82,6 +84,7 @@ export async function createPrimary(config: SidecarConfig, workers: number, opti
   sidecar.metrics.registry.registerMetric(restarts);
   const supervisor = superviseWorkers(slots, {
     logger,
+    tuning,
     restarts,
     drainBoundMs: () => sidecar.live.config.drainTimeoutMs + 3_000,
     greet(worker) {
@@ -208,6 +211,8 @@ function tokenRelay(broadcast: (message: ToWorker) => void): TokenRelay {
 
 interface SupervisorParts {
   readonly logger: Logger;
+  /** The runtime settings each worker starts with (runtime/settings.ts), as this process has them. */
+  readonly tuning: TuningName;
   readonly restarts: Counter;
   /** How long stop() waits for the workers to drain before it kills them, ms. */
   drainBoundMs(): number;
@@ -221,7 +226,7 @@ interface SupervisorParts {
  * Forks a worker per slot; one that exits unexpectedly is logged, counted and restarted with
  * backoff; stop() has every worker drain (drainTimeoutMs), no more restarts.
  */
-function superviseWorkers(slots: Slot[], { logger, restarts, drainBoundMs, greet, tokenMessage }: SupervisorParts): {
+function superviseWorkers(slots: Slot[], { logger, tuning, restarts, drainBoundMs, greet, tokenMessage }: SupervisorParts): {
   /** Prepares the shared socket and forks every worker; resolves once all have listened, rejects (after stopping them) if one fails. */
   start(listen: SidecarConfig['listen']): Promise<void>;
   stop(): Promise<void>;
@@ -233,13 +238,16 @@ function superviseWorkers(slots: Slot[], { logger, restarts, drainBoundMs, greet
   /** Resolves once the first fork has listened (or failed: rejects). */
   let firstListening: { resolve(): void; reject(err: Error): void } | undefined;
   let socket: { opened(): void } = { opened() {} };
+  // Each worker starts with this process's node flags and the profile's settings it lacks (a
+  // primary on a Node without process.execve runs without them; its workers need not).
+  const settings = launchPlan(tuning, process.execArgv, process.env);
 
   function fork(slot: Slot): void {
     slot.timer = undefined;
     slot.state = 'starting';
     slot.config = undefined;
     slot.startedAt = Date.now();
-    const worker = cluster.fork(workerEnvironment(process.env, { [workerSlotVariable]: slot.id }));
+    const worker = cluster.fork(workerEnvironment(process.env, { ...settings.environment, [tuningVariable]: tuning, [workerSlotVariable]: slot.id }));
     slot.worker = worker;
     worker.on('message', (message: unknown) => {
       if (!isOurs<ToPrimary>(message)) return;
@@ -323,6 +331,7 @@ function superviseWorkers(slots: Slot[], { logger, restarts, drainBoundMs, greet
     async start(listen) {
       // Once, here: the workers only listen on the socket the primary holds for them.
       socket = await prepareSharedSocket(listen);
+      cluster.setupPrimary({ execArgv: [...process.execArgv, ...settings.nodeFlags] });
       const listening = new Promise<void>((resolve, reject) => (firstListening = { resolve, reject }));
       for (const slot of slots) fork(slot);
       try {

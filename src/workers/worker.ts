@@ -15,6 +15,7 @@ import { decodeConfig, isOurs, remoteAuth, type ToPrimary, type ToWorker } from 
 import { RemoteTokens } from './remote-token-source.js';
 import { startIdleGc } from '../runtime/idle-gc.js';
 import { startStreamGc } from '../runtime/stream-gc.js';
+import { isTuningName, tuning as tuningOf, tuningVariable } from '../runtime/settings.js';
 
 /** Runs until told to stop; resolves with the exit code. */
 export function runWorker(workerId: string): Promise<number> {
@@ -78,8 +79,11 @@ export function runWorker(workerId: string): Promise<number> {
     send({ type: 'bsc:listening', hash });
     // Each worker gives back the memory a burst grew and frees a stream's chunks as it goes, as a
     // single process does (runtime/idle-gc.ts, unref'd; runtime/stream-gc.ts).
-    startIdleGc();
-    startStreamGc();
+    // The primary's profile (it sets the variable; its own check named a bad one).
+    const profile = process.env[tuningVariable] ?? 'default';
+    const tuning = tuningOf(isTuningName(profile) ? profile : 'default');
+    if (tuning.idleCollection) startIdleGc();
+    if (tuning.streamCollection) startStreamGc();
   }
 
   async function apply(wire: unknown, configHash: string): Promise<void> {
