@@ -83,6 +83,9 @@ await build({
   banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   // Never loaded by the CLI: fastify's schema compilers (src/no-schemas.ts) and its inject()
   // helper (tests only). Left to node_modules, should anything ever ask for them.
-  external: ['@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request'],
+  // OpenTelemetry (traces, src/tracing/otel.ts) stays in node_modules too: it is imported with
+  // import() only when the config turns traces on, so a sidecar without traces neither loads nor
+  // parses it (it would be ~1 MB more of bundle to read at every start).
+  external: ['@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request', '@opentelemetry/*'],
   plugins: [{ name: 'undici-slim', setup: (b) => b.onResolve({ filter: /^undici$/ }, () => ({ path: slimUndici })) }, lazyTlsModules, builtinsByRequire],
 });

@@ -118,8 +118,11 @@ export function keepSocketSettings(live: SidecarConfig, next: SidecarConfig): { 
     ...(live.inbound.maxHeaderBytes === next.inbound.maxHeaderBytes ? [] : ['listen.maxHeaderBytes']),
     ...changedFields(live.admin, next.admin).map((field) => `admin.${field}`),
     ...(live.workers === next.workers ? [] : ['workers']),
+    // The exporter and sampler are set up once, at start (tracing/otel.ts).
+    ...(sameValue(live.tracing, next.tracing) ? [] : ['tracing']),
   ];
   if (refused.length === 0) return { config: next, refused };
   const inbound = Object.freeze({ ...next.inbound, maxHeaderBytes: live.inbound.maxHeaderBytes });
-  return { config: Object.freeze({ ...next, listen: live.listen, admin: live.admin, workers: live.workers, inbound }), refused };
+  const { tracing: _nextTracing, ...rest } = next;
+  return { config: Object.freeze({ ...rest, listen: live.listen, admin: live.admin, workers: live.workers, ...(live.tracing ? { tracing: live.tracing } : {}), inbound }), refused };
 }

@@ -139,5 +139,21 @@ export interface SidecarConfig {
   readonly drainTimeoutMs: number;
   /** Processes serving the proxy listener (1: this process alone); "auto": the CPUs it may use (cpus.ts). */
   readonly workers: number | 'auto';
+  /** OpenTelemetry traces; absent when off (config/tracing.ts). */
+  readonly tracing?: TracingConfig;
   readonly routes: readonly RouteConfig[];
+}
+
+/** Where and how spans are exported, from the `tracing` block and the OTEL_* variables (config/tracing.ts). */
+export interface TracingConfig {
+  /** The URL spans are POSTed to (OTLP over HTTP). */
+  readonly url: string;
+  readonly protocol: 'http/protobuf' | 'http/json';
+  readonly serviceName: string;
+  readonly sampler: 'always_on' | 'always_off' | 'traceidratio' | 'parentbased_always_on' | 'parentbased_always_off' | 'parentbased_traceidratio';
+  /** The ratio of the traceidratio samplers (0 to 1). */
+  readonly samplerRatio: number;
+  readonly resourceAttributes: Readonly<Record<string, string>>;
+  /** Headers sent with every export (OTEL_EXPORTER_OTLP_HEADERS), by name; the values are secrets. */
+  readonly headers?: Readonly<Record<string, SecretSource>>;
 }
