@@ -242,7 +242,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   #replayOrRelay(controller: Dispatcher.DispatchController, headers: Record<string, string | string[] | undefined>): void {
     const { tokens, route } = this.#options;
     this.#deciding = true;
-    tokenAfterRejection(tokens, this.#token)
+    const trace = this.#request.sidecarTrace;
+    (trace === null ? tokenAfterRejection(tokens, this.#token) : trace.waitForToken(() => tokenAfterRejection(tokens, this.#token)))
       .then((fresh) => {
         this.#deciding = false;
         if (this.#done) return;

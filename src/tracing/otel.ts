@@ -8,7 +8,6 @@
 // status, upstream host and port, grant attempt and outcome, error codes. Never a header value,
 // a query string, a token, a credential or an assertion.
 
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { readFileSync } from 'node:fs';
 import type { Context, Span } from '@opentelemetry/api';
 import type { FastifyRequest } from 'fastify';
@@ -27,11 +26,14 @@ export interface TracingOptions {
 /** The instrumentation scope's name on every span. */
 const scopeName = 'bearer-sidecar';
 
-/** A request waiting for its route's token: a grant started meanwhile is a child of its span. */
-interface Waiting {
-  readonly context: Context;
-  /** False once the request's response is done: a later grant (a retry, a refresh ahead) is not its. */
-  open: boolean;
+/**
+ * A grant of one route under way. Its span is made when it ends (with the time it started): by then
+ * it is known whether a request waited for it, and so whose trace it belongs to. The token source
+ * fetches once for every request that waits (single flight), often before any asks (at start-up,
+ * ahead of expiry); the first request found waiting during the grant is its parent.
+ */
+interface PendingGrant {
+  parent: Context | undefined;
 }
 
 export async function startTracing(config: TracingConfig, { logger, worker }: TracingOptions): Promise<Tracing> {
@@ -85,7 +87,9 @@ export async function startTracing(config: TracingConfig, { logger, worker }: Tr
   const provider = new sdk.TracerProvider({ resource, sampler: samplers[config.sampler](), spanProcessors: [new sdk.BatchSpanProcessor({ exporter })] });
   const tracer = provider.getTracer(scopeName, packageVersion());
   const propagator = new core.W3CTraceContextPropagator();
-  const waiting = new AsyncLocalStorage<Waiting>();
+  /** Per route: the requests waiting for a token now, and the grants under way. */
+  const waiting = new Map<string, Set<Context>>();
+  const pending = new Map<string, Set<PendingGrant>>();
   const upstreamPorts = new Map<string, { address: string; port: number }>();
 
   /** The upstream's host and port (a route's origin, parsed once). */
@@ -117,7 +121,6 @@ export async function startTracing(config: TracingConfig, { logger, worker }: Tr
     readonly #span: Span;
     readonly #context: Context;
     #calls = 0;
-    #waiting: Waiting | undefined;
     /** The code of the error the sidecar answered with (BSC_UPSTREAM_UNREACHABLE...). */
     #error: string | undefined;
 
@@ -155,9 +158,18 @@ export async function startTracing(config: TracingConfig, { logger, worker }: Tr
       return new TracedCall(span, handler);
     }
 
-    waitForToken<T>(wait: () => Promise<T>): Promise<T> {
-      this.#waiting ??= { context: this.#context, open: true };
-      return waiting.run(this.#waiting, wait);
+    async waitForToken<T>(wait: () => Promise<T>): Promise<T> {
+      const route = this.#request.sidecarRoute?.name;
+      if (route === undefined) return wait();
+      const context = this.#context;
+      for (const grant of pending.get(route) ?? []) grant.parent ??= context;
+      const waiters = waiting.get(route) ?? waiting.set(route, new Set()).get(route)!;
+      waiters.add(context);
+      try {
+        return await wait();
+      } finally {
+        waiters.delete(context);
+      }
     }
 
     failed(error: Error): void {
@@ -165,7 +177,6 @@ export async function startTracing(config: TracingConfig, { logger, worker }: Tr
     }
 
     end(status: number | undefined): void {
-      if (this.#waiting) this.#waiting.open = false;
       const span = this.#span;
       const route = this.#request.sidecarRoute;
       if (route) {
@@ -227,26 +238,30 @@ export async function startTracing(config: TracingConfig, { logger, worker }: Tr
     request: (request) => new Request(request),
 
     async grant(route, attempt, grant) {
-      const parent = waiting.getStore();
-      const span = tracer.startSpan(
-        'token grant',
-        { kind: SpanKind.CLIENT, attributes: { 'bearer_sidecar.route': route, 'bearer_sidecar.token.attempt': attempt } },
-        parent?.open ? parent.context : ROOT_CONTEXT,
-      );
+      const startTime = performance.timeOrigin + performance.now();
+      const waiter = waiting.get(route)?.values().next().value;
+      const record: PendingGrant = { parent: waiter };
+      const grants = pending.get(route) ?? pending.set(route, new Set()).get(route)!;
+      grants.add(record);
+      const attributes: Record<string, string | number> = { 'bearer_sidecar.route': route, 'bearer_sidecar.token.attempt': attempt };
+      let error: unknown;
       try {
         const result = await grant();
-        span.setAttribute('bearer_sidecar.token.outcome', 'success');
+        attributes['bearer_sidecar.token.outcome'] = 'success';
         return result;
       } catch (err) {
         // A TokenError's code (BSC_TOKEN_REJECTED...) and status; its message can quote the
         // endpoint's error_description, so it stays out (a span is not scrubbed as an error is).
+        error = err;
         const status = (err as { status?: unknown }).status;
-        if (typeof status === 'number') span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
-        span.setAttribute('bearer_sidecar.token.outcome', 'failure');
-        span.setAttribute(ATTR_ERROR_TYPE, errorType(err));
-        span.setStatus({ code: SpanStatusCode.ERROR, message: errorType(err) });
+        if (typeof status === 'number') attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = status;
+        attributes['bearer_sidecar.token.outcome'] = 'failure';
+        attributes[ATTR_ERROR_TYPE] = errorType(err);
         throw err;
       } finally {
+        grants.delete(record);
+        const span = tracer.startSpan('token grant', { kind: SpanKind.CLIENT, attributes, startTime }, record.parent ?? ROOT_CONTEXT);
+        if (error !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, message: errorType(error) });
         span.end();
       }
     },
