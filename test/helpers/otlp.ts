@@ -29,7 +29,7 @@ export interface OtlpReceiver {
   /** Base URL (http://127.0.0.1:port), as OTEL_EXPORTER_OTLP_ENDPOINT takes it. */
   readonly url: string;
   readonly spans: ReceivedSpan[];
-  readonly requests: { readonly path: string; readonly contentType: string }[];
+  readonly requests: { readonly path: string; readonly contentType: string; readonly authorization: string | undefined }[];
   /** Each request body, raw (latin1), for the audit. */
   readonly bodies: string[];
   close(): Promise<void>;
@@ -39,14 +39,14 @@ export const spanKind = { internal: 1, server: 2, client: 3 } as const;
 
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
-  const requests: { path: string; contentType: string }[] = [];
+  const requests: OtlpReceiver['requests'][number][] = [];
   const bodies: string[] = [];
   const server = createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const body = Buffer.concat(chunks);
     const contentType = req.headers['content-type'] ?? '';
-    requests.push({ path: req.url ?? '', contentType });
+    requests.push({ path: req.url ?? '', contentType, authorization: req.headers.authorization });
     bodies.push(body.toString('latin1'));
     if (req.method !== 'POST' || req.url !== '/v1/traces') return void res.writeHead(404).end();
     if (contentType.startsWith('application/json')) {
