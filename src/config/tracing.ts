@@ -100,16 +100,19 @@ function tracesUrl(block: RawTracing | undefined, read: (name: string) => string
 function keyValuePairs(variable: string, text: string | undefined, problems: string[]): Record<string, string> {
   const attributes: Record<string, string> = {};
   if (text === undefined) return attributes;
-  for (const pair of text.split(',')) {
+  for (const [index, pair] of text.split(',').entries()) {
     if (pair.trim() === '') continue;
     const at = pair.indexOf('=');
-    const key = pair.slice(0, at).trim();
+    const key = at < 0 ? '' : pair.slice(0, at).trim();
+    // The key at most: a header's value may be a secret.
+    if (key === '') {
+      problems.push(`${variable}: entry ${index + 1} is not key=value`);
+      continue;
+    }
     try {
-      if (at <= 0 || key === '') throw new Error();
       attributes[key] = decodeURIComponent(pair.slice(at + 1).trim());
     } catch {
-      // The key alone: a header's value may be a secret.
-      problems.push(`${variable}: "${key || pair.trim().slice(0, 20)}..." is not key=value (values percent-encoded)`);
+      problems.push(`${variable}: the value of "${key}" is not percent-encoded correctly`);
     }
   }
   return attributes;
