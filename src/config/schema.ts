@@ -5,6 +5,7 @@ import * as z from 'zod';
 import { parseCidr } from './cidr.js';
 import { signingAlgorithms } from './keys.js';
 import { presetNames } from './presets.js';
+import { tracingProtocols, tracingSamplers } from './tracing.js';
 
 // The config is validated once, at start: zod's JIT (parsers generated with new Function) costs
 // more than it saves for one parse (~10 ms of start-up and ~0.4 MB of idle RSS, issue 7).
@@ -246,10 +247,6 @@ const adminSchema = z.strictObject({
   host: host.default('127.0.0.1'),
   port: port.default(9901),
 });
-
-/** The OpenTelemetry sampler names of OTEL_TRACES_SAMPLER that the sidecar supports. */
-export const tracingSamplers = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'] as const;
-export const tracingProtocols = ['http/protobuf', 'http/json'] as const;
 
 /**
  * Traces (OpenTelemetry, OTLP over HTTP): each field is one of the standard OTEL_* variables, and

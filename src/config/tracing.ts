@@ -4,7 +4,7 @@
 // start-up naming the field or the variable. Nothing of OpenTelemetry is loaded here: that happens
 // only when this returns a config (tracing/otel.ts).
 
-import { tracingProtocols, tracingSamplers, type RawTracing } from './schema.js';
+import type { RawTracing } from './schema.js';
 import { SecretSource } from './secret.js';
 import type { TracingConfig } from './types.js';
 
@@ -20,6 +20,10 @@ export const tracingVariables = [
   { name: 'OTEL_EXPORTER_OTLP_HEADERS', description: 'headers sent to the collector, key=value,... (an API key; also OTEL_EXPORTER_OTLP_TRACES_HEADERS)' },
   { name: 'OTEL_SDK_DISABLED', description: 'true: no traces, whatever else is set' },
 ] as const;
+
+/** The OpenTelemetry sampler names (OTEL_TRACES_SAMPLER) the sidecar supports. */
+export const tracingSamplers = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'] as const;
+export const tracingProtocols = ['http/protobuf', 'http/json'] as const;
 
 /** The OTLP/HTTP default collector (the OpenTelemetry specification's), when the block names none. */
 const defaultEndpoint = 'http://localhost:4318';
