@@ -6,6 +6,7 @@ import type { Cidr } from './cidr.js';
 import type { SigningAlgorithm } from './keys.js';
 import type { AuthMethod, PresetName } from './presets.js';
 import type { SecretSource } from './secret.js';
+import type { tracingProtocols, tracingSamplers } from './tracing.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -148,9 +149,9 @@ export interface SidecarConfig {
 export interface TracingConfig {
   /** The URL spans are POSTed to (OTLP over HTTP). */
   readonly url: string;
-  readonly protocol: 'http/protobuf' | 'http/json';
+  readonly protocol: (typeof tracingProtocols)[number];
   readonly serviceName: string;
-  readonly sampler: 'always_on' | 'always_off' | 'traceidratio' | 'parentbased_always_on' | 'parentbased_always_off' | 'parentbased_traceidratio';
+  readonly sampler: (typeof tracingSamplers)[number];
   /** The ratio of the traceidratio samplers (0 to 1). */
   readonly samplerRatio: number;
   readonly resourceAttributes: Readonly<Record<string, string>>;
