@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { envVariables } from './config/env.js';
-import { tracingVariables } from './config/tracing.js';
+import { tracingVariables } from './config/tracing-names.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { ConfigError } from './errors.js';
 import type { LiveConfig } from './server.js';

@@ -5,7 +5,7 @@ import * as z from 'zod';
 import { parseCidr } from './cidr.js';
 import { signingAlgorithms } from './signing-algorithms.js';
 import { presetNames } from './presets.js';
-import { tracingProtocols, tracingSamplers } from './tracing.js';
+import { tracingProtocols, tracingSamplers } from './tracing-names.js';
 
 // The config is validated once, at start: zod's JIT (parsers generated with new Function) costs
 // more than it saves for one parse (~10 ms of start-up and ~0.4 MB of idle RSS, issue 7).

@@ -6,7 +6,7 @@ import type { Cidr } from './cidr.js';
 import type { SigningAlgorithm } from './signing-algorithms.js';
 import type { AuthMethod, PresetName } from './presets.js';
 import type { SecretSource } from './secret.js';
-import type { tracingProtocols, tracingSamplers } from './tracing.js';
+import type { tracingProtocols, tracingSamplers } from './tracing-names.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 

@@ -46,7 +46,8 @@ routes:
   );
   const sidecar = run(['--config', config], { NODE_OPTIONS: `--import=${preload}`, ...env });
   try {
-    await sidecar.waitFor(/"listening"/, 15_000);
+    // Loading the SDK from node_modules takes a while on a busy machine.
+    await sidecar.waitFor(/"listening"/, 30_000);
     const response = await fetch(`http://127.0.0.1:${port}/thing`, { headers: { traceparent, tracestate: 'a=b' } });
     assert.equal(response.status, 200, await response.text());
     sidecar.child.kill('SIGTERM');
