@@ -80,23 +80,33 @@ const one = (spans: ReceivedSpan[], predicate: (span: ReceivedSpan) => boolean, 
   return found[0] as ReceivedSpan;
 };
 
+/** The caller's request: traceparent, tracestate, a query string and a header whose value is secret. */
+const traced = (url: string) => fetch(`${url}/items/42?apikey=query-secret-1&x=2`, { headers: { traceparent, tracestate, 'x-caller-key': callerSecret } });
+
 /**
- * Holds the token endpoint's first answer until a request is in flight (it then waits for that
- * grant, which makes the grant part of its trace), then answers as scripted.
+ * Starts a sidecar with `raw` and `environment`, sends one traced request (which must get `status`),
+ * and closes everything, which exports the spans. The token endpoint's first answer is held until
+ * the request is in flight, so that the request waits for that grant (and the grant is in its trace).
  */
-function holdFirstGrant(tokens: ScriptedTokenServer, started: () => TestSidecar | undefined): void {
+async function oneTracedRequest({ tokens, close }: Rig, raw: Record<string, unknown>, environment: NodeJS.ProcessEnv, status: number): Promise<void> {
+  let sidecar: TestSidecar | undefined;
   const script = tokens.script;
   tokens.script = async (request) => {
     if (request.n === 1) {
-      await eventually(async () => /requests_in_flight 1/.test((await started()?.sidecar.metrics.registry.metrics()) ?? ''), 10_000);
+      await eventually(async () => /requests_in_flight 1/.test((await sidecar?.sidecar.metrics.registry.metrics()) ?? ''), 10_000);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     return script(request);
   };
+  sidecar = await startSidecar(raw, { env: environment });
+  try {
+    const response = await traced(sidecar.proxyUrl);
+    assert.equal(response.status, status);
+    await response.text();
+  } finally {
+    await close(sidecar);
+  }
 }
-
-/** The caller's request: traceparent, tracestate, a query string and a header whose value is secret. */
-const traced = (url: string) => fetch(`${url}/items/42?apikey=query-secret-1&x=2`, { headers: { traceparent, tracestate, 'x-caller-key': callerSecret } });
 
 function assertOneTrace({ receiver, upstream }: Rig): void {
   const spans = receiver.spans;
@@ -131,29 +141,19 @@ function assertOneTrace({ receiver, upstream }: Rig): void {
 
 describe('traces on', () => {
   test('http/json from the tracing block: server, upstream and grant spans in the caller\'s trace; the upstream\'s parent is the sidecar\'s span', async () => {
-    const { tokens, upstream, receiver, close } = await rig();
-    let sidecar: TestSidecar | undefined;
-    holdFirstGrant(tokens, () => sidecar);
-    sidecar = await startSidecar(
-      { tracing: { tracesEndpoint: `${receiver.url}/v1/traces`, protocol: 'http/json', resourceAttributes: { 'deployment.environment.name': 'test' } }, routes: [route(tokens.url, upstream.url)] },
-      { env: env() },
-    );
-    try {
-      const response = await traced(sidecar.proxyUrl);
-      assert.equal(response.status, 200);
-      await response.text();
-    } finally {
-      await close(sidecar);
-    }
+    const r = await rig();
+    const { upstream, receiver } = r;
+    await oneTracedRequest(r, { tracing: { tracesEndpoint: `${receiver.url}/v1/traces`, protocol: 'http/json', resourceAttributes: { 'deployment.environment.name': 'test' } }, routes: [route(r.tokens.url, upstream.url)] }, env(), 200);
     assert.ok(receiver.requests.every((request) => request.path === '/v1/traces' && request.contentType.startsWith('application/json')), JSON.stringify(receiver.requests));
-    assertOneTrace({ tokens, upstream, receiver, close });
+    assertOneTrace(r);
     assert.equal(receiver.spans[0]?.resource['deployment.environment.name'], 'test');
     const exported = receiver.bodies.join('\n');
     for (const absent of ['query-secret-1', 'apikey', callerSecret, 'x-caller-key', 'test-secret']) assert.ok(!exported.includes(absent), `${absent} is not exported`);
   });
 
   test('http/protobuf from OTEL_* variables (the base endpoint gets /v1/traces); a replay after a 401 is a second client span', async () => {
-    const { tokens, upstream, receiver, close } = await rig();
+    const r = await rig();
+    const { tokens, upstream, receiver } = r;
     let calls = 0;
     const rejecting = createServer((req, res) => {
       calls += 1;
@@ -161,18 +161,10 @@ describe('traces on', () => {
       res.writeHead(calls === 1 ? 401 : 200).end(calls === 1 ? 'expired' : 'ok');
     });
     await new Promise<void>((resolve) => rejecting.listen(0, '127.0.0.1', resolve));
-    let sidecar: TestSidecar | undefined;
-    holdFirstGrant(tokens, () => sidecar);
-    sidecar = await startSidecar(
-      { routes: [route(tokens.url, `http://127.0.0.1:${(rejecting.address() as AddressInfo).port}`)] },
-      { env: env({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_SERVICE_NAME: 'orders-sidecar', OTEL_RESOURCE_ATTRIBUTES: 'team=payments,region=eu%2Dwest' }) },
-    );
+    const environment = env({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_SERVICE_NAME: 'orders-sidecar', OTEL_RESOURCE_ATTRIBUTES: 'team=payments,region=eu%2Dwest' });
     try {
-      const response = await traced(sidecar.proxyUrl);
-      assert.equal(response.status, 200);
-      await response.text();
+      await oneTracedRequest(r, { routes: [route(tokens.url, `http://127.0.0.1:${(rejecting.address() as AddressInfo).port}`)] }, environment, 200);
     } finally {
-      await close(sidecar);
       await closeServer(rejecting);
     }
     assert.ok(receiver.requests.length > 0 && receiver.requests.every((request) => request.path === '/v1/traces' && request.contentType === 'application/x-protobuf'), JSON.stringify(receiver.requests));
@@ -199,18 +191,10 @@ describe('traces on', () => {
   });
 
   test('a failed grant is an error span with its code and attempt, and the 503 names it on the server span', async () => {
-    const { tokens, upstream, receiver, close } = await rig();
+    const r = await rig();
+    const { tokens, upstream, receiver } = r;
     tokens.script = () => ({ status: 401, body: { error: 'invalid_client', error_description: 'client secret test-secret is wrong' } });
-    let sidecar: TestSidecar | undefined;
-    holdFirstGrant(tokens, () => sidecar);
-    sidecar = await startSidecar({ tracing: { endpoint: receiver.url, protocol: 'http/json' }, routes: [route(tokens.url, upstream.url)] }, { env: env() });
-    try {
-      const response = await traced(sidecar.proxyUrl);
-      assert.equal(response.status, 503);
-      await response.text();
-    } finally {
-      await close(sidecar);
-    }
+    await oneTracedRequest(r, { tracing: { endpoint: receiver.url, protocol: 'http/json' }, routes: [route(tokens.url, upstream.url)] }, env(), 503);
     const grant = one(receiver.spans, (span) => span.name === 'token grant', 'token grant');
     assert.deepEqual(
       { ...grant.attributes },
