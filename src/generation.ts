@@ -109,7 +109,8 @@ export function nextGeneration(config: SidecarConfig, previous: Generation | und
 
 /**
  * Settings that need a new socket (the proxy's and admin listeners, and the header size limit,
- * which Node's HTTP server takes when it is made) cannot change at a reload. Returns `next` with
+ * which Node's HTTP server takes when it is made) cannot change at a reload, nor can `workers` and
+ * `tracing` (its exporter is made once, at start). Returns `next` with
  * those of `live` in their place, and the fields that differed ("listen.port"), for the log.
  */
 export function keepSocketSettings(live: SidecarConfig, next: SidecarConfig): { config: SidecarConfig; refused: readonly string[] } {

@@ -1,8 +1,8 @@
 // Traces with OpenTelemetry: the SDK's tracer provider (sampler, batch processor, resource), the
 // OTLP/HTTP exporter (protobuf or JSON) and W3C trace-context propagation, behind the small seam of
-// tracing/types.ts. Loaded only when the config turns traces on (server.ts); the OpenTelemetry
-// packages are imported here, with import(), and nowhere else (in the CLI bundle they stay in
-// node_modules: scripts/bundle.mjs).
+// tracing/types.ts. Loaded only when the config turns traces on (tracing/start.ts); the
+// OpenTelemetry packages are imported here, with import(), and nowhere else (in the CLI bundle the
+// SDK and exporters stay in node_modules, loaded only then: scripts/bundle.mjs).
 //
 // What a span records is chosen here, in one place: method, route, path without its query,
 // status, upstream host and port, grant attempt and outcome, error codes. Never a header value,
