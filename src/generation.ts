@@ -109,7 +109,8 @@ export function nextGeneration(config: SidecarConfig, previous: Generation | und
 
 /**
  * Settings that need a new socket (the proxy's and admin listeners, and the header size limit,
- * which Node's HTTP server takes when it is made) cannot change at a reload. Returns `next` with
+ * which Node's HTTP server takes when it is made) cannot change at a reload, nor can `workers` and
+ * `tracing` (its exporter is made once, at start). Returns `next` with
  * those of `live` in their place, and the fields that differed ("listen.port"), for the log.
  */
 export function keepSocketSettings(live: SidecarConfig, next: SidecarConfig): { config: SidecarConfig; refused: readonly string[] } {
@@ -118,8 +119,11 @@ export function keepSocketSettings(live: SidecarConfig, next: SidecarConfig): { 
     ...(live.inbound.maxHeaderBytes === next.inbound.maxHeaderBytes ? [] : ['listen.maxHeaderBytes']),
     ...changedFields(live.admin, next.admin).map((field) => `admin.${field}`),
     ...(live.workers === next.workers ? [] : ['workers']),
+    // The exporter and sampler are set up once, at start (tracing/otel.ts).
+    ...(sameValue(live.tracing, next.tracing) ? [] : ['tracing']),
   ];
   if (refused.length === 0) return { config: next, refused };
   const inbound = Object.freeze({ ...next.inbound, maxHeaderBytes: live.inbound.maxHeaderBytes });
-  return { config: Object.freeze({ ...next, listen: live.listen, admin: live.admin, workers: live.workers, inbound }), refused };
+  const { tracing: _nextTracing, ...rest } = next;
+  return { config: Object.freeze({ ...rest, listen: live.listen, admin: live.admin, workers: live.workers, ...(live.tracing ? { tracing: live.tracing } : {}), inbound }), refused };
 }

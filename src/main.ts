@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { envVariables } from './config/env.js';
+import { tracingVariables } from './config/tracing-names.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { ConfigError } from './errors.js';
 import { launchOutcome, notAppliedMessage, requestedTuning } from './runtime/launch.js';
@@ -48,6 +49,10 @@ config's outboundProxy says otherwise (the lower-case form of each wins, as in c
   HTTPS_PROXY                              proxy for https:// targets, e.g. http://user:pass@proxy:3128
   HTTP_PROXY                               proxy for http:// targets
   NO_PROXY                                 targets that go direct: hosts, .domains, IPs, CIDRs, host:port, *
+
+Traces (OpenTelemetry, OTLP over HTTP) are off unless an endpoint is set, here or in the config's
+tracing block (whose fields win over these):
+${tracingVariables.map((v) => `  ${v.name.padEnd(40)} ${v.description}`).join('\n')}
 
 Config values may use \${VAR} and \${VAR:-default}. Presets: megaport, megaport-staging, cyxtera.
 Exit codes: 0 ok, 1 failure, 2 bad usage or configuration.`;

@@ -27,6 +27,8 @@ import { createRouteTokenSource } from './token/create.js';
 import type { Token } from './token/exchange.js';
 import type { TokenProvider } from './token/token-source.js';
 import { warnUnverifiedTls } from './tls.js';
+import { startTracing, traceRequests, tracingFlushMs } from './tracing/start.js';
+import type { Tracing } from './tracing/types.js';
 
 export interface SidecarOptions {
   readonly logger?: Logger;
@@ -106,16 +108,20 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
   let current: Generation;
   const inForce = (): Generation => current;
   const metrics = createMetrics(() => [...current.tokenSources.values()].map((source) => source.status()));
+  // null unless the config turns traces on; then OpenTelemetry is loaded (tracing/).
+  const tracing = await startTracing(config, logger);
   const proxy = createProxyApp(config, logger);
   const { notFound, reportFailure } = observeRequests(proxy, metrics, inForce);
-  // After the hooks above, so refused requests are logged and counted too.
+  if (tracing) traceRequests(proxy, tracing);
+  // After the hooks above, so refused requests are logged, counted and traced too.
   const guard = installGuard(proxy, config.inbound);
   proxy.decorateRequest('bearerToken', '');
   proxy.decorateRequest('sidecarRoute', null);
+  proxy.decorateRequest('sidecarTrace', null);
   const websockets = webSocketSupport(proxy, logger);
   await websockets.prepare(config);
   await mountProxy(proxy, notFound);
-  const make = routeFactories(options, logger, metrics, websockets, reportFailure);
+  const make = routeFactories(options, logger, metrics, tracing, websockets, reportFailure);
   current = nextGeneration(config, undefined, make, undefined, options.configHash?.(config)).generation;
   const reloader = createReloader({ logger, metrics, guard, websockets, make, options, inForce, swap: (next) => (current = next) });
   const admin = createAdminApp({ tokenSources: () => current.tokenSources.values(), config: () => current, ...(options.adminWorkers ? { workers: options.adminWorkers } : {}) }, metrics, logger);
@@ -160,6 +166,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       const routes = [...current.routes.values()];
       await Promise.all([...routes.map((route) => route.tokens.close()), ...routes.map((route) => route.proxy.close()), ...reloader.retired().map((route) => route.close())]);
       await admin.close();
+      await tracing?.shutdown(tracingFlushMs);
     },
   };
 }
@@ -267,11 +274,12 @@ function webSocketSupport(app: FastifyInstance, logger: Logger): WebSocketSuppor
 }
 
 /** How a generation makes a route's token source (the standard one, or options.tokens's) and its proxy route. */
-function routeFactories(options: SidecarOptions, logger: Logger, metrics: Metrics, websockets: WebSocketSupport, reportFailure: ReportFailure): RouteFactories {
+function routeFactories(options: SidecarOptions, logger: Logger, metrics: Metrics, tracing: Tracing | null, websockets: WebSocketSupport, reportFailure: ReportFailure): RouteFactories {
   const standardTokens = (route: RouteConfig, onFetch?: (outcome: 'success' | 'failure') => void): RouteTokens => {
     const { clock, fetchToken } = options;
     return createRouteTokenSource(route, {
       logger,
+      tracing,
       onFetch: (outcome) => {
         metrics.tokenFetch(route.name, outcome);
         onFetch?.(outcome);

@@ -13,6 +13,7 @@ import { presets } from './presets.js';
 import { configSchema, inProcessSchema, normalisePrefix, type RawAuth, type RawRoute } from './schema.js';
 import { SecretSource } from './secret.js';
 import { resolveInbound, resolveSigningKey, resolveTls } from './security.js';
+import { resolveTracing } from './tracing.js';
 import type { AuthConfig, RouteConfig, SidecarConfig, TlsConfig } from './types.js';
 
 export interface LoadOptions {
@@ -59,6 +60,7 @@ export function resolveConfig(input: unknown, options: LoadOptions = {}): Sideca
   const outboundProxy = outboundProxyResolver(raw.outboundProxy, env, problems);
   const routes = raw.routes.map((route, index) => resolveRoute(route, `routes[${index}]`, problems, outboundProxy(route.outboundProxy, `routes[${index}].outboundProxy`)));
   const inbound = resolveInbound(raw.listen, problems);
+  const tracing = resolveTracing(raw.tracing, env, problems);
   if (problems.length > 0) throw namedError(problems, options.fieldNames);
   return deepFreeze({
     listen: { host: raw.listen.host, port: raw.listen.port, ...(raw.listen.socket === undefined ? {} : { socket: raw.listen.socket, mode: raw.listen.mode }) },
@@ -67,6 +69,7 @@ export function resolveConfig(input: unknown, options: LoadOptions = {}): Sideca
     logLevel: raw.logLevel,
     drainTimeoutMs: raw.drainTimeoutMs,
     workers: raw.workers,
+    ...(tracing ? { tracing } : {}),
     routes,
   });
 }

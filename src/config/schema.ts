@@ -5,6 +5,7 @@ import * as z from 'zod';
 import { parseCidr } from './cidr.js';
 import { signingAlgorithms } from './signing-algorithms.js';
 import { presetNames } from './presets.js';
+import { tracingProtocols, tracingSamplers } from './tracing-names.js';
 
 // The config is validated once, at start: zod's JIT (parsers generated with new Function) costs
 // more than it saves for one parse (~10 ms of start-up and ~0.4 MB of idle RSS, issue 7).
@@ -247,6 +248,25 @@ const adminSchema = z.strictObject({
   port: port.default(9901),
 });
 
+/**
+ * Traces (OpenTelemetry, OTLP over HTTP): each field is one of the standard OTEL_* variables, and
+ * wins over it when set (config/tracing.ts). The block turns tracing on, as OTEL_EXPORTER_OTLP_ENDPOINT does.
+ */
+const tracingSchema = z.strictObject({
+  /** false: off, whatever the OTEL_* variables say (as OTEL_SDK_DISABLED=true). */
+  enabled: z.boolean().default(true),
+  /** The collector's base URL: /v1/traces is appended (OTEL_EXPORTER_OTLP_ENDPOINT). */
+  endpoint: httpUrl.optional(),
+  /** The full URL spans are sent to, taken as it is (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT). */
+  tracesEndpoint: httpUrl.optional(),
+  protocol: z.enum(tracingProtocols).optional(),
+  serviceName: z.string().min(1).optional(),
+  sampler: z.enum(tracingSamplers).optional(),
+  /** The ratio of traceidratio and parentbased_traceidratio, 0 to 1 (OTEL_TRACES_SAMPLER_ARG). */
+  samplerArg: z.number().min(0).max(1).optional(),
+  resourceAttributes: z.record(z.string().min(1), z.string()).optional(),
+});
+
 const workersProblem = { error: 'must be a whole number of at least 1, or "auto" (the CPUs this process may use)' };
 
 export const configSchema = z
@@ -260,6 +280,8 @@ export const configSchema = z
     workers: z.union([z.number().int(workersProblem).min(1, workersProblem), z.literal('auto')], workersProblem).default(1),
     /** Every route's outbound proxy, over HTTPS_PROXY / HTTP_PROXY / NO_PROXY. */
     outboundProxy: outboundProxySchema.optional(),
+    /** OpenTelemetry traces; off unless this block or OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set. */
+    tracing: tracingSchema.optional(),
     routes: z.array(routeSchema).min(1, 'at least one route is required'),
   })
   .superRefine((config, ctx) => {
@@ -352,4 +374,5 @@ export type AuthOptions = z.input<typeof authSchema>;
 /** A route's `tls` as written. */
 export type TlsOptions = z.input<typeof routeSchema.shape.tls>;
 export type RawListen = z.infer<typeof listenSchema>;
+export type RawTracing = z.infer<typeof tracingSchema>;
 export type RawTls = z.infer<typeof tlsSchema>;

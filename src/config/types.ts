@@ -6,6 +6,7 @@ import type { Cidr } from './cidr.js';
 import type { SigningAlgorithm } from './signing-algorithms.js';
 import type { AuthMethod, PresetName } from './presets.js';
 import type { SecretSource } from './secret.js';
+import type { tracingProtocols, tracingSamplers } from './tracing-names.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -139,5 +140,21 @@ export interface SidecarConfig {
   readonly drainTimeoutMs: number;
   /** Processes serving the proxy listener (1: this process alone); "auto": the CPUs it may use (runtime/cpus.ts). */
   readonly workers: number | 'auto';
+  /** OpenTelemetry traces; absent when off (config/tracing.ts). */
+  readonly tracing?: TracingConfig;
   readonly routes: readonly RouteConfig[];
+}
+
+/** Where and how spans are exported, from the `tracing` block and the OTEL_* variables (config/tracing.ts). */
+export interface TracingConfig {
+  /** The URL spans are POSTed to (OTLP over HTTP). */
+  readonly url: string;
+  readonly protocol: (typeof tracingProtocols)[number];
+  readonly serviceName: string;
+  readonly sampler: (typeof tracingSamplers)[number];
+  /** The ratio of the traceidratio samplers (0 to 1). */
+  readonly samplerRatio: number;
+  readonly resourceAttributes: Readonly<Record<string, string>>;
+  /** Headers sent with every export (OTEL_EXPORTER_OTLP_HEADERS), by name; the values are secrets. */
+  readonly headers?: Readonly<Record<string, SecretSource>>;
 }

@@ -137,15 +137,11 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   #dispatch(): void {
     const request = this.#request;
-    this.#options.pool.dispatch(
-      {
-        path: this.#path,
-        method: request.method as Dispatcher.HttpMethod,
-        headers: this.#options.requestHeaders(request.raw, this.#token, request.id),
-        body: this.#body ?? null,
-      },
-      this,
-    );
+    const method = request.method as Dispatcher.HttpMethod;
+    const headers = this.#options.requestHeaders(request.raw, this.#token, request.id);
+    // With traces on, the call is a client span and the upstream's traceparent names it (tracing/).
+    const trace = request.sidecarTrace;
+    this.#options.pool.dispatch({ path: this.#path, method, headers, body: this.#body ?? null }, trace === null ? this : trace.upstream(method, headers, this));
   }
 
   readonly #onCallerClose = (): void => {
@@ -252,7 +248,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   #replayOrRelay(controller: Dispatcher.DispatchController, headers: Record<string, string | string[] | undefined>): void {
     const { tokens, route } = this.#options;
     this.#deciding = true;
-    tokenAfterRejection(tokens, this.#token)
+    const trace = this.#request.sidecarTrace;
+    (trace === null ? tokenAfterRejection(tokens, this.#token) : trace.waitForToken(() => tokenAfterRejection(tokens, this.#token)))
       .then((fresh) => {
         this.#deciding = false;
         if (this.#done) return;

@@ -16,6 +16,7 @@ import type { RouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import { dispatcherFor, webSocketConnectorFor } from '../outbound/dispatcher.js';
 import type { TokenProvider } from '../token/token-source.js';
+import type { RequestTrace } from '../tracing/types.js';
 import { failed, Forwarder, type ForwarderOptions } from './forward.js';
 import { requestHeaderPolicy, responseHeaderPolicy } from './headers.js';
 import { limitBody } from './limits.js';
@@ -29,6 +30,8 @@ declare module 'fastify' {
     bearerToken: string;
     /** The route serving this request, from the generation in force when it arrived; null when none serves its path. */
     sidecarRoute: ProxyRoute | null;
+    /** This request's spans when traces are on (tracing/); null when they are off. */
+    sidecarTrace: RequestTrace | null;
   }
 }
 
@@ -120,8 +123,9 @@ export class ProxyRoute {
     const tokens = this.tokens;
     const token = tokens.peek();
     if (token !== undefined) return this.#forwarder.forward(request, reply, target, token);
-    tokens
-      .getToken()
+    // Waiting for a token: a grant this request starts is part of its trace, when traces are on.
+    const trace = request.sidecarTrace;
+    (trace === null ? tokens.getToken() : trace.waitForToken(() => tokens.getToken()))
       .then((fresh) => this.#forwarder.forward(request, reply, target, fresh))
       .catch((err: unknown) => failed(reply, err));
   }

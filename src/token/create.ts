@@ -14,6 +14,7 @@ import type { Clock } from './clock.js';
 import type { Token } from './exchange.js';
 import { TokenFetcher } from './fetcher.js';
 import { TokenSource, type TokenSourceOptions } from './token-source.js';
+import type { GrantTracing } from '../tracing/types.js';
 
 export interface RouteTokenSourceOptions {
   readonly logger?: Logger;
@@ -22,6 +23,8 @@ export interface RouteTokenSourceOptions {
   readonly fetchToken?: (signal: AbortSignal, attempt: number) => Promise<Token>;
   /** Told of every fetch's outcome (metrics). */
   readonly onFetch?: TokenSourceOptions['onFetch'];
+  /** Each grant is a span when traces are on (tracing/). */
+  readonly tracing?: GrantTracing | null;
 }
 
 export interface RouteTokens {
@@ -44,7 +47,7 @@ export function createRouteTokenSource(route: { readonly name: string; readonly 
   if (logger) warnUnverifiedTls(name, 'token endpoint', auth.tls, logger);
   const dispatcher = tokenDispatcher(outboundProxy, auth.tls, auth.timeoutMs, logger);
   // The token endpoint (auth.tokenUrl, or discovered from auth.issuer), then the exchange there.
-  const fetcher = new TokenFetcher(auth, { dispatcher, outboundProxy, logger, route: name, now: clock && (() => clock.now()) });
+  const fetcher = new TokenFetcher(auth, { dispatcher, outboundProxy, logger, route: name, now: clock && (() => clock.now()), tracing: options.tracing });
   const fetchToken = options.fetchToken ?? ((signal: AbortSignal, attempt: number) => fetcher.fetch(signal, attempt));
   const source = new TokenSource({
     name,

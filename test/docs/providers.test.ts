@@ -26,7 +26,8 @@ if (!opensslMissing) writeFileSync(certificateFile, selfSignedCertificate(key));
 /** Any ${VAR} a recipe reads gets a plausible value; *_FILE variables point at a readable file: a key, a certificate or a secret. */
 const env = new Proxy({} as NodeJS.ProcessEnv, {
   get: (_target, name) => {
-    if (typeof name !== 'string') return undefined;
+    // Not a recipe's ${VAR}: OpenTelemetry's own variables, read whatever the file (config/tracing.ts), stay unset.
+    if (typeof name !== 'string' || name.startsWith('OTEL_')) return undefined;
     if (name.endsWith('_KEY_FILE')) return keyFile;
     if (name.endsWith('_CERT_FILE') || name.endsWith('_CERTIFICATE_FILE')) return certificateFile;
     if (name.endsWith('_FILE')) return secretFile;

@@ -25,7 +25,8 @@ export interface TestSidecar {
 export async function startSidecar(raw: Record<string, unknown>, { env, ...options }: Omit<SidecarOptions, 'logger'> & { logLevel?: string; env?: NodeJS.ProcessEnv } = {}): Promise<TestSidecar> {
   const environment = env ?? Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(https?|no)_proxy$/i.test(name)));
   const resolve = (raw: Record<string, unknown>) => {
-    const config = resolveConfig({ listen: { port: 0 }, admin: { port: 0 }, drainTimeoutMs: 2000, logLevel: options.logLevel ?? audit.logLevel, ...raw }, { env: environment });
+    const traces = audit.tracesTo === undefined ? {} : { tracing: { endpoint: audit.tracesTo, protocol: 'http/json' } };
+    const config = resolveConfig({ listen: { port: 0 }, admin: { port: 0 }, drainTimeoutMs: 2000, logLevel: options.logLevel ?? audit.logLevel, ...traces, ...raw }, { env: environment });
     for (const route of config.routes) {
       const { clientSecret, privateKey } = route.auth;
       if (clientSecret) audit.addSecret(clientSecret.read());
