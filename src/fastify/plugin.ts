@@ -17,7 +17,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Logger } from 'pino';
 import { resolveInProcessOptions } from '../config/load.js';
-import { presets } from '../config/presets.js';
+import { staticPreset } from '../config/presets.js';
 import type { AuthOptions, TlsOptions } from '../config/schema.js';
 import type { TlsConfig } from '../config/types.js';
 import { ConfigError, SidecarError } from '../errors.js';
@@ -54,8 +54,8 @@ const dropped = new Set([...hopByHopRequestHeaders.filter((name) => name !== 'ho
 export const bearerProxy: FastifyPluginAsync<BearerProxyOptions> = async function bearerProxy(fastify, options) {
   const { auth: authInput, tls: tlsInput, replayBodyLimitBytes: replayInput, name: nameInput, ...proxyOptions } = options;
   const resolved = resolveInProcessOptions({ auth: authInput, tls: tlsInput, replayBodyLimitBytes: replayInput });
-  const upstream = proxyOptions.upstream || (resolved.auth.preset ? presets[resolved.auth.preset].upstream : undefined);
-  if (!upstream) throw new ConfigError(['upstream: is required (or set auth.preset)']);
+  const upstream = proxyOptions.upstream || staticPreset(resolved.auth.preset)?.upstream;
+  if (!upstream) throw new ConfigError([`upstream: is required${resolved.auth.preset ? ` (the ${resolved.auth.preset} preset has none)` : ' (or set auth.preset)'}`]);
   const httpProxy = await loadHttpProxy();
 
   const name = nameInput ?? (fastify.prefix || '/');

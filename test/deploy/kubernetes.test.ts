@@ -125,7 +125,7 @@ test('kubernetes: the Secret is mounted as files exactly where the config reads 
   assert.ok(!list(top, 'resources').includes('secret.example.yaml'), 'credentials are never applied from the repository');
   // No credential in the config itself, and the loader reads both files.
   assert.doesNotMatch(configText, /clientSecret:|clientId:/);
-  assert.equal(config.routes[0]?.auth.clientId.read(), 'id');
+  assert.equal(config.routes[0]?.auth.clientId?.read(), 'id');
   assert.equal(config.routes[0]?.auth.clientSecret?.read(), 'secret');
 });
 

@@ -8,7 +8,9 @@ import type { AuthMethod } from '../../config/presets.js';
 import type { SecretSource } from '../../config/secret.js';
 import type { AuthConfig } from '../../config/types.js';
 import { credentialsUnreadable } from '../errors.js';
+import { clientAssertion } from './client-assertion.js';
 import { clientSecretBasic, clientSecretPost } from './client-secret.js';
+import { noClientAuthentication } from './none.js';
 import { privateKeyJwt } from './private-key-jwt.js';
 import { tlsClientAuth } from './tls-client-auth.js';
 
@@ -24,6 +26,7 @@ export interface ClientAuthentication {
 
 export interface ClientAuthRequest {
   readonly auth: AuthConfig;
+  /** "" only with method none and no client id configured. */
   readonly clientId: string;
   /** The token endpoint URL this request goes to: the audience of a client assertion. */
   readonly tokenUrl: string;
@@ -36,13 +39,15 @@ const methods: Readonly<Record<AuthMethod, (request: ClientAuthRequest) => Clien
   client_secret_post: clientSecretPost,
   private_key_jwt: privateKeyJwt,
   tls_client_auth: tlsClientAuth,
+  client_assertion: clientAssertion,
+  none: noClientAuthentication,
 };
 
 /** The authentication of one token request to `tokenUrl`, from the credentials as they are now (files are read again). Throws TokenError. */
 export async function clientAuthentication(auth: AuthConfig, tokenUrl: string, now: number): Promise<ClientAuthentication> {
-  let clientId: string;
+  let clientId = '';
   try {
-    clientId = auth.clientId.read();
+    if (auth.clientId) clientId = auth.clientId.read();
   } catch (err) {
     throw credentialsUnreadable(err);
   }
@@ -52,5 +57,8 @@ export async function clientAuthentication(auth: AuthConfig, tokenUrl: string, n
 /** Every credential a token request reads: when one of these files changes, a failed request may now succeed. */
 export function credentialSources(auth: AuthConfig): SecretSource[] {
   const certificate = auth.tls.clientCertificate;
-  return [auth.clientId, auth.clientSecret, auth.privateKey, auth.certificate, certificate?.cert, certificate?.key, certificate?.keyPassphrase].filter((source) => source !== undefined);
+  const exchange = auth.tokenExchange;
+  return [auth.clientId, auth.clientSecret, auth.privateKey, auth.certificate, auth.clientAssertion, exchange?.subjectToken, exchange?.actorToken, certificate?.cert, certificate?.key, certificate?.keyPassphrase].filter(
+    (source) => source !== undefined,
+  );
 }
