@@ -142,7 +142,8 @@ function errorFromResponse(status: number, text: string, retryAfter: string | st
     // not JSON: the status alone says enough
   }
   const detail = oauthError ? `: ${oauthError}${description ? ` (${description})` : ''}` : '';
-  const message = scrub(`token endpoint answered ${status}${detail}`.slice(0, 300));
+  // Scrubbed before it is cut: a cut would leave a prefix of a secret that no longer matches it.
+  const message = scrub(`token endpoint answered ${status}${detail}`).slice(0, 300);
   const retryable = (status === 408 || status === 429 || status >= 500) && !(oauthError && permanentErrors.has(oauthError));
   if (!retryable) {
     const hint = oauthError === 'invalid_client' || status === 401 ? `; ${rejectedHint}` : '';
@@ -186,8 +187,11 @@ export async function readLimited(body: AsyncIterable<Buffer> & { destroy(): unk
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** Anything shaped like a JWT: an endpoint may echo a token the request did not send as it is. */
+const jwtShaped = /ey[A-Za-z0-9_-]{10,}\.ey[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*)?/g;
+
 function scrubSecrets(message: string, secrets: readonly string[]): string {
   let out = message;
   for (const secret of secrets) if (secret.length >= 4) out = out.replaceAll(secret, '[redacted]');
-  return out;
+  return out.replace(jwtShaped, '[redacted]');
 }
