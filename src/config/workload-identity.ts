@@ -51,7 +51,9 @@ function expandAuth(auth: Record<string, unknown>, env: NodeJS.ProcessEnv, at: s
   for (const { name, field } of entraVariables) {
     const value = env[name];
     const given = out[field] !== undefined || (field === 'clientId' && out.clientIdFile !== undefined);
-    if (given || value === undefined || value === '') continue;
+    // Another method is refused by the schema, for what it is, not for a file it would not use.
+    const unused = field === 'clientAssertionFile' && out.method !== 'client_assertion';
+    if (given || unused || value === undefined || value === '') continue;
     out[field] = value;
     fieldNames.set(`${at}.${field}`, name);
   }
