@@ -66,7 +66,7 @@ describe('entra-workload-identity preset', () => {
       'AZURE_TENANT_ID (routes[0].auth.tenantId: must be a tenant id (a GUID) or a domain such as contoso.onmicrosoft.com)',
     ]);
     assert.deepEqual(problems(() => resolveConfig(route({ scope: 's' }), { env: { ...webhook, AZURE_FEDERATED_TOKEN_FILE: '/nonexistent/token' } })), [
-      'routes[0].auth.clientAssertionFile: cannot read /nonexistent/token (ENOENT)',
+      'AZURE_FEDERATED_TOKEN_FILE (routes[0].auth.clientAssertionFile: cannot read /nonexistent/token (ENOENT))',
     ]);
     // tenantId and authorityHost belong to the preset.
     assert.deepEqual(problems(() => resolveConfig({ routes: [{ name: 'g', upstream: 'https://x.example', auth: { tokenUrl: 'https://idp.example/t', clientId: 'c', clientSecret: 's', tenantId: tenant } }] })), [
