@@ -91,6 +91,8 @@ export interface InProcessConfig {
   readonly auth: AuthConfig;
   readonly tls: TlsConfig;
   readonly replayBodyLimitBytes: number;
+  /** `outboundProxy` given, else HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as the sidecar reads them. */
+  readonly outboundProxy: OutboundProxySettings;
 }
 
 /**
@@ -100,7 +102,7 @@ export interface InProcessConfig {
  * ${VAR} interpolation (that is the config file's). Secret and CA files are read once here, as at
  * start-up. Throws ConfigError.
  */
-export function resolveInProcessOptions(input: { auth?: unknown; tls?: unknown; replayBodyLimitBytes?: unknown }, env: NodeJS.ProcessEnv = process.env): InProcessConfig {
+export function resolveInProcessOptions(input: { auth?: unknown; tls?: unknown; replayBodyLimitBytes?: unknown; outboundProxy?: unknown }, env: NodeJS.ProcessEnv = process.env): InProcessConfig {
   const expanded = expandWorkloadIdentity(input, env);
   const fieldNames = expanded.fieldNames.size > 0 ? expanded.fieldNames : undefined;
   const result = inProcessSchema.safeParse(expanded.input);
@@ -110,6 +112,7 @@ export function resolveInProcessOptions(input: { auth?: unknown; tls?: unknown; 
     auth: resolveAuth(result.data.auth, 'auth', problems),
     tls: resolveTls(result.data.tls, 'tls', problems),
     replayBodyLimitBytes: result.data.replayBodyLimitBytes,
+    outboundProxy: outboundProxyResolver(undefined, env, problems)(result.data.outboundProxy, 'outboundProxy'),
   };
   if (problems.length > 0) throw namedError(problems, fieldNames);
   return deepFreeze(resolved);

@@ -395,6 +395,8 @@ export const inProcessSchema = z
     auth: authSchema,
     tls: routeSchema.shape.tls,
     replayBodyLimitBytes: routeSchema.shape.replayBodyLimitBytes,
+    /** As a route's: false goes direct whatever HTTPS_PROXY says; absent, the environment decides. */
+    outboundProxy: outboundProxySchema.optional(),
   })
   .superRefine((options, ctx) => checkAuth(options.auth, [], ctx));
 
@@ -410,5 +412,7 @@ export type RawAuth = z.infer<typeof authSchema>;
 export type AuthOptions = z.input<typeof authSchema>;
 /** A route's `tls` as written. */
 export type TlsOptions = z.input<typeof routeSchema.shape.tls>;
+/** A route's `outboundProxy` as written: false, or a mapping with url or urlFile and noProxy. */
+export type OutboundProxyOptions = z.input<typeof outboundProxySchema>;
 export type RawListen = z.infer<typeof listenSchema>;
 export type RawTls = z.infer<typeof tlsSchema>;
