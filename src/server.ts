@@ -255,19 +255,52 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     current = generation; // the swap: requests from here on see the new routes
     if (next.logLevel !== live.config.logLevel) setLogLevel(logger, next.logLevel);
     if (started) for (const tokens of change.newTokens) tokens.source.start();
-    for (const tokens of change.retiredTokens) {
-      const reason = removed.includes(tokens.source.name) ? 'the route was removed by a config reload' : 'its auth settings changed in a config reload; retry the request';
-      void tokens.close(reason);
-    }
     retired = retired.filter((route) => !route.closed);
     for (const route of change.retiredProxies) {
       route.retire();
       retired.push(route);
     }
+    for (const tokens of change.retiredTokens) {
+      // Changed auth (new credentials, maybe because the old ones were revoked): the old source closes at once.
+      if (removed.includes(tokens.source.name)) retireTokens(tokens, live, change.retiredProxies, 'the route was removed by a config reload');
+      else void tokens.close('its auth settings changed in a config reload; retry the request');
+    }
     metrics.configReload('success');
     options.onReload?.(generation);
     logger.info({ config: generation.hash, loadedAt: generation.loadedAt, added, removed, changed, newTokenSources: change.newTokens.map((tokens) => tokens.source.name) }, 'config reloaded');
     return { outcome: 'success', hash: generation.hash, restartNeeded: refused };
+  }
+
+  const listeners = options.listeners ?? 'both';
+  /** Retired token sources not yet closed, and how to close each at once (shutdown). */
+  const retiring = new Map<RouteTokens, () => Promise<void>>();
+
+  /**
+   * A removed route's requests that started before the reload keep their generation, its token
+   * source included: the source closes once the retired routes that use it have no request left.
+   * A primary of workers serves no request itself; a worker's request may still be waiting on it
+   * through its copy, for at most the route's tokenWaitMs, so the primary keeps it that long.
+   */
+  function retireTokens(tokens: RouteTokens, previous: Generation, retiredRoutes: readonly ProxyRoute[], reason: string): void {
+    const users = retiredRoutes.filter((route) => route.tokens === tokens.source && !route.closed);
+    const tokenWaitMs = [...previous.routes.values()].find((route) => route.tokens === tokens)?.config.auth.tokenWaitMs ?? 0;
+    let pending = users.length + (listeners === 'admin' ? 1 : 0);
+    let timer: NodeJS.Timeout | undefined;
+    const closeNow = async () => {
+      clearTimeout(timer);
+      if (retiring.delete(tokens)) await tokens.close(reason);
+    };
+    retiring.set(tokens, closeNow);
+    const done = () => {
+      pending -= 1;
+      if (pending <= 0) void closeNow();
+    };
+    if (pending === 0) return void closeNow();
+    for (const route of users) route.whenClosed(done);
+    if (listeners === 'admin') {
+      timer = setTimeout(done, tokenWaitMs);
+      timer.unref();
+    }
   }
 
   function reload(load = options.loadConfig): Promise<ReloadResult> {
@@ -278,7 +311,6 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
   }
 
   const admin = createAdminApp({ tokenSources: () => current.tokenSources.values(), config: () => current, ...(options.adminWorkers ? { workers: options.adminWorkers } : {}) }, metrics, logger);
-  const listeners = options.listeners ?? 'both';
 
   return {
     proxy,
@@ -317,6 +349,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       await reloads;
       await drain(proxy, current.config.drainTimeoutMs, logger, websockets);
       const routes = [...current.routes.values()];
+      await Promise.all([...retiring.values()].map((closeNow) => closeNow()));
       await Promise.all([...routes.map((route) => route.tokens.close()), ...routes.map((route) => route.proxy.close()), ...retired.map((route) => route.close())]);
       await admin.close();
     },
