@@ -23,7 +23,7 @@ import type { AuthOptions, OutboundProxyOptions, TlsOptions } from '../config/sc
 import type { TlsConfig } from '../config/types.js';
 import { ConfigError, SidecarError } from '../errors.js';
 import { dispatcherFor, webSocketDialer } from '../outbound/dispatcher.js';
-import { proxyFor } from '../outbound/settings.js';
+import { proxyFor } from '../config/outbound-proxy.js';
 import { errorReply } from '../proxy/errors.js';
 import { hopByHopRequestHeaders } from '../proxy/headers.js';
 import { tlsConnectOptions, undiciConnect, warnUnverifiedTls } from '../tls.js';

@@ -5,7 +5,7 @@
 
 import type { SecretSource } from '../../config/secret.js';
 import { readJwtFile } from '../token-file.js';
-import type { ClientAuthentication, ClientAuthRequest } from './index.js';
+import type { ClientAuthentication, ClientAuthRequest } from './types.js';
 import { assertionType } from './private-key-jwt.js';
 
 export function clientAssertion({ auth, clientId, now }: ClientAuthRequest): ClientAuthentication {

@@ -2,7 +2,7 @@
 // (Google's STS: the subject token is the only credential). No Authorization header, no secret;
 // the client id goes in the form only when one is configured.
 
-import type { ClientAuthentication, ClientAuthRequest } from './index.js';
+import type { ClientAuthentication, ClientAuthRequest } from './types.js';
 
 export function noClientAuthentication({ clientId }: ClientAuthRequest): ClientAuthentication {
   return {
