@@ -43,8 +43,15 @@ describe('workers: 2, a reload removes a route with requests waiting for its tok
     const { proxyPort } = tree;
     const adminPort = Number(new URL(tree.adminUrl).port);
     writeFileSync(config, configText({ upstream: upstream.url, tokenUrl: tokensB.url, proxyPort, adminPort, routes: `routes:\n${routeB(upstream.url, tokensB.url)}` }));
+    const hashBefore = (JSON.parse((await tree.admin('/readyz')).body) as { config: { hash: string } }).config.hash;
     tree.sidecar.child.kill('SIGHUP');
-    await until(async () => (await Promise.all([get(tree, '/a/late'), get(tree, '/a/late2'), get(tree, '/a/late3')])).every((r) => r.status === 404), 5_000, 'route a gone from both workers for new requests');
+    // Applied by both workers (/readyz shows each with the new config): only then is a probe sure not to wait for route a's token itself.
+    await until(async () => {
+      const body = JSON.parse((await tree.admin('/readyz')).body) as { config: { hash: string }; workers: { config?: string }[] };
+      return body.config.hash !== hashBefore && body.workers.every((w) => w.config === body.config.hash);
+    }, 10_000, 'the reload applied by both workers');
+    const probes = await Promise.all([get(tree, '/a/late'), get(tree, '/a/late2'), get(tree, '/a/late3'), get(tree, '/a/late4')]);
+    assert.deepEqual(probes.map((r) => r.status), [404, 404, 404, 404], 'route a is gone for new requests in both workers');
     releaseA();
     const results = await Promise.all(waiting);
     assert.deepEqual(
