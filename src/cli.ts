@@ -29,7 +29,11 @@
 import module from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
+import { catchEarlyHangups } from './runtime/early-hangups.js';
 import { sidecarV8Flags } from './runtime/v8-flags.js';
+
+// First: a SIGHUP from here on is kept for the CLI, not the end of the process (early-hangups.ts).
+catchEarlyHangups();
 
 // Before any WebAssembly is compiled (see v8-flags.ts).
 for (const flag of sidecarV8Flags(process.execArgv)) setFlagsFromString(flag);

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { envVariables } from './config/env.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { ConfigError } from './errors.js';
+import { takeEarlyHangups } from './runtime/early-hangups.js';
 import type { LiveConfig } from './server.js';
 import type { TokenFetcher } from './token/fetcher.js';
 
@@ -84,6 +85,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   // Before anything slow (loading modules, reading the config, listening): SIGHUP's default
   // action ends the process, and a service manager's reload may come right after its start.
   const hangups = verb === 'serve' ? catchHangups() : undefined;
+  // A short-lived command ends on SIGHUP as any program does, one that came already included.
+  if (verb !== 'serve' && takeEarlyHangups()) process.kill(process.pid, 'SIGHUP');
   const { configFile, loadConfig, watchConfigVariable } = await import('./config/index.js');
   const watchValue = env[watchConfigVariable] ?? '';
   if (!['', 'true', 'false'].includes(watchValue)) {
@@ -130,6 +133,8 @@ function catchHangups(): Hangups {
     if (reload) reload();
     else pending = true;
   });
+  // One that came while the executable loaded this module (cli.ts caught it).
+  if (takeEarlyHangups()) pending = true;
   return {
     deliverTo(handler) {
       reload = handler;
