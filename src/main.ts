@@ -99,6 +99,16 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     process.stderr.write(`bearer-sidecar: --watch-config (${watchConfigVariable}) needs a config file (--config or BEARER_SIDECAR_CONFIG); the environment cannot change under a running process\n`);
     return 2;
   }
+  // The text the config is loaded from, read first: the watch, which starts once the sidecar
+  // listens, then sees an edit made in between (at worst one reload too many, never one too few).
+  let loadedText: string | undefined;
+  if (watch && verb === 'serve' && file) {
+    try {
+      loadedText = readFileSync(file, 'utf8');
+    } catch {
+      // loadConfig says what is wrong with it
+    }
+  }
   let config: SidecarConfig;
   try {
     config = loadConfig(values.config, env);
@@ -112,7 +122,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
 
   if (verb === 'check') return check(config);
   if (verb === 'token') return token(config, values.route);
-  return serve(config, () => loadConfig(values.config, env), watch ? file : undefined, hangups ?? catchHangups());
+  return serve(config, () => loadConfig(values.config, env), watch && file ? { file, loadedText } : undefined, hangups ?? catchHangups());
 }
 
 interface Hangups {
@@ -146,8 +156,8 @@ function catchHangups(): Hangups {
   };
 }
 
-/** Runs the proxy until a signal stops it; `load` reads the config again on SIGHUP (and when `watchFile` changes). */
-async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile: string | undefined, hangups: Hangups): Promise<number> {
+/** Runs the proxy until a signal stops it; `load` reads the config again on SIGHUP (and when the watched file changes). */
+async function serve(config: SidecarConfig, load: () => SidecarConfig, watch: { file: string; loadedText: string | undefined } | undefined, hangups: Hangups): Promise<number> {
   const [{ default: closeWithGrace }, { setLogLevel }, { createLogger }, { createSidecar }, { startIdleGc }, { startStreamGc }] = await Promise.all([
     import('close-with-grace'),
     import('./admin.js'),
@@ -157,7 +167,7 @@ async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile
     import('./runtime/stream-gc.js'),
   ]);
   const logger = createLogger({ level: config.logLevel });
-  const options = { logger, loadConfig: load, ...(watchFile ? { watchConfigFile: watchFile } : {}) };
+  const options = { logger, loadConfig: load, ...(watch ? { watchConfigFile: watch.file, ...(watch.loadedText === undefined ? {} : { watchConfigLoadedText: watch.loadedText }) } : {}) };
   // workers: 1 (the default) is one process, as ever; more: a primary and its workers (src/workers/).
   const workers = config.workers === 1 ? 1 : (await import('./runtime/cpus.js')).workerCount(config.workers);
   let levelChanged: (level: string) => void = () => {};

@@ -37,6 +37,8 @@ export interface SidecarOptions {
   readonly loadConfig?: () => SidecarConfig;
   /** A config file to watch once listening: when its text changes, the sidecar reloads (--watch-config). */
   readonly watchConfigFile?: string;
+  /** The text `config` was loaded from: an edit of the watched file made before listening is then a change too. */
+  readonly watchConfigLoadedText?: string;
   /**
    * Makes a route's tokens in place of the standard token source; `standard` makes that one, told
    * of each fetch's outcome by `onFetch` besides the metrics. With workers, the primary wraps it
@@ -147,7 +149,10 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
         { proxy: proxyUrl, ...(adminUrl ? { admin: adminUrl } : {}), config: current.hash, loadedAt: current.loadedAt, routes: routes.map(routeSummary) },
         'listening',
       );
-      if (options.watchConfigFile) configWatch = watchConfigFile(options.watchConfigFile, () => void reloader.reload(), { logger });
+      if (options.watchConfigFile) {
+        const loadedText = options.watchConfigLoadedText;
+        configWatch = watchConfigFile(options.watchConfigFile, () => void reloader.reload(), { logger, ...(loadedText === undefined ? {} : { loadedText }) });
+      }
       // Out now, not with the next batch: whatever waits for this line (a supervisor, a test) sees it at once.
       logger.flush();
       return { proxyUrl, adminUrl };
