@@ -14,11 +14,10 @@ import type { AuthConfig } from '../../src/config/types.js';
 import { tokenDispatcher } from '../../src/outbound/dispatcher.js';
 import { direct } from '../../src/config/outbound-proxy.js';
 import { TokenError } from '../../src/token/errors.js';
-import { exchangeClientCredentials, type Token } from '../../src/token/exchange.js';
 import { audit } from '../helpers/audit.js';
 import { makeSigningKey, makeTestPki, opensslMissing, type SigningKey, type TestPki } from '../helpers/certs.js';
 import { secretVolume, tempFiles } from '../helpers/config.js';
-import { startOidcProvider, type TestIdp } from '../helpers/oidc-provider.js';
+import { exchangeAsSidecar, idpAuth, startOidcProvider, type TestIdp } from '../helpers/oidc-provider.js';
 
 describe('client assertions from files, and the assertion audience, against oidc-provider', { skip: opensslMissing }, () => {
   let pki: TestPki;
@@ -57,19 +56,8 @@ describe('client assertions from files, and the assertion audience, against oidc
     return token;
   }
 
-  function auth(fields: Record<string, unknown>): AuthConfig {
-    const config = resolveConfig({ routes: [{ name: 'r', upstream: 'http://127.0.0.1:1', auth: { tokenUrl: idp.tokenUrl, scope: 'api', ...fields, tls: { caFile: pki.caFile } } }] });
-    return (config.routes[0] as { auth: AuthConfig }).auth;
-  }
-
-  async function exchange(config: AuthConfig): Promise<Token> {
-    const dispatcher = tokenDispatcher(direct, config.tls, config.timeoutMs);
-    try {
-      return await exchangeClientCredentials(config, dispatcher ? { dispatcher } : {});
-    } finally {
-      await dispatcher?.close();
-    }
-  }
+  const auth = (fields: Record<string, unknown>): AuthConfig => idpAuth(idp, pki, fields);
+  const exchange = exchangeAsSidecar;
 
   test('client_assertion: each request presents the file as it is then; a rotated file is used at once, a file presented twice is refused (single-use jti)', async () => {
     const volume = secretVolume({ token: await serviceAccountToken('workload', idp.tokenUrl) });
