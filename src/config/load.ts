@@ -149,7 +149,7 @@ function resolveAuth(auth: RawAuth, at: string, problems: string[]): AuthConfig 
   const issuer = tokenUrl === undefined ? auth.issuer : undefined;
   if (tokenUrl !== undefined) checkCredentialUrl(tokenUrl, `${at}.tokenUrl`, auth.allowInsecureTokenUrl, problems);
   if (issuer !== undefined) checkIssuer(issuer, `${at}.issuer`, auth.allowInsecureTokenUrl, problems);
-  const clientId = auth.clientId ?? auth.clientIdFile ? secretSource(auth.clientId, auth.clientIdFile, `${at}.clientIdFile`, problems) : undefined;
+  const clientId = (auth.clientId ?? auth.clientIdFile) !== undefined ? secretSource(auth.clientId, auth.clientIdFile, `${at}.clientIdFile`, problems) : undefined;
   const method = auth.method ?? preset?.method ?? 'client_secret_basic';
   const endpoint = tokenUrl ?? issuer;
   if (method === 'tls_client_auth' && endpoint !== undefined && new URL(endpoint).protocol !== 'https:') {
