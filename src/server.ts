@@ -297,6 +297,7 @@ function routeFactories(options: SidecarOptions, logger: Logger, metrics: Metric
         websockets: websockets.proxy,
         logger,
         onBrokenResponse: (request, error) => reportFailure(request, error, 'warn', 'upstream failed mid-response; response cut'),
+        onUpstream401: (outcome) => metrics.upstream401(route.name, outcome),
       });
     },
   };

@@ -48,6 +48,7 @@ export interface ProxyRouteOptions {
   readonly logger: Logger;
   /** Told of upstream failures after a response had begun (forward.ts). */
   readonly onBrokenResponse?: ForwarderOptions['onBrokenResponse'];
+  readonly onUpstream401?: ForwarderOptions['onUpstream401'];
 }
 
 /**
@@ -80,7 +81,7 @@ export class ProxyRoute {
   #closing: Promise<void> | undefined;
   readonly #onClose: (() => void)[] = [];
 
-  constructor({ route, tokens, connections = 128, sharedSecretHeader, websockets, logger, onBrokenResponse }: ProxyRouteOptions) {
+  constructor({ route, tokens, connections = 128, sharedSecretHeader, websockets, logger, onBrokenResponse, onUpstream401 }: ProxyRouteOptions) {
     this.name = route.name;
     this.prefix = route.prefix;
     this.config = route;
@@ -90,7 +91,7 @@ export class ProxyRoute {
     this.#mapping = { prefix: route.prefix, basePath: route.upstreamBasePath };
     this.#maxBodyBytes = route.maxBodyBytes;
     this.#pool = upstreamPool(route, connections, logger);
-    this.#forwarder = new Forwarder({ route: route.name, tokens, pool: this.#pool, requestHeaders, responseHeaders, replayBodyLimitBytes: route.replayBodyLimitBytes, ...(onBrokenResponse ? { onBrokenResponse } : {}) });
+    this.#forwarder = new Forwarder({ route: route.name, tokens, pool: this.#pool, requestHeaders, responseHeaders, replayBodyLimitBytes: route.replayBodyLimitBytes, ...(onBrokenResponse ? { onBrokenResponse } : {}), ...(onUpstream401 ? { onUpstream401 } : {}) });
     this.#websockets = route.websocket ? websockets : undefined;
     this.#upgrades = {
       route,
@@ -98,6 +99,7 @@ export class ProxyRoute {
       connect: route.websocket ? webSocketConnectorFor(route.upstreamOrigin, route.outboundProxy, route.connectTimeoutMs) : undefined,
       rewriteRequestHeaders: (request: FastifyRequest) => requestHeaders(request.raw, request.bearerToken, request.id),
       rewriteResponseHeaders: responseHeaders,
+      onUpstream401,
     };
   }
 

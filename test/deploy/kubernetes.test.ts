@@ -14,6 +14,7 @@ const dir = 'deploy/kubernetes';
 const top = readYaml(`${dir}/kustomization.yaml`);
 const base = readYaml(`${dir}/base/kustomization.yaml`);
 const classic = readYaml(`${dir}/classic/kustomization.yaml`);
+const monitoring = readYaml(`${dir}/monitoring/kustomization.yaml`);
 const deployment = readYaml(`${dir}/base/deployment.yaml`);
 const pod = obj(deployment, 'spec', 'template', 'spec');
 const sidecar = findContainer(list(pod, 'initContainers'), 'bearer-sidecar');
@@ -71,7 +72,7 @@ test('kubernetes: every manifest parses as YAML and every kustomization points a
       assert.equal(typeof doc.kind, 'string', `${file}: kind`);
     }
   }
-  for (const [path, k] of [[dir, top], [`${dir}/base`, base], [`${dir}/classic`, classic]] as const) {
+  for (const [path, k] of [[dir, top], [`${dir}/base`, base], [`${dir}/classic`, classic], [`${dir}/monitoring`, monitoring]] as const) {
     assert.equal(k.kind, 'Kustomization');
     for (const resource of list(k, 'resources').map(String)) {
       const target = join(root, path, resource);
@@ -82,6 +83,24 @@ test('kubernetes: every manifest parses as YAML and every kustomization points a
   assert.deepEqual(list(top, 'resources'), ['base']);
   assert.deepEqual(list(classic, 'resources'), ['../base']);
   assert.deepEqual(list(base, 'resources'), ['deployment.yaml']);
+  assert.deepEqual(list(monitoring, 'resources'), ['podmonitor.yaml', 'prometheusrule.yaml'], 'monitoring is applied on its own: its CRDs may not exist');
+});
+
+test("kubernetes: the PrometheusRule carries exactly the plain rule file's groups; the PodMonitor scrapes the admin port of the app's pods", () => {
+  const rule = readYaml(`${dir}/monitoring/prometheusrule.yaml`);
+  assert.equal(rule.apiVersion, 'monitoring.coreos.com/v1');
+  assert.equal(rule.kind, 'PrometheusRule');
+  const plain = readYaml('deploy/prometheus/bearer-sidecar.rules.yaml');
+  assert.ok(list(plain, 'groups').length > 0);
+  assert.deepEqual(obj(rule, 'spec').groups, plain.groups, 'the same groups: run node scripts/prometheus-rule.mjs after editing the rule file');
+
+  const monitor = readYaml(`${dir}/monitoring/podmonitor.yaml`);
+  assert.equal(monitor.kind, 'PodMonitor');
+  assert.deepEqual(obj(monitor, 'spec', 'selector', 'matchLabels'), obj(deployment, 'spec', 'template', 'metadata', 'labels'), "it selects the app's pods");
+  const endpoint = obj(list(monitor, 'spec', 'podMetricsEndpoints')[0]);
+  assert.equal(endpoint.path, '/metrics');
+  const port = list(sidecar, 'ports').map((p) => obj(p)).find((p) => p.name === endpoint.port);
+  assert.equal(Number(port?.containerPort), config.admin.port, "the sidecar's admin port, by name");
 });
 
 test('kubernetes: bearer-sidecar is a native sidecar (init container with restartPolicy Always) of the kustomized image', () => {

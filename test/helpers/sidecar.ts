@@ -71,3 +71,9 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/** The value of one series of the sidecar's metric (0 when it has none): `labels` are the series' own, or some of them. */
+export async function metricValue(sidecar: TestSidecar, name: string, labels: Record<string, string>): Promise<number> {
+  const metric = await sidecar.sidecar.metrics.registry.getSingleMetric(name)?.get();
+  return metric?.values.find((v) => Object.entries(labels).every(([key, value]) => v.labels[key] === value))?.value ?? 0;
+}
