@@ -39,6 +39,8 @@ export interface SidecarOptions {
   readonly loadConfig?: () => SidecarConfig;
   /** A config file to watch once listening: when its text changes, the sidecar reloads (--watch-config). */
   readonly watchConfigFile?: string;
+  /** The text `config` was loaded from: an edit of the watched file made before listening is then a change too. */
+  readonly watchConfigLoadedText?: string;
   /**
    * Makes a route's tokens in place of the standard token source; `standard` makes that one, told
    * of each fetch's outcome by `onFetch` besides the metrics. With workers, the primary wraps it
@@ -153,7 +155,10 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
         { proxy: proxyUrl, ...(adminUrl ? { admin: adminUrl } : {}), config: current.hash, loadedAt: current.loadedAt, routes: routes.map(routeSummary) },
         'listening',
       );
-      if (options.watchConfigFile) configWatch = watchConfigFile(options.watchConfigFile, () => void reloader.reload(), { logger });
+      if (options.watchConfigFile) {
+        const loadedText = options.watchConfigLoadedText;
+        configWatch = watchConfigFile(options.watchConfigFile, () => void reloader.reload(), { logger, ...(loadedText === undefined ? {} : { loadedText }) });
+      }
       // Out now, not with the next batch: whatever waits for this line (a supervisor, a test) sees it at once.
       logger.flush();
       return { proxyUrl, adminUrl };
@@ -164,6 +169,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       await reloader.closing();
       await drain(proxy, current.config.drainTimeoutMs, logger, websockets.proxy);
       const routes = [...current.routes.values()];
+      await reloader.closeRetiredTokens();
       await Promise.all([...routes.map((route) => route.tokens.close()), ...routes.map((route) => route.proxy.close()), ...reloader.retired().map((route) => route.close())]);
       await admin.close();
       await tracing?.shutdown(tracingFlushMs);
@@ -326,8 +332,12 @@ function createReloader({ logger, metrics, guard, websockets, make, options, inF
   closing(): Promise<unknown>;
   /** Routes a reload replaced, until their last request is done and their pool closed. */
   retired(): readonly ProxyRoute[];
+  /** Closes at once the token sources of removed routes still serving their last requests (shutdown). */
+  closeRetiredTokens(): Promise<void>;
 } {
   let retired: ProxyRoute[] = [];
+  /** Retired token sources of removed routes, not yet closed, and how to close each at once. */
+  const retiring = new Map<RouteTokens, () => Promise<void>>();
   let started = false;
   let closing = false;
   let reloads: Promise<unknown> = Promise.resolve();
@@ -367,19 +377,49 @@ function createReloader({ logger, metrics, guard, websockets, make, options, inF
     swap(generation); // the swap: requests from here on see the new routes
     if (next.logLevel !== live.config.logLevel) setLogLevel(logger, next.logLevel);
     if (started) for (const tokens of change.newTokens) tokens.source.start();
-    for (const tokens of change.retiredTokens) {
-      const reason = removed.includes(tokens.source.name) ? 'the route was removed by a config reload' : 'its auth settings changed in a config reload; retry the request';
-      void tokens.close(reason);
-    }
     retired = retired.filter((route) => !route.closed);
     for (const route of change.retiredProxies) {
       route.retire();
       retired.push(route);
     }
+    for (const tokens of change.retiredTokens) {
+      // Changed auth (new credentials, maybe because the old ones were revoked): the old source closes at once.
+      if (removed.includes(tokens.source.name)) retireTokens(tokens, live, change.retiredProxies, 'the route was removed by a config reload');
+      else void tokens.close('its auth settings changed in a config reload; retry the request');
+    }
     metrics.configReload('success');
     options.onReload?.(generation);
     logger.info({ config: generation.hash, loadedAt: generation.loadedAt, added, removed, changed, newTokenSources: change.newTokens.map((tokens) => tokens.source.name) }, 'config reloaded');
     return { outcome: 'success', hash: generation.hash, restartNeeded: refused };
+  }
+
+  /**
+   * A removed route's requests that started before the reload keep their generation, its token
+   * source included: the source closes once the retired routes that use it have no request left.
+   * A primary of workers serves no request itself; a worker's request may still be waiting on it
+   * through its copy, for at most the route's tokenWaitMs, so the primary keeps it that long.
+   */
+  function retireTokens(tokens: RouteTokens, previous: Generation, retiredRoutes: readonly ProxyRoute[], reason: string): void {
+    const users = retiredRoutes.filter((route) => route.tokens === tokens.source && !route.closed);
+    const primary = options.listeners === 'admin';
+    const tokenWaitMs = [...previous.routes.values()].find((route) => route.tokens === tokens)?.config.auth.tokenWaitMs ?? 0;
+    let pending = users.length + (primary ? 1 : 0);
+    let timer: NodeJS.Timeout | undefined;
+    const closeNow = async () => {
+      clearTimeout(timer);
+      if (retiring.delete(tokens)) await tokens.close(reason);
+    };
+    retiring.set(tokens, closeNow);
+    const done = () => {
+      pending -= 1;
+      if (pending <= 0) void closeNow();
+    };
+    if (pending === 0) return void closeNow();
+    for (const route of users) route.whenClosed(done);
+    if (primary) {
+      timer = setTimeout(done, tokenWaitMs);
+      timer.unref();
+    }
   }
 
   return {
@@ -397,6 +437,7 @@ function createReloader({ logger, metrics, guard, websockets, make, options, inF
       return reloads;
     },
     retired: () => retired,
+    closeRetiredTokens: () => Promise.all([...retiring.values()].map((closeNow) => closeNow())).then(() => {}),
   };
 }
 

@@ -4,7 +4,7 @@
 import type { OutboundProxySettings } from './outbound-proxy.js';
 import type { Cidr } from './cidr.js';
 import type { SigningAlgorithm } from './signing-algorithms.js';
-import type { AuthMethod, PresetName } from './presets.js';
+import type { AuthMethod, GrantType, PresetName } from './presets.js';
 import type { SecretSource } from './secret.js';
 import type { tracingProtocols, tracingSamplers } from './tracing-names.js';
 
@@ -44,7 +44,8 @@ export interface AuthConfig {
   readonly method: AuthMethod;
   /** False when `method` is the default: discovery may then pick client_secret_post instead. */
   readonly methodSet: boolean;
-  readonly clientId: SecretSource;
+  /** Undefined only with method none (a security token service that takes no client id). */
+  readonly clientId: SecretSource | undefined;
   /** client_secret_basic and client_secret_post only. */
   readonly clientSecret: SecretSource | undefined;
   /** private_key_jwt only: the PEM key that signs the client assertion, read at every token request. */
@@ -55,6 +56,17 @@ export interface AuthConfig {
   readonly certificate: SecretSource | undefined;
   /** private_key_jwt: undefined means the algorithm the key's type implies (src/config/keys.ts). */
   readonly signingAlgorithm: SigningAlgorithm | undefined;
+  /** private_key_jwt: the assertion's aud, the token endpoint's URL or the issuer (`assertionIssuer`). */
+  readonly assertionAudience: 'tokenEndpoint' | 'issuer';
+  /** auth.issuer as configured, also when tokenUrl is set (then it is only the assertion's audience). */
+  readonly assertionIssuer: string | undefined;
+  /** client_assertion only: the file holding the JWT presented as client_assertion, read at every token request. */
+  readonly clientAssertion: SecretSource | undefined;
+  readonly grantType: GrantType;
+  /** token_exchange only (RFC 8693): the tokens presented and the type asked for. */
+  readonly tokenExchange: TokenExchangeConfig | undefined;
+  /** token_exchange: the resource form field (RFC 8693 §2.1). */
+  readonly resource: string | undefined;
   readonly scope: string | undefined;
   readonly audience: string | undefined;
   readonly extraParams: Readonly<Record<string, string>>;
@@ -70,6 +82,16 @@ export interface AuthConfig {
   /** An http:// token URL, issuer or discovered token endpoint is accepted off loopback. */
   readonly allowInsecureTokenUrl: boolean;
   readonly tls: TlsConfig;
+}
+
+export interface TokenExchangeConfig {
+  /** subjectTokenFile, read at every token request. */
+  readonly subjectToken: SecretSource;
+  readonly subjectTokenType: string;
+  /** actorTokenFile, read at every token request. */
+  readonly actorToken: SecretSource | undefined;
+  readonly actorTokenType: string | undefined;
+  readonly requestedTokenType: string | undefined;
 }
 
 export interface InjectConfig {

@@ -4,7 +4,7 @@
 
 import type { Logger } from 'pino';
 import { resolveInProcessOptions } from '../config/load.js';
-import type { AuthOptions } from '../config/schema.js';
+import type { AuthOptions, OutboundProxyOptions } from '../config/schema.js';
 import type { Clock } from '../token/clock.js';
 import { createRouteTokenSource } from '../token/create.js';
 import type { TokenStatus } from '../token/token-source.js';
@@ -35,6 +35,12 @@ export interface CreateTokenSourceOptions {
   readonly logger?: Logger;
   /** Time source (tests). */
   readonly clock?: Clock;
+  /**
+   * The outbound (forward) proxy of the token requests, as a route's `outboundProxy`: `false` for
+   * none whatever the environment says, or `{ url | urlFile, noProxy }`. Default: HTTPS_PROXY,
+   * HTTP_PROXY and NO_PROXY, read as the sidecar reads them.
+   */
+  readonly outboundProxy?: OutboundProxyOptions;
 }
 
 /**
@@ -45,10 +51,10 @@ export interface CreateTokenSourceOptions {
  * do, until close(), which stops everything at once.
  */
 export function createTokenSource(auth: AuthOptions, options: CreateTokenSourceOptions = {}): BearerTokenSource {
-  const resolved = resolveInProcessOptions({ auth });
+  const resolved = resolveInProcessOptions({ auth, outboundProxy: options.outboundProxy });
   const name = options.name ?? 'default';
   const { source, close } = createRouteTokenSource(
-    { name, auth: resolved.auth },
+    { name, auth: resolved.auth, outboundProxy: resolved.outboundProxy },
     { ...(options.logger ? { logger: options.logger } : {}), ...(options.clock ? { clock: options.clock } : {}) },
   );
   source.start();

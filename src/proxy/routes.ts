@@ -82,6 +82,7 @@ export class ProxyRoute {
   #active = 0;
   #retired = false;
   #closing: Promise<void> | undefined;
+  readonly #onClose: (() => void)[] = [];
 
   constructor({ route, tokens, connections = 128, sharedSecretHeader, websockets, logger, onBrokenResponse, onUpstream401 }: ProxyRouteOptions) {
     this.name = route.name;
@@ -159,9 +160,18 @@ export class ProxyRoute {
     return this.#closing !== undefined;
   }
 
+  /** Calls `callback` when the route closes (at once if it has): once retired, when its last request is done. */
+  whenClosed(callback: () => void): void {
+    if (this.#closing) callback();
+    else this.#onClose.push(callback);
+  }
+
   /** Closes the pool; undici lets the requests it carries finish first. */
   close(): Promise<void> {
-    this.#closing ??= this.#pool.close().catch(() => {});
+    if (!this.#closing) {
+      this.#closing = this.#pool.close().catch(() => {});
+      for (const callback of this.#onClose.splice(0)) callback();
+    }
     return this.#closing;
   }
 }

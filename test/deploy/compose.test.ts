@@ -58,7 +58,7 @@ test('compose: the sidecar is configured by environment variables alone and reac
   assert.equal(tokenUrl.pathname, '/oauth2/token', 'the demo token server path');
   assert.equal(new URL(route.upstreamOrigin).hostname, 'echo-upstream');
   assert.equal(new URL(route.upstreamOrigin).port, echo.PORT);
-  assert.equal(route.auth.clientId.read(), tokenServer.DEMO_CLIENT_ID);
+  assert.equal(route.auth.clientId?.read(), tokenServer.DEMO_CLIENT_ID);
   assert.equal(route.auth.clientSecret?.read(), tokenServer.DEMO_CLIENT_SECRET);
   assert.equal(echo.DEMO_SIGNING_KEY, tokenServer.DEMO_SIGNING_KEY, 'the upstream accepts the token server\'s tokens');
   assert.equal(tokenServer.HOST, '0.0.0.0', 'token-server listens on the compose network');
@@ -132,7 +132,7 @@ test('compose: the Megaport staging override takes its credentials from .env and
   assert.equal(route.auth.preset, 'megaport-staging');
   assert.equal(route.auth.tokenUrl, 'https://auth-m2m-staging.megaport.com/oauth2/token');
   assert.equal(route.upstreamOrigin, 'https://api-staging.megaport.com');
-  assert.equal(route.auth.clientId.read(), envExample.MEGAPORT_STAGING_CLIENT_ID);
+  assert.equal(route.auth.clientId?.read(), envExample.MEGAPORT_STAGING_CLIENT_ID);
   assert.equal(route.auth.clientSecret?.read(), envExample.MEGAPORT_STAGING_CLIENT_SECRET);
   assert.equal(staging.listen.host, '0.0.0.0');
   assert.deepEqual(Object.keys(obj(override, 'services')).sort(), ['app', 'bearer-sidecar'], 'the override only adjusts existing services');

@@ -144,7 +144,7 @@ test('kubernetes: the Secret is mounted as files exactly where the config reads 
   assert.ok(!list(top, 'resources').includes('secret.example.yaml'), 'credentials are never applied from the repository');
   // No credential in the config itself, and the loader reads both files.
   assert.doesNotMatch(configText, /clientSecret:|clientId:/);
-  assert.equal(config.routes[0]?.auth.clientId.read(), 'id');
+  assert.equal(config.routes[0]?.auth.clientId?.read(), 'id');
   assert.equal(config.routes[0]?.auth.clientSecret?.read(), 'secret');
 });
 
@@ -204,6 +204,40 @@ test('kubernetes: the classic overlay turns the native sidecar into an ordinary 
   const moved = containers[1] as Yaml;
   assert.equal(moved.restartPolicy, undefined, 'ordinary containers have no restartPolicy');
   assert.deepEqual({ ...moved, restartPolicy: 'Always' }, sidecar, 'everything else (probes, mounts, securityContext) unchanged');
+});
+
+test('kubernetes: the AKS workload identity overlay holds no Secret, labels the pod, names the annotated ServiceAccount, and its config works from the webhook\'s variables alone', () => {
+  const overlayDir = `${dir}/aks-workload-identity`;
+  const overlay = readYaml(`${overlayDir}/kustomization.yaml`);
+  assert.deepEqual(list(overlay, 'resources'), ['../base', 'serviceaccount.yaml']);
+  const account = readYaml(`${overlayDir}/serviceaccount.yaml`);
+  assert.equal(account.kind, 'ServiceAccount');
+  assert.match(str(account, 'metadata', 'annotations', 'azure.workload.identity/client-id'), /^[0-9a-f-]{36}$/);
+  // The patched Deployment: the label the webhook looks for, the ServiceAccount, no Secret volume or mount.
+  const patches = list(overlay, 'patches').map((p) => obj(p));
+  assert.deepEqual(obj(patches[0], 'target'), { group: 'apps', version: 'v1', kind: 'Deployment', name: str(deployment, 'metadata', 'name') });
+  const patched = applyJsonPatch(structuredClone(deployment), list(parse(str(patches[0], 'patch'))).map((o) => obj(o)));
+  assert.equal(str(patched, 'spec', 'template', 'metadata', 'labels', 'azure.workload.identity/use'), 'true', 'a string, as labels are');
+  const spec = obj(patched, 'spec', 'template', 'spec');
+  assert.equal(spec.serviceAccountName, str(account, 'metadata', 'name'));
+  assert.ok(!list(spec, 'volumes').some((v) => isObject(v) && 'secret' in v), 'no Secret volume');
+  const patchedSidecar = findContainer(list(spec, 'initContainers'), 'bearer-sidecar');
+  assert.deepEqual(mounts(patchedSidecar).map((m) => m.name), ['config'], 'only the config is mounted; the webhook adds the token');
+  // The config: the ConfigMap replaced by the overlay's, loaded with only the webhook's variables.
+  const generator = obj(list(overlay, 'configMapGenerator')[0]);
+  assert.deepEqual([generator.name, generator.behavior, list(generator, 'files')], ['bearer-sidecar-config', 'replace', ['sidecar.yaml']]);
+  const text = read(`${overlayDir}/sidecar.yaml`);
+  assert.doesNotMatch(text, /clientSecret|clientId|privateKey/);
+  const tokenFile = join(temp, 'azure-identity-token');
+  writeFileSync(tokenFile, 'a.b.c\n');
+  writeFileSync(join(temp, 'aks.yaml'), text);
+  const aks = loadConfig(join(temp, 'aks.yaml'), { AZURE_CLIENT_ID: '11111111-1111-1111-1111-111111111111', AZURE_TENANT_ID: '22222222-2222-2222-2222-222222222222', AZURE_FEDERATED_TOKEN_FILE: tokenFile, AZURE_AUTHORITY_HOST: 'https://login.microsoftonline.com/' });
+  const auth = aks.routes[0]?.auth;
+  assert.equal(auth?.method, 'client_assertion');
+  assert.equal(auth?.tokenUrl, 'https://login.microsoftonline.com/22222222-2222-2222-2222-222222222222/oauth2/v2.0/token');
+  assert.equal(auth?.clientAssertion?.file, tokenFile);
+  assert.equal(aks.listen.host, config.listen.host);
+  assert.equal(aks.admin.port, config.admin.port, 'the probes of the base still fit');
 });
 
 /** RFC 6902 add, remove, replace and move: enough for the overlay's patch. */
