@@ -83,6 +83,9 @@ await build({
   banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   // Never loaded by the CLI: fastify's schema compilers (src/no-schemas.ts) and its inject()
   // helper (tests only). Left to node_modules, should anything ever ask for them.
-  external: ['@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request'],
+  // And ioredis, imported only by the shared token cache (src/token/shared-cache/), itself imported
+  // only when a config has a tokenCache: left to node_modules (a dependency of the package and in
+  // the image), so a sidecar without one neither loads nor reads it (test/deploy/bundle-cache.test.ts).
+  external: ['@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request', 'ioredis'],
   plugins: [{ name: 'undici-slim', setup: (b) => b.onResolve({ filter: /^undici$/ }, () => ({ path: slimUndici })) }, lazyTlsModules, builtinsByRequire],
 });

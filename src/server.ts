@@ -186,14 +186,19 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
   await webSocketsFor(config);
   await mountProxy(proxy, notFound);
 
+  // The shared token cache, loaded only when configured (it is the primary's with workers: a
+  // worker's config has none). Set at start-up: a reload that changes it needs a restart.
+  const sharedCache = config.tokenCache && (await (await import('./token/shared-cache/open.js')).openSharedTokenCache(config.tokenCache, { logger, registry: metrics.registry }));
   const standardTokens = (route: RouteConfig, onFetch?: (outcome: 'success' | 'failure') => void): RouteTokens => {
     const { clock, fetchToken } = options;
     return createRouteTokenSource(route, {
       logger,
-      onFetch: (outcome) => {
-        metrics.tokenFetch(route.name, outcome);
+      onFetch: (outcome, _error, shared) => {
+        // Grants only: a token another replica fetched (from the shared cache) is none.
+        if (!shared) metrics.tokenFetch(route.name, outcome);
         onFetch?.(outcome);
       },
+      ...(sharedCache && route.tokenCache ? { sharedCache } : {}),
       ...(clock ? { clock } : {}),
       ...(fetchToken ? { fetchToken: (signal: AbortSignal) => fetchToken(route, signal) } : {}),
     });
@@ -318,6 +323,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       await drain(proxy, current.config.drainTimeoutMs, logger, websockets);
       const routes = [...current.routes.values()];
       await Promise.all([...routes.map((route) => route.tokens.close()), ...routes.map((route) => route.proxy.close()), ...retired.map((route) => route.close())]);
+      await sharedCache?.close();
       await admin.close();
     },
   };

@@ -13,7 +13,8 @@ import { presets } from './presets.js';
 import { configSchema, inProcessSchema, normalisePrefix, type RawAuth, type RawRoute } from './schema.js';
 import { SecretSource } from './secret.js';
 import { resolveInbound, resolveSigningKey, resolveTls } from './security.js';
-import type { AuthConfig, RouteConfig, SidecarConfig, TlsConfig } from './types.js';
+import { resolveTokenCache } from './token-cache.js';
+import type { AuthConfig, RouteConfig, SidecarConfig, TlsConfig, TokenCacheConfig } from './types.js';
 
 export interface LoadOptions {
   readonly env?: NodeJS.ProcessEnv;
@@ -59,6 +60,7 @@ export function resolveConfig(input: unknown, options: LoadOptions = {}): Sideca
   const outboundProxy = outboundProxyResolver(raw.outboundProxy, env, problems);
   const routes = raw.routes.map((route, index) => resolveRoute(route, `routes[${index}]`, problems, outboundProxy(route.outboundProxy, `routes[${index}].outboundProxy`)));
   const inbound = resolveInbound(raw.listen, problems);
+  const tokenCache = raw.tokenCache && resolveTokenCache(raw.tokenCache, 'tokenCache', problems);
   if (problems.length > 0) throw namedError(problems, options.fieldNames);
   return deepFreeze({
     listen: { host: raw.listen.host, port: raw.listen.port, ...(raw.listen.socket === undefined ? {} : { socket: raw.listen.socket, mode: raw.listen.mode }) },
@@ -68,6 +70,7 @@ export function resolveConfig(input: unknown, options: LoadOptions = {}): Sideca
     drainTimeoutMs: raw.drainTimeoutMs,
     workers: raw.workers,
     routes,
+    ...(tokenCache ? { tokenCache } : {}),
   });
 }
 
@@ -89,6 +92,7 @@ export interface InProcessConfig {
   readonly auth: AuthConfig;
   readonly tls: TlsConfig;
   readonly replayBodyLimitBytes: number;
+  readonly tokenCache?: TokenCacheConfig;
 }
 
 /**
@@ -98,7 +102,7 @@ export interface InProcessConfig {
  * ${VAR} interpolation (that is the config file's). Secret and CA files are read once here, as at
  * start-up. Throws ConfigError.
  */
-export function resolveInProcessOptions(input: { auth?: unknown; tls?: unknown; replayBodyLimitBytes?: unknown }): InProcessConfig {
+export function resolveInProcessOptions(input: { auth?: unknown; tls?: unknown; replayBodyLimitBytes?: unknown; tokenCache?: unknown }): InProcessConfig {
   const result = inProcessSchema.safeParse(input);
   if (!result.success) throw namedError(result.error.issues.map(formatIssue), undefined);
   const problems: string[] = [];
@@ -106,6 +110,7 @@ export function resolveInProcessOptions(input: { auth?: unknown; tls?: unknown; 
     auth: resolveAuth(result.data.auth, 'auth', problems),
     tls: resolveTls(result.data.tls, 'tls', problems),
     replayBodyLimitBytes: result.data.replayBodyLimitBytes,
+    ...(result.data.tokenCache ? { tokenCache: resolveTokenCache(result.data.tokenCache, 'tokenCache', problems) } : {}),
   };
   if (problems.length > 0) throw namedError(problems, undefined);
   return deepFreeze(resolved);
@@ -132,6 +137,7 @@ function resolveRoute(route: RawRoute, at: string, problems: string[], outboundP
     maxBodyBytes: route.maxBodyBytes,
     replayBodyLimitBytes: route.replayBodyLimitBytes,
     outboundProxy,
+    tokenCache: route.tokenCache !== false,
   };
 }
 
