@@ -26,8 +26,11 @@ export interface Fleet {
   close(): Promise<void>;
 }
 
-/** Starts `count` sidecars with the config `configFor(port, adminPort)` (JSON is YAML), and waits until every one listens. */
-export async function startFleet(count: number, configFor: (port: number, adminPort: number) => Record<string, unknown>, env: NodeJS.ProcessEnv = {}): Promise<Fleet> {
+/**
+ * Starts `count` sidecars with the config `configFor(port, adminPort)` (JSON is YAML), and waits
+ * until every one prints `listening` (with workers: N, /"msg":"workers listening"/).
+ */
+export async function startFleet(count: number, configFor: (port: number, adminPort: number) => Record<string, unknown>, listening = /"msg":"listening"/): Promise<Fleet> {
   const files = tempFiles('bsc-fleet-');
   const replicas: Replica[] = [];
   for (let i = 0; i < count; i++) {
@@ -35,7 +38,7 @@ export async function startFleet(count: number, configFor: (port: number, adminP
     let adminPort = await freePort();
     while (adminPort === port) adminPort = await freePort();
     const file = files.file(`replica-${i}.yaml`, JSON.stringify(configFor(port, adminPort)));
-    const process = run(['--config', file], env);
+    const process = run(['--config', file]);
     replicas.push({
       port,
       adminPort,
@@ -71,7 +74,7 @@ export async function startFleet(count: number, configFor: (port: number, adminP
     },
   };
   try {
-    await Promise.all(replicas.map((replica) => replica.process.waitFor(/"msg":"listening"/, 60_000)));
+    await Promise.all(replicas.map((replica) => replica.process.waitFor(listening, 60_000)));
   } catch (err) {
     await fleet.close();
     throw err;

@@ -34,7 +34,8 @@ function testPassword(): string {
   return `p@ss:${randomBytes(9).toString('base64url')}/%`;
 }
 
-export async function startRedis(): Promise<TestRedis> {
+/** `running: false`: its port and password are chosen, but it is started only by start(). */
+export async function startRedis({ running = true }: { running?: boolean } = {}): Promise<TestRedis> {
   if (!installed) throw new Error('redis-server is not installed: .ci/run installs it (apt-get install redis-server)');
   const port = await freePort();
   const password = testPassword();
@@ -65,7 +66,7 @@ export async function startRedis(): Promise<TestRedis> {
     running.kill('SIGKILL');
     await exited;
   };
-  await start();
+  if (running) await start();
   return {
     port,
     password,
