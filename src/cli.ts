@@ -29,7 +29,7 @@
 import module from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
-import { sidecarV8Flags } from './v8-flags.js';
+import { sidecarV8Flags } from './runtime/v8-flags.js';
 
 // Before any WebAssembly is compiled (see v8-flags.ts).
 for (const flag of sidecarV8Flags(process.execArgv)) setFlagsFromString(flag);

@@ -148,13 +148,13 @@ async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile
     import('./admin.js'),
     import('./logger.js'),
     import('./server.js'),
-    import('./idle-gc.js'),
-    import('./stream-gc.js'),
+    import('./runtime/idle-gc.js'),
+    import('./runtime/stream-gc.js'),
   ]);
   const logger = createLogger({ level: config.logLevel });
   const options = { logger, loadConfig: load, ...(watchFile ? { watchConfigFile: watchFile } : {}) };
   // workers: 1 (the default) is one process, as ever; more: a primary and its workers (src/workers/).
-  const workers = config.workers === 1 ? 1 : (await import('./cpus.js')).workerCount(config.workers);
+  const workers = config.workers === 1 ? 1 : (await import('./runtime/cpus.js')).workerCount(config.workers);
   let levelChanged: (level: string) => void = () => {};
   let sidecar: { readonly live: LiveConfig; listen(): Promise<unknown>; reload(): Promise<unknown>; close(): Promise<void> };
   if (workers > 1) {
@@ -210,11 +210,11 @@ async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile
       await new Promise<void>((resolve) => logger.flush(() => resolve()));
     },
   );
-  // Memory back after a burst of traffic, and after start-up (see idle-gc.ts); its timer is unref'd.
+  // Memory back after a burst of traffic, and after start-up (see runtime/idle-gc.ts); its timer is unref'd.
   // Started after the signal handlers: it builds a V8 context (milliseconds), and a caller that saw
   // the "listening" line may signal at once (a SIGTERM or SIGUSR2 with no handler ends the process).
   const idleGc = startIdleGc();
-  // A stream's finished chunks freed as it goes (see stream-gc.ts).
+  // A stream's finished chunks freed as it goes (see runtime/stream-gc.ts).
   const streamGc = startStreamGc();
   return -1; // keeps running
 }

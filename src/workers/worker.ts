@@ -12,8 +12,8 @@ import type { SidecarConfig } from '../config/types.js';
 import { createSidecar, type Sidecar } from '../server.js';
 import { decodeConfig, isOurs, remoteAuth, type ToPrimary, type ToWorker } from './messages.js';
 import { RemoteTokens } from './remote-token-source.js';
-import { startIdleGc } from '../idle-gc.js';
-import { startStreamGc } from '../stream-gc.js';
+import { startIdleGc } from '../runtime/idle-gc.js';
+import { startStreamGc } from '../runtime/stream-gc.js';
 
 const metricsOfThePrimary = new Set(['bearer_sidecar_token_expiry_seconds', 'bearer_sidecar_token_fetches_total', 'bearer_sidecar_config_reloads_total']);
 
@@ -78,7 +78,7 @@ export function runWorker(workerId: string): Promise<number> {
     hash = configHash;
     send({ type: 'bsc:listening', hash });
     // Each worker gives back the memory a burst grew and frees a stream's chunks as it goes, as a
-    // single process does (idle-gc.ts, unref'd; stream-gc.ts).
+    // single process does (runtime/idle-gc.ts, unref'd; runtime/stream-gc.ts).
     startIdleGc();
     startStreamGc();
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { sidecarV8Flags, wasmTieringBudget } from '../../src/v8-flags.js';
+import { sidecarV8Flags, wasmTieringBudget } from '../../src/runtime/v8-flags.js';
 
 test('the CLI raises the WebAssembly tiering budget when the user has not set one', () => {
   assert.deepEqual(sidecarV8Flags([]), [`--wasm-tiering-budget=${wasmTieringBudget}`]);
