@@ -40,6 +40,7 @@ export async function startRedis({ running = true }: { running?: boolean } = {})
   const port = await freePort();
   const password = testPassword();
   audit.addSecret(password);
+  audit.addSecret(encodeURIComponent(password));
   let child: ChildProcess | undefined;
   const start = async () => {
     const started = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--requirepass', password, '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--loglevel', 'warning'], { stdio: ['ignore', 'ignore', 'pipe'] });
