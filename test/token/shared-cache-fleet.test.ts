@@ -20,7 +20,10 @@ function fleetConfig(redis: TestRedis, keyFile: string, tokens: ScriptedTokenSer
     listen: { host: '127.0.0.1', port },
     admin: { host: '127.0.0.1', port: adminPort },
     logLevel: 'trace',
-    tokenCache: { url: redis.url, encryptionKeyFile: keyFile, timeoutMs: 2_000 },
+    // Generous bounds: 8 processes starting at once on a loaded 2-core machine can take seconds to
+    // connect, and a replica that gives up on the cache fetches its own token (the failing-cache
+    // tests prove the short bounds).
+    tokenCache: { url: redis.url, encryptionKeyFile: keyFile, timeoutMs: 2_000, connectTimeoutMs: 10_000 },
     routes: scopes.map((scope) => ({
       name: scope,
       prefix: `/${scope}`,
