@@ -22,7 +22,7 @@ A localhost proxy that adds OAuth2 client-credentials bearer tokens to every req
 Usage:
   bearer-sidecar [serve] [--config FILE] [--watch-config]
                                              run the proxy (the default); SIGHUP reloads the config
-  bearer-sidecar check   [--config FILE]     fetch one token per route; print ok or the reason; exit 1 on failure
+  bearer-sidecar check   [--config FILE]     fetch one token per route (and ask the shared token cache, if any); print ok or the reason; exit 1 on failure
   bearer-sidecar token   [--config FILE] [--route NAME]
                                              print a fresh access token to stdout, for scripts
 Options:
