@@ -10,6 +10,7 @@ import { audit } from '../helpers/audit.js';
 
 audit.logLevel = 'trace';
 await import('../token/shared-cache.test.js');
+await import('../token/shared-cache-failing.test.js');
 
 test('every sidecar above ran at trace level, and the cache logged trace detail', () => {
   assert.deepEqual(audit.levelsUsed(), ['trace']);

@@ -5,9 +5,11 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { closeServer } from '../../src/demo/token-server.js';
+import { audit } from './audit.js';
 import { tempFiles } from './config.js';
 import { run, type Running } from './process.js';
-import { freePort } from './servers.js';
+import type { TestRedis } from './redis.js';
+import { freePort, type ScriptedTokenServer } from './servers.js';
 
 export interface Replica {
   readonly port: number;
@@ -112,4 +114,55 @@ export async function startCheckingUpstream(): Promise<CheckingUpstream> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return state;
+}
+
+/** The fleet of the issue's proofs. */
+export const replicas = 8;
+export const clientSecret = 'fleet-client-secret-0123';
+audit.addSecret(clientSecret);
+
+/**
+ * The config of a fleet's replica: logging at trace level, the cache at `redis`, one route per
+ * scope (prefix /SCOPE) to `upstream`, all with the same client.
+ */
+export function fleetConfig(redis: TestRedis, keyFile: string, tokens: ScriptedTokenServer, upstream: string, scopes: readonly string[]) {
+  return (port: number, adminPort: number) => ({
+    listen: { host: '127.0.0.1', port },
+    admin: { host: '127.0.0.1', port: adminPort },
+    logLevel: 'trace',
+    // Generous bounds: 8 processes starting at once on a loaded 2-core machine can take seconds to
+    // connect or to fetch, and a replica that gives up on the cache (connectTimeoutMs), or on the
+    // replica fetching (half of tokenWaitMs), fetches its own token; the failing-cache tests prove
+    // the short bounds.
+    tokenCache: { url: redis.url, encryptionKeyFile: keyFile, timeoutMs: 2_000, connectTimeoutMs: 10_000 },
+    routes: scopes.map((scope) => ({
+      name: scope,
+      prefix: `/${scope}`,
+      upstream,
+      auth: { tokenUrl: tokens.url, clientId: 'fleet-client', clientSecret, scope: `${scope}:things`, tokenWaitMs: 30_000, refreshOn401CooldownSeconds: 1, retry: { retries: 3, minDelayMs: 50, maxDelayMs: 200, maxTimeMs: 5_000 } },
+    })),
+  });
+}
+
+/** Grants by scope. */
+export function grants(tokens: ScriptedTokenServer, scope: string): number {
+  return tokens.requests.filter((request) => request.form.scope === `${scope}:things`).length;
+}
+
+/** Every token the upstream has seen with `path` (the route's prefix stripped) is revoked. */
+export function revokeAll(upstream: CheckingUpstream, path: string): void {
+  for (const seen of upstream.seen) if (seen.path === path) upstream.revoked.add(seen.token);
+}
+
+/** The replicas' log lines on tokens and the cache, for a failure's message. */
+export function explain(fleet: Fleet): string {
+  return fleet
+    .output()
+    .map((text, i) => text.split('\n').filter((line) => /token refreshed|token cache (connected|unreachable|reachable)|another replica/.test(line)).map((line) => `replica ${i}: ${line}`).join('\n'))
+    .join('\n');
+}
+
+/** GET `path` `each` times at every replica at once: the statuses. */
+export async function all(fleet: Fleet, path: string, each = 1): Promise<number[]> {
+  return Promise.all(fleet.replicas.flatMap((replica) => Array.from({ length: each }, () => replica.get(path))));
 }

@@ -1,23 +1,21 @@
 // The shared token cache in one process: what an entry is (its key, its sealing, key rotation), the
-// config (file and environment), and in-process sidecars against a real redis-server and against
-// caches that fail: unreachable, refusing the password, accepting and never answering. Requests
-// are served each time, within a bounded wait; metrics, reload, `check` and createTokenSource.
+// config (file and environment), two in-process sidecars sharing a real redis-server (metrics,
+// reload) and createTokenSource. Failing caches and `check`: shared-cache-failing.test.ts.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createServer, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { configFromEnv } from '../../src/config/env.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { parseCacheUrl } from '../../src/config/token-cache.js';
 import { createTokenSource } from '../../src/library/token-source.js';
 import { entryKeys, EntrySeal, type SharedToken } from '../../src/token/shared-cache/entry.js';
-import { audit, call } from '../helpers/audit.js';
+import { audit } from '../helpers/audit.js';
+import { cachedSidecar, metric, waitFor } from '../helpers/cache-sidecar.js';
 import { problems, tempFiles } from '../helpers/config.js';
-import { runToEnd } from '../helpers/process.js';
 import { encryptionKeys, redisMissing, startRedis } from '../helpers/redis.js';
-import { freePort, startScriptedTokenServer } from '../helpers/servers.js';
-import { route, startSidecar } from '../helpers/sidecar.js';
+import { startScriptedTokenServer } from '../helpers/servers.js';
+import { route } from '../helpers/sidecar.js';
 
 const files = tempFiles('bsc-shared-cache-');
 const keyFile = files.file('keys', encryptionKeys(2));
@@ -74,24 +72,15 @@ test('tokenCache config: the URL (escaped password, rediss, db), the key file, a
   assert.deepEqual(raw.tokenCache, { urlFile: '/run/secrets/cache-url', encryptionKeyFile: '/run/secrets/cache-key', keyPrefix: 'team-a:' });
 });
 
-/** A sidecar of one route against `tokens`, sharing tokens through `url`. */
-async function cachedSidecar(url: string, tokensUrl: string, extra: Record<string, unknown> = {}) {
-  return startSidecar({ tokenCache: { url, encryptionKeyFile: keyFile, timeoutMs: 300, connectTimeoutMs: 500 }, routes: [route(tokensUrl, 'http://127.0.0.1:9', { prefix: '/api' })], ...extra });
-}
-
-async function metric(adminUrl: string, name: string): Promise<string[]> {
-  const text = (await call(`${adminUrl}/metrics`)).text;
-  return text.split('\n').filter((line) => line.startsWith(`${name}{`));
-}
 
 test('two sidecars sharing a real cache: one grant; hits, misses and the grant metric show the saving; a reload keeps the connection and a route may opt out', { skip: redisMissing }, async () => {
   const redis = await startRedis();
   const tokens = await startScriptedTokenServer();
-  const first = await cachedSidecar(redis.url, tokens.url);
+  const first = await cachedSidecar(redis.url, tokens.url, keyFile);
   try {
     assert.ok(first.sidecar.tokenSources.get('api'));
     await waitFor(() => first.sidecar.tokenSources.get('api')?.status().state === 'ready');
-    const second = await cachedSidecar(redis.url, tokens.url);
+    const second = await cachedSidecar(redis.url, tokens.url, keyFile);
     try {
       await waitFor(() => second.sidecar.tokenSources.get('api')?.status().state === 'ready');
       assert.equal(tokens.requests.length, 1, 'one grant for both');
@@ -124,77 +113,6 @@ test('two sidecars sharing a real cache: one grant; hits, misses and the grant m
   audit.assertNothingLeaked();
 });
 
-async function waitFor(check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    assert.ok(Date.now() < deadline, 'condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-/** A TCP server that accepts connections and never answers (a hung cache). */
-async function startSilentCache(): Promise<{ url: string; close(): Promise<void> }> {
-  const sockets: Socket[] = [];
-  const server = createServer((socket) => void sockets.push(socket));
-  const port = await freePort();
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-  return {
-    url: `redis://:silent-password-1234@127.0.0.1:${port}/0`,
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
-
-const failing = { unreachable: 'unreachable', 'wrong password': 'refusing the password', silent: 'accepting connections and never answering' } as const;
-for (const kind of ['unreachable', 'wrong password', 'silent'] as const) {
-  test(`a cache ${failing[kind]}: requests are served with a token of the sidecar's own, after a bounded wait; one log line; the cache's state is 0`, { skip: kind === 'wrong password' && redisMissing }, async () => {
-    const tokens = await startScriptedTokenServer();
-    const redis = kind === 'wrong password' ? await startRedis() : undefined;
-    const silent = kind === 'silent' ? await startSilentCache() : undefined;
-    const url = redis ? `redis://:not-the-password-4321@127.0.0.1:${redis.port}/0` : silent ? silent.url : `redis://:unused-password-9876@127.0.0.1:${await freePort()}/0`;
-    audit.addSecret(decodeURIComponent(new URL(url).password));
-    const startedAt = Date.now();
-    const sidecar = await cachedSidecar(url, tokens.url, { routes: [route(tokens.url, 'http://127.0.0.1:9', { prefix: '/api' })] });
-    try {
-      await waitFor(() => sidecar.sidecar.tokenSources.get('api')?.status().state === 'ready', 5_000);
-      const elapsedMs = Date.now() - startedAt;
-      // connectTimeoutMs (500) at most, waiting for a first connection; the rest is start-up under load.
-      assert.ok(elapsedMs < 4_000, `${elapsedMs} ms to a token`);
-      assert.equal(tokens.requests.length, 1);
-      assert.deepEqual(await metric(sidecar.adminUrl, 'bearer_sidecar_token_cache_up'), ['bearer_sidecar_token_cache_up{route="api"} 0']);
-      await new Promise((resolve) => setTimeout(resolve, 1_000)); // reconnect attempts, each failing
-      const down = sidecar.logs.filter((line) => line.includes('token cache unreachable'));
-      assert.equal(down.length, 1, down.join('\n'));
-      const readyz = await call(`${sidecar.adminUrl}/readyz`);
-      assert.equal(readyz.status, 200, 'readiness does not depend on the cache');
-    } finally {
-      await sidecar.close();
-      await Promise.all([tokens.close(), redis?.close(), silent?.close()]);
-    }
-    audit.assertNothingLeaked();
-  });
-}
-
-test('check reports whether the cache answers, never its password', { skip: redisMissing }, async () => {
-  const redis = await startRedis();
-  const tokens = await startScriptedTokenServer();
-  try {
-    const config = (url: string) => files.file(`check-${randomBytes(4).toString('hex')}.yaml`, JSON.stringify({ tokenCache: { url, encryptionKeyFile: keyFile, connectTimeoutMs: 1_000 }, routes: [route(tokens.url, 'http://127.0.0.1:9')] }));
-    const ok = await runToEnd(['check', '--config', config(redis.url)]);
-    assert.equal(ok.code, 0, ok.output);
-    assert.match(ok.output, new RegExp(`^ok {6}token cache: 127\\.0\\.0\\.1:${redis.port} answers \\(PING in [\\d.]+ ms\\)$`, 'm'));
-    const wrong = await runToEnd(['check', '--config', config(`redis://:wrong-password-5678@127.0.0.1:${redis.port}`)]);
-    assert.equal(wrong.code, 1, wrong.output);
-    assert.match(wrong.output, /^FAILED {2}token cache: 127\.0\.0\.1:\d+ does not answer: WRONGPASS/m);
-    for (const output of [ok.output, wrong.output]) {
-      assert.ok(!output.includes(redis.password) && !output.includes('wrong-password-5678') && !output.includes(encodeURIComponent(redis.password)));
-    }
-  } finally {
-    await Promise.all([redis.close(), tokens.close()]);
-  }
-});
 
 test('createTokenSource takes the same tokenCache: two sources in a program, one grant', { skip: redisMissing }, async () => {
   const redis = await startRedis();
