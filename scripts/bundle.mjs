@@ -91,7 +91,10 @@ await build({
   // are imported with import() only when the config turns traces on, so a sidecar without traces
   // neither loads nor parses them. @opentelemetry/api is bundled, as it always was: prom-client
   // requires it at start (its CPU metric's exemplars), and the SDK shares its global state.
-  external: ['@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request', ...otelExternals],
+  // And ioredis, imported only by the shared token cache (src/token/shared-cache/), itself imported
+  // only when a config has a tokenCache: left to node_modules (a dependency of the package and in
+  // the image), so a sidecar without one neither loads nor reads it (test/deploy/bundle-cache.test.ts).
+  external: ['@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request', 'ioredis', ...otelExternals],
   plugins: [{ name: 'undici-slim', setup: (b) => b.onResolve({ filter: /^undici$/ }, () => ({ path: slimUndici })) }, lazyTlsModules, builtinsByRequire],
 });
 

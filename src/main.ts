@@ -27,7 +27,7 @@ A localhost proxy that adds OAuth2 client-credentials bearer tokens to every req
 Usage:
   bearer-sidecar [serve] [--config FILE] [--watch-config]
                                              run the proxy (the default); SIGHUP reloads the config
-  bearer-sidecar check   [--config FILE]     fetch one token per route; print ok or the reason; exit 1 on failure
+  bearer-sidecar check   [--config FILE]     fetch one token per route (and ask the shared token cache, if any); print ok or the reason; exit 1 on failure
   bearer-sidecar token   [--config FILE] [--route NAME]
                                              print a fresh access token to stdout, for scripts
 Options:
@@ -273,7 +273,23 @@ async function check(config: SidecarConfig): Promise<number> {
       }
     });
   }
+  if (config.tokenCache) failed += await checkTokenCache(config.tokenCache);
   return failed === 0 ? 0 : 1;
+}
+
+/** The shared token cache answers (a sidecar would serve without it, each replica fetching its own tokens: worth knowing before a rollout). 1 if not. */
+async function checkTokenCache(tokenCache: NonNullable<SidecarConfig['tokenCache']>): Promise<number> {
+  const { openSharedTokenCache } = await import('./token/shared-cache/open.js');
+  const cache = await openSharedTokenCache(tokenCache);
+  try {
+    process.stdout.write(`ok      token cache: ${await cache.check()}\n`);
+    return 0;
+  } catch (err) {
+    process.stdout.write(`FAILED  token cache: ${(err as Error).message} (the sidecar serves without it, each replica fetching its own tokens)\n`);
+    return 1;
+  } finally {
+    await cache.close();
+  }
 }
 
 async function token(config: SidecarConfig, routeName: string | undefined): Promise<number> {

@@ -25,6 +25,7 @@ import type { WebSocketProxy } from './proxy/websocket.js';
 import type { Clock } from './token/clock.js';
 import { createRouteTokenSource } from './token/create.js';
 import type { Token } from './token/exchange.js';
+import type { SharedTokenCache } from './token/shared-cache/types.js';
 import type { TokenProvider } from './token/token-source.js';
 import { warnUnverifiedTls } from './tls.js';
 import { startTracing, traceRequests, tracingFlushMs } from './tracing/start.js';
@@ -123,7 +124,10 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
   const websockets = webSocketSupport(proxy, logger);
   await websockets.prepare(config);
   await mountProxy(proxy, notFound);
-  const make = routeFactories(options, logger, metrics, tracing, websockets, reportFailure);
+  // The shared token cache, loaded only when configured (it is the primary's with workers: a
+  // worker's config has none). Set at start-up: a reload that changes it needs a restart.
+  const sharedCache = config.tokenCache && (await (await import('./token/shared-cache/open.js')).openSharedTokenCache(config.tokenCache, { logger, registry: metrics.registry }));
+  const make = routeFactories(options, logger, metrics, tracing, websockets, reportFailure, sharedCache);
   current = nextGeneration(config, undefined, make, undefined, options.configHash?.(config)).generation;
   const reloader = createReloader({ logger, metrics, guard, websockets, make, options, inForce, swap: (next) => (current = next) });
   const admin = createAdminApp({ tokenSources: () => current.tokenSources.values(), config: () => current, ...(options.adminWorkers ? { workers: options.adminWorkers } : {}) }, metrics, logger);
@@ -171,6 +175,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       const routes = [...current.routes.values()];
       await reloader.closeRetiredTokens();
       await Promise.all([...routes.map((route) => route.tokens.close()), ...routes.map((route) => route.proxy.close()), ...reloader.retired().map((route) => route.close())]);
+      await sharedCache?.close();
       await admin.close();
       await tracing?.shutdown(tracingFlushMs);
     },
@@ -279,17 +284,23 @@ function webSocketSupport(app: FastifyInstance, logger: Logger): WebSocketSuppor
   };
 }
 
-/** How a generation makes a route's token source (the standard one, or options.tokens's) and its proxy route. */
-function routeFactories(options: SidecarOptions, logger: Logger, metrics: Metrics, tracing: Tracing | null, websockets: WebSocketSupport, reportFailure: ReportFailure): RouteFactories {
+/**
+ * How a generation makes a route's token source (the standard one, or options.tokens's) and its
+ * proxy route. A route's standard token source shares its tokens through `sharedCache`, when there
+ * is one and the route has not opted out.
+ */
+function routeFactories(options: SidecarOptions, logger: Logger, metrics: Metrics, tracing: Tracing | null, websockets: WebSocketSupport, reportFailure: ReportFailure, sharedCache: SharedTokenCache | undefined): RouteFactories {
   const standardTokens = (route: RouteConfig, onFetch?: (outcome: 'success' | 'failure') => void): RouteTokens => {
     const { clock, fetchToken } = options;
     return createRouteTokenSource(route, {
       logger,
       tracing,
-      onFetch: (outcome) => {
-        metrics.tokenFetch(route.name, outcome);
+      onFetch: (outcome, _error, shared) => {
+        // Grants only: a token another replica fetched (from the shared cache) is none.
+        if (!shared) metrics.tokenFetch(route.name, outcome);
         onFetch?.(outcome);
       },
+      ...(sharedCache && route.tokenCache ? { sharedCache } : {}),
       ...(clock ? { clock } : {}),
       ...(fetchToken ? { fetchToken: (signal: AbortSignal) => fetchToken(route, signal) } : {}),
     });

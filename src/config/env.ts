@@ -70,6 +70,10 @@ export const envVariables: readonly EnvVariable[] = [
   { name: 'BEARER_SIDECAR_TOKEN_CERT_FILE', path: 'routes[0].auth.tls.certFile', description: 'client certificate (PEM) for the token endpoint (tls_client_auth)' },
   { name: 'BEARER_SIDECAR_TOKEN_KEY_FILE', path: 'routes[0].auth.tls.keyFile', description: 'its private key (PEM)' },
   { name: 'BEARER_SIDECAR_TOKEN_KEY_PASSPHRASE_FILE', path: 'routes[0].auth.tls.keyPassphraseFile', description: 'file holding that key\'s passphrase' },
+  { name: 'BEARER_SIDECAR_TOKEN_CACHE_URL', path: 'tokenCache.url', description: 'shared token cache: redis://user:password@host:6379/0 or rediss://...' },
+  { name: 'BEARER_SIDECAR_TOKEN_CACHE_URL_FILE', path: 'tokenCache.urlFile', description: 'file holding that URL (read again at each reconnect)' },
+  { name: 'BEARER_SIDECAR_TOKEN_CACHE_KEY_FILE', path: 'tokenCache.encryptionKeyFile', description: 'its encryption keys: base64 of 32 bytes a line (openssl rand -base64 32); the first encrypts' },
+  { name: 'BEARER_SIDECAR_TOKEN_CACHE_KEY_PREFIX', path: 'tokenCache.keyPrefix', description: 'prefix of the keys it writes (default bearer-sidecar:)' },
   { name: 'BEARER_SIDECAR_WORKERS', path: 'workers', description: 'processes serving the proxy: a number or auto (the CPUs it may use); wins over the file', kind: 'number' },
   { name: 'BEARER_SIDECAR_LOG_LEVEL', path: 'logLevel', description: 'fatal | error | warn | info | debug | trace | silent' },
 ];

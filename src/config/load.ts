@@ -13,8 +13,9 @@ import { staticPreset } from './presets.js';
 import { configSchema, inProcessSchema, normalisePrefix, type RawAuth, type RawRoute } from './schema.js';
 import { SecretSource } from './secret.js';
 import { resolveInbound, resolveSigningKey, resolveTls } from './security.js';
+import { resolveTokenCache } from './token-cache.js';
 import { resolveTracing } from './tracing.js';
-import type { AuthConfig, RouteConfig, SidecarConfig, TlsConfig, TokenExchangeConfig } from './types.js';
+import type { AuthConfig, RouteConfig, SidecarConfig, TlsConfig, TokenCacheConfig, TokenExchangeConfig } from './types.js';
 import { defaultAuthorityHost, entraTokenUrl, expandWorkloadIdentity } from './workload-identity.js';
 
 export interface LoadOptions {
@@ -63,6 +64,7 @@ export function resolveConfig(input: unknown, options: LoadOptions = {}): Sideca
   const routes = raw.routes.map((route, index) => resolveRoute(route, `routes[${index}]`, problems, outboundProxy(route.outboundProxy, `routes[${index}].outboundProxy`)));
   const inbound = resolveInbound(raw.listen, problems);
   const tracing = resolveTracing(raw.tracing, env, problems);
+  const tokenCache = raw.tokenCache && resolveTokenCache(raw.tokenCache, 'tokenCache', problems);
   if (problems.length > 0) throw namedError(problems, options.fieldNames);
   return deepFreeze({
     listen: { host: raw.listen.host, port: raw.listen.port, ...(raw.listen.socket === undefined ? {} : { socket: raw.listen.socket, mode: raw.listen.mode }) },
@@ -73,6 +75,7 @@ export function resolveConfig(input: unknown, options: LoadOptions = {}): Sideca
     workers: raw.workers,
     ...(tracing ? { tracing } : {}),
     routes,
+    ...(tokenCache ? { tokenCache } : {}),
   });
 }
 
@@ -96,6 +99,7 @@ export interface InProcessConfig {
   readonly replayBodyLimitBytes: number;
   /** `outboundProxy` given, else HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as the sidecar reads them. */
   readonly outboundProxy: OutboundProxySettings;
+  readonly tokenCache?: TokenCacheConfig;
 }
 
 /**
@@ -105,7 +109,7 @@ export interface InProcessConfig {
  * ${VAR} interpolation (that is the config file's). Secret and CA files are read once here, as at
  * start-up. Throws ConfigError.
  */
-export function resolveInProcessOptions(input: { auth?: unknown; tls?: unknown; replayBodyLimitBytes?: unknown; outboundProxy?: unknown }, env: NodeJS.ProcessEnv = process.env): InProcessConfig {
+export function resolveInProcessOptions(input: { auth?: unknown; tls?: unknown; replayBodyLimitBytes?: unknown; outboundProxy?: unknown; tokenCache?: unknown }, env: NodeJS.ProcessEnv = process.env): InProcessConfig {
   const expanded = expandWorkloadIdentity(input, env);
   const fieldNames = expanded.fieldNames.size > 0 ? expanded.fieldNames : undefined;
   const result = inProcessSchema.safeParse(expanded.input);
@@ -116,6 +120,7 @@ export function resolveInProcessOptions(input: { auth?: unknown; tls?: unknown; 
     tls: resolveTls(result.data.tls, 'tls', problems),
     replayBodyLimitBytes: result.data.replayBodyLimitBytes,
     outboundProxy: outboundProxyResolver(undefined, env, problems)(result.data.outboundProxy, 'outboundProxy'),
+    ...(result.data.tokenCache ? { tokenCache: resolveTokenCache(result.data.tokenCache, 'tokenCache', problems) } : {}),
   };
   if (problems.length > 0) throw namedError(problems, fieldNames);
   return deepFreeze(resolved);
@@ -142,6 +147,7 @@ function resolveRoute(route: RawRoute, at: string, problems: string[], outboundP
     maxBodyBytes: route.maxBodyBytes,
     replayBodyLimitBytes: route.replayBodyLimitBytes,
     outboundProxy,
+    tokenCache: route.tokenCache !== false,
   };
 }
 

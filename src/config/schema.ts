@@ -202,7 +202,34 @@ const routeSchema = z.strictObject({
   replayBodyLimitBytes: z.number().int().min(0).max(16 * 1024 * 1024).default(64 * 1024),
   /** This route's outbound proxy, over the top-level one and the environment. */
   outboundProxy: outboundProxySchema.optional(),
+  /** false: this route keeps its tokens to itself, though a top-level tokenCache is set. */
+  tokenCache: z.literal(false, { error: 'may only be false (the route then does not use the top-level tokenCache)' }).optional(),
 });
+
+/**
+ * The shared token cache (Redis or Valkey) the replicas of a fleet share tokens through (src/token/shared-cache/).
+ * The URL carries the cache's password, so it may come from a file; the encryption key file is required.
+ */
+export const tokenCacheSchema = z
+  .strictObject({
+    /** redis://user:password@host:6379/0 or rediss:// (TLS); the password URL-escaped. */
+    url: z.string().min(1, 'must not be empty').optional(),
+    /** A file holding the URL (a mounted Secret); read again whenever the sidecar reconnects. */
+    urlFile: z.string().min(1).optional(),
+    /** Base64 of 32 random bytes (openssl rand -base64 32), one key a line: the first encrypts, any decrypts. */
+    encryptionKeyFile: z.string().min(1),
+    /** Put in front of every key the sidecar writes, so a cache can be shared with other programs. */
+    keyPrefix: z.string().max(128).default('bearer-sidecar:'),
+    /** Bound on each call to the cache; a slower answer counts as the cache failing. */
+    timeoutMs: z.number().int().positive().max(60_000).default(500),
+    /** Bound on connecting; a replica starting while the cache is unreachable waits at most this long for it. */
+    connectTimeoutMs: z.number().int().positive().max(60_000).default(2_000),
+    /** TLS to the cache (rediss://): a private CA, a client certificate. */
+    tls: tlsSchema.default(() => tlsSchema.parse({})),
+  })
+  .superRefine((cache, ctx) => {
+    if ((cache.url === undefined) === (cache.urlFile === undefined)) ctx.addIssue({ code: 'custom', path: ['url'], message: 'set url or urlFile (exactly one)' });
+  });
 
 /**
  * A file mode as chmod takes it: "0660", "660", or a number read as the same octal digits (YAML
@@ -306,6 +333,8 @@ export const configSchema = z
     outboundProxy: outboundProxySchema.optional(),
     /** OpenTelemetry traces; off unless this block or OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set. */
     tracing: tracingSchema.optional(),
+    /** A token cache the replicas share (Redis or Valkey): one token per credential for the whole fleet. */
+    tokenCache: tokenCacheSchema.optional(),
     routes: z.array(routeSchema).min(1, 'at least one route is required'),
   })
   .superRefine((config, ctx) => {
@@ -419,6 +448,7 @@ export const inProcessSchema = z
     replayBodyLimitBytes: routeSchema.shape.replayBodyLimitBytes,
     /** As a route's: false goes direct whatever HTTPS_PROXY says; absent, the environment decides. */
     outboundProxy: outboundProxySchema.optional(),
+    tokenCache: tokenCacheSchema.optional(),
   })
   .superRefine((options, ctx) => checkAuth(options.auth, [], ctx));
 
@@ -439,3 +469,6 @@ export type OutboundProxyOptions = z.input<typeof outboundProxySchema>;
 export type RawListen = z.infer<typeof listenSchema>;
 export type RawTracing = z.infer<typeof tracingSchema>;
 export type RawTls = z.infer<typeof tlsSchema>;
+export type RawTokenCache = z.infer<typeof tokenCacheSchema>;
+/** The top-level `tokenCache` as written (before defaults): what createTokenSource takes. */
+export type TokenCacheOptions = z.input<typeof tokenCacheSchema>;

@@ -124,6 +124,20 @@ export interface RouteConfig {
   readonly replayBodyLimitBytes: number;
   /** The outbound proxy of its token requests, upstream requests and WebSocket dials (outboundProxy, else HTTPS_PROXY...). */
   readonly outboundProxy: OutboundProxySettings;
+  /** False when the route opted out (`tokenCache: false`); true uses the top-level tokenCache, when there is one. */
+  readonly tokenCache: boolean;
+}
+
+/** The shared token cache (top-level `tokenCache`): resolved, its files checked at load. */
+export interface TokenCacheConfig {
+  /** redis:// or rediss:// URL, password included: inline, or a file read again at each reconnect. Never logged. */
+  readonly url: SecretSource;
+  /** The key file: base64 keys of 32 bytes, one a line; the first encrypts, any decrypts. */
+  readonly encryptionKeys: SecretSource;
+  readonly keyPrefix: string;
+  readonly timeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly tls: TlsConfig;
 }
 
 export interface ListenConfig {
@@ -165,6 +179,8 @@ export interface SidecarConfig {
   /** OpenTelemetry traces; absent when off (config/tracing.ts). */
   readonly tracing?: TracingConfig;
   readonly routes: readonly RouteConfig[];
+  /** Set: the token sources share tokens through this cache (src/token/shared-cache/). */
+  readonly tokenCache?: TokenCacheConfig;
 }
 
 /** Where and how spans are exported, from the `tracing` block and the OTEL_* variables (config/tracing.ts). */

@@ -17,6 +17,11 @@ export interface Token {
   /** Where the lifetime came from, for logs. */
   readonly lifetimeFrom: 'expires_in' | 'jwt' | 'default';
   readonly scope: string | undefined;
+  /**
+   * Set on a token another replica fetched (from the shared token cache): when its life began (ms,
+   * the clock's), so that every replica schedules its refresh for the same moment.
+   */
+  readonly sharedSince?: number;
 }
 
 export interface ExchangeOptions {

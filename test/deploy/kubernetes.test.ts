@@ -8,7 +8,7 @@ import { join, posix } from 'node:path';
 import { after, test } from 'node:test';
 import { parse } from 'yaml';
 import { loadConfig, type SidecarConfig } from '../../src/config/index.js';
-import { filesUnder, finalStage, isObject, last, list, obj, parseDockerfile, read, readYaml, readYamlDocuments, root, str, type Yaml } from './files.js';
+import { at, filesUnder, finalStage, isObject, last, list, obj, parseDockerfile, read, readYaml, readYamlDocuments, root, str, type Yaml } from './files.js';
 
 const dir = 'deploy/kubernetes';
 const top = readYaml(`${dir}/kustomization.yaml`);
@@ -240,7 +240,48 @@ test('kubernetes: the AKS workload identity overlay holds no Secret, labels the 
   assert.equal(aks.admin.port, config.admin.port, 'the probes of the base still fit');
 });
 
-/** RFC 6902 add, remove, replace and move: enough for the overlay's patch. */
+test('kubernetes: the shared-cache overlay runs replicas sharing a password-protected Valkey; the sidecar reads its URL and key from the mounted Secret', () => {
+  const overlayDir = `${dir}/shared-cache`;
+  const overlay = readYaml(`${overlayDir}/kustomization.yaml`);
+  assert.deepEqual(list(overlay, 'resources'), ['../base', 'valkey.yaml']);
+  const generatorOf = obj(list(overlay, 'configMapGenerator')[0]);
+  assert.equal(generatorOf.name, 'bearer-sidecar-config');
+  assert.equal(generatorOf.behavior, 'replace');
+  assert.deepEqual(list(generatorOf, 'files'), [configFile], 'the same file name, so --config reads it');
+  // The overlay's config, loaded by the real loader with the Secrets' files stood in for.
+  const text = read(`${overlayDir}/${configFile}`);
+  const cacheDir = '/secrets/token-cache';
+  writeFileSync(join(temp, 'url'), 'redis://:example-password@token-cache:6379/0\n');
+  writeFileSync(join(temp, 'encryption-key'), `${Buffer.alloc(32, 1).toString('base64')}\n`);
+  writeFileSync(join(temp, 'shared-cache.yaml'), text.replaceAll(`${secretDir}/`, `${temp}/`).replaceAll(`${cacheDir}/`, `${temp}/`));
+  const cached = loadConfig(join(temp, 'shared-cache.yaml'), {});
+  assert.equal(cached.tokenCache?.url.file, join(temp, 'url'));
+  assert.deepEqual({ ...cached, tokenCache: undefined }, { ...config, tokenCache: undefined }, 'the base config otherwise');
+  // The patch mounts the Secret where the config reads it, and scales the Deployment.
+  const operations = list(parse(str(obj(list(overlay, 'patches')[0]), 'patch'))).map((o) => obj(o));
+  const patched = applyJsonPatch(structuredClone(deployment), operations);
+  assert.ok(Number(obj(patched, 'spec').replicas) > 1);
+  const patchedSidecar = findContainer(list(obj(patched, 'spec', 'template', 'spec'), 'initContainers'), 'bearer-sidecar');
+  const mount = mounts(patchedSidecar).find((m) => m.mountPath === cacheDir);
+  assert.ok(mount && mount.readOnly === true && mount.subPath === undefined, `the token-cache Secret is mounted at ${cacheDir}`);
+  const secretVolume = obj(list(obj(patched, 'spec', 'template', 'spec'), 'volumes').find((v) => isObject(v) && v.name === mount.name), 'secret');
+  assert.deepEqual(list(secretVolume, 'items').map((i) => str(i, 'path')).sort(), ['encryption-key', 'url']);
+  const example = readYaml(`${overlayDir}/secret.example.yaml`);
+  assert.equal(str(example, 'metadata', 'name'), secretVolume.secretName);
+  assert.ok(!list(overlay, 'resources').includes('secret.example.yaml'));
+  // The cache: a Service on the URL's port, a password from the same Secret, the app's pods only.
+  const [cache, service, policy] = readYamlDocuments(`${overlayDir}/valkey.yaml`) as [Yaml, Yaml, Yaml];
+  assert.equal(str(service, 'kind'), 'Service');
+  assert.equal(str(service, 'metadata', 'name'), 'token-cache');
+  assert.equal(at(service, 'spec', 'ports', 0, 'port'), 6379);
+  const valkey = obj(list(obj(cache, 'spec', 'template', 'spec'), 'containers')[0]);
+  assert.deepEqual(list(valkey, 'args').slice(0, 2), ['--requirepass', '$(VALKEY_PASSWORD)']);
+  assert.equal(str(valkey, 'env', 0, 'valueFrom', 'secretKeyRef', 'name'), secretVolume.secretName);
+  assert.equal(str(policy, 'kind'), 'NetworkPolicy');
+  assert.deepEqual(obj(policy, 'spec', 'ingress', 0, 'from', 0, 'podSelector', 'matchLabels'), obj(deployment, 'spec', 'template', 'metadata', 'labels'));
+});
+
+/** RFC 6902 add, remove, replace and move: enough for the overlays' patches. */
 function applyJsonPatch(document: Yaml, operations: Yaml[]): Yaml {
   const locate = (path: string): { parent: unknown; key: string } => {
     const parts = path.split('/').slice(1).map((p) => p.replaceAll('~1', '/').replaceAll('~0', '~'));
