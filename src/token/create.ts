@@ -55,7 +55,9 @@ export function createRouteTokenSource(route: { readonly name: string; readonly 
   // The token endpoint (auth.tokenUrl, or discovered from auth.issuer), then the exchange there.
   const fetcher = new TokenFetcher(auth, { dispatcher, outboundProxy, logger, route: name, now: clock && (() => clock.now()), tracing: options.tracing });
   const fetchOwn: FetchToken = options.fetchToken ?? ((signal, attempt) => fetcher.fetch(signal, attempt));
-  const cache = options.sharedCache && sharedLayer(options.sharedCache, name, auth, clock);
+  // A token exchange's token is the subject's (its subject token, read from a file at every grant),
+  // which the cache key cannot name without reading that token: such a route fetches its own.
+  const cache = options.sharedCache && auth.grantType !== 'token_exchange' ? sharedLayer(options.sharedCache, name, auth, clock) : undefined;
   const fetchToken: FetchToken = cache ? async (signal, attempt) => ((await cache.layer) ?? passThrough).fetch(fetchOwn, signal, attempt) : fetchOwn;
   const source = new TokenSource({
     name,

@@ -19,9 +19,9 @@ export interface EntryKeys {
 export function entryKeys(auth: AuthConfig, prefix: string): EntryKeys {
   const parts = {
     endpoint: auth.tokenUrl ?? `issuer ${auth.issuer ?? ''}`,
-    clientId: auth.clientId.read(),
+    clientId: auth.clientId?.read() ?? null,
     method: auth.method,
-    grant: 'client_credentials',
+    grant: auth.grantType,
     scope: auth.scope ?? null,
     audience: auth.audience ?? null,
     extraParams: Object.entries(auth.extraParams).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
