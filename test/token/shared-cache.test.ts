@@ -86,13 +86,20 @@ test('two sidecars sharing a real cache: one grant; hits, misses and the grant m
     try {
       await waitFor(() => second.sidecar.tokenSources.get('api')?.status().state === 'ready');
       assert.equal(tokens.requests.length, 1, 'one grant for both');
-      assert.deepEqual(await metric(second.adminUrl, 'bearer_sidecar_token_fetches_total'), [], 'the second made no grant');
+      // Both outcomes are exported at 0 from a route's start (so an alert sees the first failure).
+      assert.deepEqual(await metric(second.adminUrl, 'bearer_sidecar_token_fetches_total'), [
+        'bearer_sidecar_token_fetches_total{route="api",outcome="success"} 0',
+        'bearer_sidecar_token_fetches_total{route="api",outcome="failure"} 0',
+      ], 'the second made no grant');
       assert.deepEqual(await metric(second.adminUrl, 'bearer_sidecar_token_cache_lookups_total'), [
         'bearer_sidecar_token_cache_lookups_total{route="api",result="hit"} 1',
         'bearer_sidecar_token_cache_lookups_total{route="api",result="miss"} 0',
         'bearer_sidecar_token_cache_lookups_total{route="api",result="error"} 0',
       ]);
-      assert.deepEqual(await metric(first.adminUrl, 'bearer_sidecar_token_fetches_total'), ['bearer_sidecar_token_fetches_total{route="api",outcome="success"} 1']);
+      assert.deepEqual(await metric(first.adminUrl, 'bearer_sidecar_token_fetches_total'), [
+        'bearer_sidecar_token_fetches_total{route="api",outcome="success"} 1',
+        'bearer_sidecar_token_fetches_total{route="api",outcome="failure"} 0',
+      ]);
       assert.deepEqual(await metric(first.adminUrl, 'bearer_sidecar_token_cache_up'), ['bearer_sidecar_token_cache_up{route="api"} 1']);
       assert.equal((await metric(first.adminUrl, 'bearer_sidecar_token_cache_lock_waits_total')).length, 2);
       assert.equal((await metric(first.adminUrl, 'bearer_sidecar_token_cache_errors_total')).length, 6);
