@@ -49,6 +49,9 @@
 //   --noise-budget=S        seconds in all to wait for a quiet machine before a case and to re-run
 //                           a case that something else disturbed (BENCH_NOISE_BUDGET, default 150)
 //   --out=FILE              where to write (default BENCHMARKS.md; --no-write to write nothing)
+//   --frontier              instead of the benchmark: the frontier of memory and speed over the
+//                           candidate runtime settings on Node 24 (scripts/bench/frontier.mjs, whose
+//                           header lists its options; --frontier --quick for a short run)
 //   --profile               instead of the benchmark: CPU-profile the sidecar and the undici
 //                           baseline under wrk at 10 connections (--profile-seconds=10) and write
 //                           the summary between the bench:profile markers of the output file
@@ -61,9 +64,16 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { aggregate, inclusiveOf, loadProfile, toMarkdown } from './bench/cpuprofile.mjs';
-import { download, httpGet, resetPeak, sampled, upload, waitFor, wrk, writeSection as writeSectionOf } from './bench/measure.mjs';
+import { download, fmt, httpGet, machineBusyPct, machineBusySeconds, resetPeak, sampled, upload, waitFor, which, wrk, writeSection as writeSectionOf } from './bench/measure.mjs';
 import { binCommand, childrenOf, CLK_TCK, cpuSeconds, descendantsOf, killLeftovers, majorFaults, median, procStatus, sidecarYaml, sleep, startTime, treeOf, treeRssKb } from './bench/util.mjs';
 import { node24 } from './node24.mjs';
+
+// --frontier: the frontier of memory and speed instead (scripts/bench/frontier.mjs; its own options).
+if (process.argv.includes('--frontier')) {
+  const { runFrontier } = await import('./bench/frontier.mjs');
+  await runFrontier(process.argv.slice(2));
+  process.exit(0);
+}
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // The build the CPU-per-request target of issue 14 compares with: main when the issue was filed.
@@ -151,30 +161,9 @@ const ports = {
 for (const r of [...opt.runtimes, ...opt.coresRuntimes]) if (r !== 'current' && r !== '24') throw new Error(`--runtimes/--cores-runtimes: "${r}" is neither current nor 24`);
 
 // ---------------------------------------------------------------- small helpers
-const which = (cmd) => {
-  try {
-    return execFileSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).trim() || undefined;
-  } catch {
-    return undefined;
-  }
-};
-const fmt = (x, d = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : '—');
 const ms = (us) => us / 1000;
 const mib = (kb) => kb / 1024;
 
-/** All CPUs' busy time (user+nice+system+irq+softirq+steal), in seconds. */
-function machineBusySeconds() {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  return (f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] || 0)) / CLK_TCK;
-}
-/** Busy CPU (% of one core) of the whole machine over ms milliseconds, minus this process. */
-async function machineBusyPct(ms = 500) {
-  const m0 = machineBusySeconds();
-  const b0 = process.cpuUsage();
-  await sleep(ms);
-  const b = process.cpuUsage(b0);
-  return (100 * Math.max(0, machineBusySeconds() - m0 - (b.user + b.system) / 1e6)) / (ms / 1000);
-}
 let noiseSpent = 0;
 /** Waits until the machine is nearly idle, at most maxSeconds and within the run's noise budget;
  * returns the busy % seen last. */

@@ -1,6 +1,6 @@
 // The measuring the benchmark modes share (bench.mjs and its frontier mode, bench/frontier.mjs): wrk
 // runs, curl streams, readiness, peak RSS, and writing a section of BENCHMARKS.md.
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { dirname, join } from 'node:path';
@@ -113,4 +113,31 @@ export function writeSection(file, name, content, template = () => '') {
   const i = text.indexOf(a) + a.length;
   const j = text.indexOf(b);
   writeFileSync(file, `${text.slice(0, i)}\n${content.trim()}\n${text.slice(j)}`);
+}
+
+/** A command's path on PATH, or undefined. */
+export function which(cmd) {
+  try {
+    return execFileSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A number for the report (en-US grouping, d decimals; — when not finite). */
+export const fmt = (x, d = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : '—');
+
+/** All CPUs' busy time (user+nice+system+irq+softirq+steal), in seconds. */
+export function machineBusySeconds() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return (f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] || 0)) / CLK_TCK;
+}
+
+/** Busy CPU (% of one core) of the whole machine over ms milliseconds, minus this process. */
+export async function machineBusyPct(ms = 500) {
+  const m0 = machineBusySeconds();
+  const b0 = process.cpuUsage();
+  await sleep(ms);
+  const b = process.cpuUsage(b0);
+  return (100 * Math.max(0, machineBusySeconds() - m0 - (b.user + b.system) / 1e6)) / (ms / 1000);
 }
