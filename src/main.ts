@@ -2,10 +2,13 @@
 // behaviour of its own. Started by cli.ts; in dist/ this file is the bundle of the CLI (see cli.ts).
 
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { envVariables } from './config/env.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { ConfigError } from './errors.js';
+import { launchOutcome, notAppliedMessage, requestedTuning } from './runtime/launch.js';
+import { badTuningMessage, isTuningName, tuning as tuningOf, tuningVariable, type Tuning } from './runtime/settings.js';
 import type { LiveConfig } from './server.js';
 import type { TokenFetcher } from './token/fetcher.js';
 
@@ -32,6 +35,8 @@ Options:
                       a config that does not load changes nothing; listen, admin and workers
                       need a restart
       --route NAME    with "token": which route (needed when there are several)
+      --tuning NAME   runtime settings (also ${tuningVariable}): default; lean (less memory,
+                      slower large bodies); none (V8's and glibc's defaults)
   -h, --help          show this help
   -v, --version       print the version
 
@@ -54,7 +59,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     const { runWorker } = await import('./workers/worker.js');
     process.exit(await runWorker(env.BSC_WORKER_SLOT));
   }
-  let values: { config?: string | undefined; route?: string | undefined; 'watch-config'?: boolean | undefined; help?: boolean | undefined; version?: boolean | undefined };
+  let values: { config?: string | undefined; route?: string | undefined; tuning?: string | undefined; 'watch-config'?: boolean | undefined; help?: boolean | undefined; version?: boolean | undefined };
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
@@ -62,6 +67,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       options: {
         config: { type: 'string', short: 'c' },
         route: { type: 'string' },
+        tuning: { type: 'string' },
         'watch-config': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
@@ -78,6 +84,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const verb = positionals[0] ?? 'serve';
   if (positionals.length > 1 || !['serve', 'check', 'token'].includes(verb)) {
     process.stderr.write(`bearer-sidecar: unknown command "${positionals.join(' ')}"\nRun bearer-sidecar --help for usage.\n`);
+    return 2;
+  }
+  // Applied already where it can be (cli.ts, runtime/launch.ts); checked here, where usage errors are reported.
+  const tuningName = requestedTuning(values.tuning, env);
+  if (!isTuningName(tuningName)) {
+    process.stderr.write(`bearer-sidecar: ${badTuningMessage(tuningName, values.tuning === undefined ? tuningVariable : '--tuning')}\n`);
     return 2;
   }
 
@@ -109,7 +121,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
 
   if (verb === 'check') return check(config);
   if (verb === 'token') return token(config, values.route);
-  return serve(config, () => loadConfig(values.config, env), watch ? file : undefined, hangups ?? catchHangups());
+  return serve(config, () => loadConfig(values.config, env), watch ? file : undefined, hangups ?? catchHangups(), tuningOf(tuningName));
 }
 
 interface Hangups {
@@ -142,23 +154,27 @@ function catchHangups(): Hangups {
 }
 
 /** Runs the proxy until a signal stops it; `load` reads the config again on SIGHUP (and when `watchFile` changes). */
-async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile: string | undefined, hangups: Hangups): Promise<number> {
+async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile: string | undefined, hangups: Hangups, tuning: Tuning): Promise<number> {
   const [{ default: closeWithGrace }, { setLogLevel }, { createLogger }, { createSidecar }, { startIdleGc }, { startStreamGc }] = await Promise.all([
     import('close-with-grace'),
     import('./admin.js'),
     import('./logger.js'),
     import('./server.js'),
-    import('./idle-gc.js'),
-    import('./stream-gc.js'),
+    import('./runtime/idle-gc.js'),
+    import('./runtime/stream-gc.js'),
   ]);
   const logger = createLogger({ level: config.logLevel });
+  // One line when this process runs without settings it needed a re-execution for (Node without process.execve).
+  const outcome = launchOutcome();
+  const notApplied = outcome && notAppliedMessage(outcome, fileURLToPath(new URL('cli.js', import.meta.url)));
+  if (notApplied) logger.warn({ tuning: tuning.name, notApplied: outcome?.notApplied }, notApplied);
   const options = { logger, loadConfig: load, ...(watchFile ? { watchConfigFile: watchFile } : {}) };
   // workers: 1 (the default) is one process, as ever; more: a primary and its workers (src/workers/).
-  const workers = config.workers === 1 ? 1 : (await import('./cpus.js')).workerCount(config.workers);
+  const workers = config.workers === 1 ? 1 : (await import('./runtime/cpus.js')).workerCount(config.workers);
   let levelChanged: (level: string) => void = () => {};
   let sidecar: { readonly live: LiveConfig; listen(): Promise<unknown>; reload(): Promise<unknown>; close(): Promise<void> };
   if (workers > 1) {
-    const primary = await (await import('./workers/primary.js')).createPrimary(config, workers, options);
+    const primary = await (await import('./workers/primary.js')).createPrimary(config, workers, { ...options, tuning: tuning.name });
     levelChanged = (level) => primary.logLevelChanged(level);
     sidecar = primary;
   } else sidecar = await createSidecar(config, options);
@@ -202,20 +218,20 @@ async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile
         logger.flush();
         process.exit(1);
       }, boundMs);
-      idleGc.stop();
-      streamGc.stop();
+      idleGc?.stop();
+      streamGc?.stop();
       await sidecar.close();
       clearTimeout(hung);
       logger.info('stopped');
       await new Promise<void>((resolve) => logger.flush(() => resolve()));
     },
   );
-  // Memory back after a burst of traffic, and after start-up (see idle-gc.ts); its timer is unref'd.
+  // Memory back after a burst of traffic, and after start-up (see runtime/idle-gc.ts); its timer is unref'd.
   // Started after the signal handlers: it builds a V8 context (milliseconds), and a caller that saw
   // the "listening" line may signal at once (a SIGTERM or SIGUSR2 with no handler ends the process).
-  const idleGc = startIdleGc();
-  // A stream's finished chunks freed as it goes (see stream-gc.ts).
-  const streamGc = startStreamGc();
+  const idleGc = tuning.idleCollection ? startIdleGc() : undefined;
+  // A stream's finished chunks freed as it goes (see runtime/stream-gc.ts).
+  const streamGc = tuning.streamCollection ? startStreamGc() : undefined;
   return -1; // keeps running
 }
 

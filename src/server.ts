@@ -17,7 +17,7 @@ import { configuredUrl, listenerUrl, listenProxy } from './listen.js';
 import { createLogger } from './logger.js';
 import { createMetrics, type Metrics, type ReloadOutcome } from './metrics.js';
 import { schemaController } from './no-schemas.js';
-import { proxyFor } from './outbound/settings.js';
+import { proxyFor } from './config/outbound-proxy.js';
 import { errorReply, upstreamErrorKind } from './proxy/errors.js';
 import { guardServerOptions, installGuard } from './proxy/guard.js';
 import { mountProxy, ProxyRoute } from './proxy/routes.js';
@@ -104,9 +104,69 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
   const logger = options.logger ?? createLogger({ level: config.logLevel });
   // The generation in force (generation.ts); assigned below, replaced whole by each reload.
   let current: Generation;
+  const inForce = (): Generation => current;
   const metrics = createMetrics(() => [...current.tokenSources.values()].map((source) => source.status()));
+  const proxy = createProxyApp(config, logger);
+  const { notFound, reportFailure } = observeRequests(proxy, metrics, inForce);
+  // After the hooks above, so refused requests are logged and counted too.
+  const guard = installGuard(proxy, config.inbound);
+  proxy.decorateRequest('bearerToken', '');
+  proxy.decorateRequest('sidecarRoute', null);
+  const websockets = webSocketSupport(proxy, logger);
+  await websockets.prepare(config);
+  await mountProxy(proxy, notFound);
+  const make = routeFactories(options, logger, metrics, websockets, reportFailure);
+  current = nextGeneration(config, undefined, make, undefined, options.configHash?.(config)).generation;
+  const reloader = createReloader({ logger, metrics, guard, websockets, make, options, inForce, swap: (next) => (current = next) });
+  const admin = createAdminApp({ tokenSources: () => current.tokenSources.values(), config: () => current, ...(options.adminWorkers ? { workers: options.adminWorkers } : {}) }, metrics, logger);
+  const listeners = options.listeners ?? 'both';
+  let configWatch: SecretWatch | undefined;
 
-  const proxy = Fastify({
+  return {
+    proxy,
+    admin,
+    get tokenSources() {
+      return current.tokenSources;
+    },
+    metrics,
+    logger,
+    get live(): LiveConfig {
+      return current;
+    },
+    reload: reloader.reload,
+    async listen() {
+      reloader.started();
+      for (const source of current.tokenSources.values()) source.start();
+      // Socket settings never change at a reload: these are the start-up ones.
+      if (listeners !== 'proxy') await admin.listen({ host: config.admin.host, port: config.admin.port, listenTextResolver: (address) => `admin listening at ${address}` });
+      if (listeners !== 'admin') await listenProxy(proxy, config.listen, { shared: options.sharedSocket === true });
+      const proxyUrl = listeners === 'admin' ? configuredUrl(config.listen) : listenerUrl(proxy);
+      const adminUrl = listeners === 'proxy' ? '' : listenerUrl(admin);
+      const { routes } = current.config;
+      logger.info(
+        { proxy: proxyUrl, ...(adminUrl ? { admin: adminUrl } : {}), config: current.hash, loadedAt: current.loadedAt, routes: routes.map(routeSummary) },
+        'listening',
+      );
+      if (options.watchConfigFile) configWatch = watchConfigFile(options.watchConfigFile, () => void reloader.reload(), { logger });
+      // Out now, not with the next batch: whatever waits for this line (a supervisor, a test) sees it at once.
+      logger.flush();
+      return { proxyUrl, adminUrl };
+    },
+    async close() {
+      configWatch?.close();
+      // A reload under way finishes first; any after it is ignored.
+      await reloader.closing();
+      await drain(proxy, current.config.drainTimeoutMs, logger, websockets.proxy);
+      const routes = [...current.routes.values()];
+      await Promise.all([...routes.map((route) => route.tokens.close()), ...routes.map((route) => route.proxy.close()), ...reloader.retired().map((route) => route.close())]);
+      await admin.close();
+    },
+  };
+}
+
+/** The proxy listener's fastify instance: paths as they came, request ids, no schema compilers. */
+function createProxyApp(config: SidecarConfig, logger: Logger): FastifyInstance {
+  return Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
     requestIdHeader: false,
@@ -117,15 +177,23 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     schemaController,
     ...guardServerOptions(config.inbound),
   });
+}
 
-  // A request that failed, before its response (the error handler) or during it (forward.ts):
-  // upstream errors counted by kind, one log line with the code and reason.
-  function reportFailure(request: FastifyRequest, error: Error, level: 'info' | 'warn', message: string): void {
+/** A request that failed: upstream errors counted by kind, one log line with the code and reason. */
+type ReportFailure = (request: FastifyRequest, error: Error, level: 'info' | 'warn', message: string) => void;
+
+/**
+ * Each request's route (from the generation in force when it arrives), its log line and metrics
+ * when it is done, and the JSON answers to errors and to paths no route serves.
+ */
+function observeRequests(proxy: FastifyInstance, metrics: Metrics, inForce: () => Generation): { notFound: (request: FastifyRequest, reply: FastifyReply) => void; reportFailure: ReportFailure } {
+  // A request that failed, before its response (the error handler) or during it (forward.ts).
+  const reportFailure: ReportFailure = (request, error, level, message) => {
     const route = request.sidecarRoute?.name;
     const kind = upstreamErrorKind(error);
     if (kind && route) metrics.upstreamError(route, kind);
     request.log[level]({ route, code: (error as { code?: string }).code, reason: error.message }, message);
-  }
+  };
 
   proxy.setErrorHandler((error: Error, request, reply) => {
     const { statusCode, body, retryAfterSeconds } = errorReply(error, request.sidecarRoute?.name);
@@ -162,7 +230,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
   proxy.addHook('onRequest', (request, reply, done) => {
     metrics.requestStarted();
     // The request's route, from the generation in force now: it keeps it whatever a reload does meanwhile.
-    const route = current.table.match(request.raw.url as string);
+    const route = inForce().table.match(request.raw.url as string);
     if (route !== undefined) {
       route.hold();
       request.sidecarRoute = route;
@@ -170,22 +238,36 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     reply.raw.once('close', () => finished(request, reply));
     done();
   });
-  // After the hook above, so refused requests are logged and counted too.
-  const guard = installGuard(proxy, config.inbound);
+  return { notFound, reportFailure };
+}
 
-  proxy.decorateRequest('bearerToken', '');
-  proxy.decorateRequest('sidecarRoute', null);
-  // Without a websocket route there is no 'upgrade' listener, and Node serves upgrades as plain
-  // requests. ws is loaded only when a config first has one (start-up time and memory).
+interface WebSocketSupport {
+  /** The WebSocket proxy, once a config has had a websocket route. */
+  readonly proxy: WebSocketProxy | undefined;
+  /** Loads ws and attaches the WebSocket proxy when `config` is the first with a websocket route. */
+  prepare(config: SidecarConfig): Promise<void>;
+}
+
+/**
+ * Without a websocket route there is no 'upgrade' listener, and Node serves upgrades as plain
+ * requests. ws is loaded only when a config first has one (start-up time and memory).
+ */
+function webSocketSupport(app: FastifyInstance, logger: Logger): WebSocketSupport {
   let websockets: WebSocketProxy | undefined;
-  async function webSocketsFor(next: SidecarConfig): Promise<void> {
-    if (websockets || !next.routes.some((route) => route.websocket)) return;
-    websockets = new (await import('./proxy/websocket.js')).WebSocketProxy(logger);
-    websockets.attach(proxy);
-  }
-  await webSocketsFor(config);
-  await mountProxy(proxy, notFound);
+  return {
+    get proxy() {
+      return websockets;
+    },
+    async prepare(next) {
+      if (websockets || !next.routes.some((route) => route.websocket)) return;
+      websockets = new (await import('./proxy/websocket.js')).WebSocketProxy(logger);
+      websockets.attach(app);
+    },
+  };
+}
 
+/** How a generation makes a route's token source (the standard one, or options.tokens's) and its proxy route. */
+function routeFactories(options: SidecarOptions, logger: Logger, metrics: Metrics, websockets: WebSocketSupport, reportFailure: ReportFailure): RouteFactories {
   const standardTokens = (route: RouteConfig, onFetch?: (outcome: 'success' | 'failure') => void): RouteTokens => {
     const { clock, fetchToken } = options;
     return createRouteTokenSource(route, {
@@ -198,7 +280,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       ...(fetchToken ? { fetchToken: (signal: AbortSignal) => fetchToken(route, signal) } : {}),
     });
   };
-  const make: RouteFactories = {
+  return {
     tokens: options.tokens ? (route) => (options.tokens as NonNullable<SidecarOptions['tokens']>)(route, (onFetch) => standardTokens(route, onFetch)) : (route) => standardTokens(route),
     proxy: (route, tokens, { inbound }) => {
       warnUnverifiedTls(route.name, 'upstream', route.tls, logger);
@@ -206,22 +288,43 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
         route,
         tokens,
         sharedSecretHeader: inbound.sharedSecretHeader?.name,
-        websockets,
+        websockets: websockets.proxy,
         logger,
         onBrokenResponse: (request, error) => reportFailure(request, error, 'warn', 'upstream failed mid-response; response cut'),
       });
     },
   };
-  current = nextGeneration(config, undefined, make, undefined, options.configHash?.(config)).generation;
+}
+
+interface ReloaderParts {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly guard: ReturnType<typeof installGuard>;
+  readonly websockets: WebSocketSupport;
+  readonly make: RouteFactories;
+  readonly options: SidecarOptions;
+  /** The generation in force, and the swap that replaces it. */
+  inForce(): Generation;
+  swap(next: Generation): void;
+}
+
+/** Reloads, one at a time: each builds the next generation and swaps it in, or changes nothing. */
+function createReloader({ logger, metrics, guard, websockets, make, options, inForce, swap }: ReloaderParts): {
+  reload(load?: () => SidecarConfig): Promise<ReloadResult>;
+  /** The token sources have started: a reload starts its new ones. */
+  started(): void;
+  /** No reload from now on; resolves when the one under way (if any) is done. */
+  closing(): Promise<unknown>;
   /** Routes a reload replaced, until their last request is done and their pool closed. */
+  retired(): readonly ProxyRoute[];
+} {
   let retired: ProxyRoute[] = [];
   let started = false;
   let closing = false;
   let reloads: Promise<unknown> = Promise.resolve();
-  let configWatch: SecretWatch | undefined;
 
   async function applyReload(load: () => SidecarConfig): Promise<ReloadResult> {
-    const live = current;
+    const live = inForce();
     if (closing) {
       logger.warn({ config: live.hash }, 'config reload ignored: the sidecar is shutting down');
       return { outcome: 'ignored', hash: live.hash };
@@ -235,7 +338,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       if (refused.length > 0) logger.warn({ fields: refused }, 'these settings need a new socket: restart the sidecar to apply them; the rest of the reload applies');
       inbound = guard.prepare(next.inbound);
       if (!sameValue(next, live.config)) {
-        await webSocketsFor(next);
+        await websockets.prepare(next);
         change = nextGeneration(next, live, make, undefined, options.configHash?.(next));
       }
     } catch (err) {
@@ -252,7 +355,7 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       return { outcome: 'unchanged', hash: live.hash, restartNeeded: refused };
     }
     const { generation, added, removed, changed } = change;
-    current = generation; // the swap: requests from here on see the new routes
+    swap(generation); // the swap: requests from here on see the new routes
     if (next.logLevel !== live.config.logLevel) setLogLevel(logger, next.logLevel);
     if (started) for (const tokens of change.newTokens) tokens.source.start();
     for (const tokens of change.retiredTokens) {
@@ -270,56 +373,21 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
     return { outcome: 'success', hash: generation.hash, restartNeeded: refused };
   }
 
-  function reload(load = options.loadConfig): Promise<ReloadResult> {
-    if (!load) return Promise.reject(new Error('reload() needs to know where the config comes from: pass loadConfig to createSidecar, or a loader to reload()'));
-    const run = reloads.then(() => applyReload(load));
-    reloads = run.catch(() => {});
-    return run;
-  }
-
-  const admin = createAdminApp({ tokenSources: () => current.tokenSources.values(), config: () => current, ...(options.adminWorkers ? { workers: options.adminWorkers } : {}) }, metrics, logger);
-  const listeners = options.listeners ?? 'both';
-
   return {
-    proxy,
-    admin,
-    get tokenSources() {
-      return current.tokenSources;
+    reload(load = options.loadConfig) {
+      if (!load) return Promise.reject(new Error('reload() needs to know where the config comes from: pass loadConfig to createSidecar, or a loader to reload()'));
+      const run = reloads.then(() => applyReload(load));
+      reloads = run.catch(() => {});
+      return run;
     },
-    metrics,
-    logger,
-    get live(): LiveConfig {
-      return current;
-    },
-    reload,
-    async listen() {
+    started() {
       started = true;
-      for (const source of current.tokenSources.values()) source.start();
-      // Socket settings never change at a reload: these are the start-up ones.
-      if (listeners !== 'proxy') await admin.listen({ host: config.admin.host, port: config.admin.port, listenTextResolver: (address) => `admin listening at ${address}` });
-      if (listeners !== 'admin') await listenProxy(proxy, config.listen, { shared: options.sharedSocket === true });
-      const proxyUrl = listeners === 'admin' ? configuredUrl(config.listen) : listenerUrl(proxy);
-      const adminUrl = listeners === 'proxy' ? '' : listenerUrl(admin);
-      const { routes } = current.config;
-      logger.info(
-        { proxy: proxyUrl, ...(adminUrl ? { admin: adminUrl } : {}), config: current.hash, loadedAt: current.loadedAt, routes: routes.map(routeSummary) },
-        'listening',
-      );
-      if (options.watchConfigFile) configWatch = watchConfigFile(options.watchConfigFile, () => void reload(), { logger });
-      // Out now, not with the next batch: whatever waits for this line (a supervisor, a test) sees it at once.
-      logger.flush();
-      return { proxyUrl, adminUrl };
     },
-    async close() {
+    closing() {
       closing = true;
-      configWatch?.close();
-      // A reload under way finishes first; any after it is ignored.
-      await reloads;
-      await drain(proxy, current.config.drainTimeoutMs, logger, websockets);
-      const routes = [...current.routes.values()];
-      await Promise.all([...routes.map((route) => route.tokens.close()), ...routes.map((route) => route.proxy.close()), ...retired.map((route) => route.close())]);
-      await admin.close();
+      return reloads;
     },
+    retired: () => retired,
   };
 }
 

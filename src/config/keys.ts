@@ -5,11 +5,8 @@
 
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import type { SecretSource } from './secret.js';
+import type { SigningAlgorithm } from './signing-algorithms.js';
 import type { ClientCertificateConfig } from './types.js';
-
-/** The JWS algorithms a client assertion may be signed with (RFC 7518 §3.1, RFC 8037 §3.1). */
-export const signingAlgorithms = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
-export type SigningAlgorithm = (typeof signingAlgorithms)[number];
 
 /** EC curves by their Node name, with the one algorithm each signs with (RFC 7518 §3.4). */
 const curveAlgorithms: Readonly<Record<string, { curve: string; alg: SigningAlgorithm }>> = {

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
-import { outboundProxyResolver, type OutboundProxySettings } from '../outbound/settings.js';
+import { outboundProxyResolver, type OutboundProxySettings } from './outbound-proxy.js';
 import { credentialUrlProblem } from './endpoint-url.js';
 import { workersVariable } from './env.js';
 import { interpolate } from './interpolate.js';

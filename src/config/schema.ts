@@ -3,7 +3,7 @@
 
 import * as z from 'zod';
 import { parseCidr } from './cidr.js';
-import { signingAlgorithms } from './keys.js';
+import { signingAlgorithms } from './signing-algorithms.js';
 import { presetNames } from './presets.js';
 
 // The config is validated once, at start: zod's JIT (parsers generated with new Function) costs
@@ -138,7 +138,7 @@ export const authSchema = z.strictObject({
   tls: tlsSchema.default(() => tlsSchema.parse({})),
 });
 
-/** An outbound (forward) proxy for a route's connections; false: none, whatever HTTPS_PROXY says. Checked in outbound/settings.ts. */
+/** An outbound (forward) proxy for a route's connections; false: none, whatever HTTPS_PROXY says. Checked in config/outbound-proxy.ts. */
 const outboundProxySchema = z.union([
   z.literal(false),
   z.strictObject({
@@ -256,7 +256,7 @@ export const configSchema = z
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** How long in-flight requests may take to finish after SIGTERM. */
     drainTimeoutMs: z.number().int().min(0).default(10_000),
-    /** Processes serving the proxy listener: a number, or "auto" for the CPUs this process may use (cpus.ts). */
+    /** Processes serving the proxy listener: a number, or "auto" for the CPUs this process may use (runtime/cpus.ts). */
     workers: z.union([z.number().int(workersProblem).min(1, workersProblem), z.literal('auto')], workersProblem).default(1),
     /** Every route's outbound proxy, over HTTPS_PROXY / HTTP_PROXY / NO_PROXY. */
     outboundProxy: outboundProxySchema.optional(),

@@ -6,7 +6,8 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseCidr, type Cidr } from './cidr.js';
-import { algorithmMismatch, certificateThumbprint, defaultSigningAlgorithm, readClientCertificate, readPrivateKey, signingKeyEncryptedHint, type KeyFileError, type SigningAlgorithm } from './keys.js';
+import { algorithmMismatch, certificateThumbprint, defaultSigningAlgorithm, readClientCertificate, readPrivateKey, signingKeyEncryptedHint, type KeyFileError } from './keys.js';
+import type { SigningAlgorithm } from './signing-algorithms.js';
 import type { RawListen, RawTls } from './schema.js';
 import { SecretSource } from './secret.js';
 import type { ClientCertificateConfig, InboundConfig, SharedSecretHeader, TlsConfig } from './types.js';

@@ -1,9 +1,9 @@
 // The validated, resolved configuration that the rest of the program trusts. Built once by
 // load.ts and frozen; nothing downstream re-validates or mutates it.
 
-import type { OutboundProxySettings } from '../outbound/settings.js';
+import type { OutboundProxySettings } from './outbound-proxy.js';
 import type { Cidr } from './cidr.js';
-import type { SigningAlgorithm } from './keys.js';
+import type { SigningAlgorithm } from './signing-algorithms.js';
 import type { AuthMethod, PresetName } from './presets.js';
 import type { SecretSource } from './secret.js';
 
@@ -137,7 +137,7 @@ export interface SidecarConfig {
   readonly admin: ListenConfig;
   readonly logLevel: LogLevel;
   readonly drainTimeoutMs: number;
-  /** Processes serving the proxy listener (1: this process alone); "auto": the CPUs it may use (cpus.ts). */
+  /** Processes serving the proxy listener (1: this process alone); "auto": the CPUs it may use (runtime/cpus.ts). */
   readonly workers: number | 'auto';
   readonly routes: readonly RouteConfig[];
 }

@@ -13,8 +13,8 @@ import { Agent, Pool, type Dispatcher } from 'undici';
 import type { TlsConfig } from '../config/types.js';
 import { undiciConnect } from '../tls.js';
 import { proxyRefusal } from './errors.js';
-import type { ProxyEndpoint } from './proxy-endpoint.js';
-import { proxyFor, type OutboundProxySettings } from './settings.js';
+import type { ProxyEndpoint } from '../config/proxy-endpoint.js';
+import { proxyFor, type OutboundProxySettings } from '../config/outbound-proxy.js';
 import { proxyConnector, tunnelConnector, webSocketConnector, type WebSocketConnector } from './tunnel.js';
 
 export interface OutboundOptions {

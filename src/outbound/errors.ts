@@ -4,7 +4,7 @@
 import { maxHeaderSize, STATUS_CODES } from 'node:http';
 import { errors } from 'undici';
 import { SidecarError } from '../errors.js';
-import type { ProxyEndpoint } from './proxy-endpoint.js';
+import type { ProxyEndpoint } from '../config/proxy-endpoint.js';
 
 export type OutboundProxyErrorCode = 'BSC_OUTBOUND_PROXY_UNREACHABLE' | 'BSC_OUTBOUND_PROXY_REFUSED' | 'BSC_OUTBOUND_PROXY_TIMEOUT';
 

@@ -15,7 +15,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { buildConnector, Client } from 'undici';
 import { nodeTls } from '../tls.js';
 import { proxyFailure, proxyRefusal } from './errors.js';
-import type { ProxyEndpoint } from './proxy-endpoint.js';
+import type { ProxyEndpoint } from '../config/proxy-endpoint.js';
 
 /** Opens a tunnel to host:port through `proxy`; resolves with the raw socket (TLS to the target is the caller's). */
 export async function openTunnel(proxy: ProxyEndpoint, host: string, port: number, timeoutMs: number): Promise<Socket> {

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { watchSecretFiles } from '../config/secret-watch.js';
 import type { AuthConfig } from '../config/types.js';
 import { tokenDispatcher } from '../outbound/dispatcher.js';
-import { direct, type OutboundProxySettings } from '../outbound/settings.js';
+import { direct, type OutboundProxySettings } from '../config/outbound-proxy.js';
 import { warnUnverifiedTls } from '../tls.js';
 import { credentialSources } from './client-auth/index.js';
 import type { Clock } from './clock.js';

@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import type { AuthConfig } from '../config/types.js';
-import { proxyFor, type OutboundProxySettings } from '../outbound/settings.js';
+import { proxyFor, type OutboundProxySettings } from '../config/outbound-proxy.js';
 import { TokenEndpointResolver, type TokenEndpoint } from './discovery.js';
 import { exchangeClientCredentials, type Token } from './exchange.js';
 

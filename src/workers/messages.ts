@@ -12,8 +12,8 @@
 import type { AuthConfig, SidecarConfig } from '../config/types.js';
 import { SecretSource } from '../config/secret.js';
 import type { ErrorCode } from '../errors.js';
-import { NoProxy } from '../outbound/no-proxy.js';
-import { ProxyEndpoint } from '../outbound/proxy-endpoint.js';
+import { NoProxy } from '../config/no-proxy.js';
+import { ProxyEndpoint } from '../config/proxy-endpoint.js';
 import type { TokenStatus } from '../token/token-source.js';
 
 /** A route's `auth` in a worker: which of the primary's token sources serves it. */

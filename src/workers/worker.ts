@@ -12,8 +12,9 @@ import type { SidecarConfig } from '../config/types.js';
 import { createSidecar, type Sidecar } from '../server.js';
 import { decodeConfig, isOurs, remoteAuth, type ToPrimary, type ToWorker } from './messages.js';
 import { RemoteTokens } from './remote-token-source.js';
-import { startIdleGc } from '../idle-gc.js';
-import { startStreamGc } from '../stream-gc.js';
+import { startIdleGc } from '../runtime/idle-gc.js';
+import { startStreamGc } from '../runtime/stream-gc.js';
+import { isTuningName, tuning as tuningOf, tuningVariable } from '../runtime/settings.js';
 
 const metricsOfThePrimary = new Set(['bearer_sidecar_token_expiry_seconds', 'bearer_sidecar_token_fetches_total', 'bearer_sidecar_config_reloads_total']);
 
@@ -78,9 +79,12 @@ export function runWorker(workerId: string): Promise<number> {
     hash = configHash;
     send({ type: 'bsc:listening', hash });
     // Each worker gives back the memory a burst grew and frees a stream's chunks as it goes, as a
-    // single process does (idle-gc.ts, unref'd; stream-gc.ts).
-    startIdleGc();
-    startStreamGc();
+    // single process does (runtime/idle-gc.ts, unref'd; runtime/stream-gc.ts).
+    // The primary's profile (it sets the variable; its own check named a bad one).
+    const profile = process.env[tuningVariable] ?? 'default';
+    const tuning = tuningOf(isTuningName(profile) ? profile : 'default');
+    if (tuning.idleCollection) startIdleGc();
+    if (tuning.streamCollection) startStreamGc();
   }
 
   async function apply(wire: unknown, configHash: string): Promise<void> {

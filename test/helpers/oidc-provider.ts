@@ -11,7 +11,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { closeServer } from '../../src/demo/token-server.js';
-import { signingAlgorithms } from '../../src/config/keys.js';
+import { signingAlgorithms } from '../../src/config/signing-algorithms.js';
 import { audit } from './audit.js';
 import type { TestPki } from './certs.js';
 

@@ -9,7 +9,7 @@ import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, describe, test } from 'node:test';
 import { OutboundProxyError } from '../../src/outbound/errors.js';
-import { ProxyEndpoint } from '../../src/outbound/proxy-endpoint.js';
+import { ProxyEndpoint } from '../../src/config/proxy-endpoint.js';
 import { openTunnel, tunnelConnector, webSocketConnector } from '../../src/outbound/tunnel.js';
 
 interface ScriptedProxy {

@@ -13,7 +13,7 @@ import { compactVerify, decodeJwt, decodeProtectedHeader } from 'jose';
 import { resolveConfig } from '../../src/config/load.js';
 import type { AuthConfig } from '../../src/config/types.js';
 import { tokenDispatcher } from '../../src/outbound/dispatcher.js';
-import { direct } from '../../src/outbound/settings.js';
+import { direct } from '../../src/config/outbound-proxy.js';
 import { TokenError } from '../../src/token/errors.js';
 import { exchangeClientCredentials, type Token } from '../../src/token/exchange.js';
 import { TokenFetcher } from '../../src/token/fetcher.js';

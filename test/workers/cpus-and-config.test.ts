@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
 import { describe, test } from 'node:test';
 import { loadConfig } from '../../src/config/index.js';
 import { resolveConfig } from '../../src/config/load.js';
-import { cgroupCpuQuota, usableCpus, workerCount } from '../../src/cpus.js';
+import { cgroupCpuQuota, usableCpus, workerCount } from '../../src/runtime/cpus.js';
 import { restartDelayMs } from '../../src/workers/primary.js';
 import { problems, tempFiles } from '../helpers/config.js';
 

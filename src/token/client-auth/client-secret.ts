@@ -2,7 +2,7 @@
 // header, or with the client id in the form body.
 
 import { credentialsUnreadable } from '../errors.js';
-import type { ClientAuthentication, ClientAuthRequest } from './index.js';
+import type { ClientAuthentication, ClientAuthRequest } from './types.js';
 
 const rejectedHint = 'check the client id and secret (and that the key is for this environment)';
 

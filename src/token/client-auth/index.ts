@@ -11,25 +11,7 @@ import { credentialsUnreadable } from '../errors.js';
 import { clientSecretBasic, clientSecretPost } from './client-secret.js';
 import { privateKeyJwt } from './private-key-jwt.js';
 import { tlsClientAuth } from './tls-client-auth.js';
-
-/** What one token request carries to authenticate the client. */
-export interface ClientAuthentication {
-  readonly form: Readonly<Record<string, string>>;
-  readonly headers: Readonly<Record<string, string>>;
-  /** Values in this request that must never reach a message (scrubbed from the endpoint's answers). */
-  readonly secrets: readonly string[];
-  /** What to check when the endpoint rejects the client (invalid_client, 401). */
-  readonly rejectedHint: string;
-}
-
-export interface ClientAuthRequest {
-  readonly auth: AuthConfig;
-  readonly clientId: string;
-  /** The token endpoint URL this request goes to: the audience of a client assertion. */
-  readonly tokenUrl: string;
-  /** Wall-clock now, ms. */
-  readonly now: number;
-}
+import type { ClientAuthentication, ClientAuthRequest } from './types.js';
 
 const methods: Readonly<Record<AuthMethod, (request: ClientAuthRequest) => ClientAuthentication | Promise<ClientAuthentication>>> = {
   client_secret_basic: clientSecretBasic,

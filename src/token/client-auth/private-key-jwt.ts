@@ -3,10 +3,11 @@
 // a rotated key applies without a restart. jose signs; it is loaded the first time it is needed.
 
 import { randomUUID, type KeyObject } from 'node:crypto';
-import { algorithmMismatch, certificateThumbprint, defaultSigningAlgorithm, KeyFileError, readPrivateKey, signingKeyEncryptedHint, type SigningAlgorithm } from '../../config/keys.js';
+import { algorithmMismatch, certificateThumbprint, defaultSigningAlgorithm, KeyFileError, readPrivateKey, signingKeyEncryptedHint } from '../../config/keys.js';
+import type { SigningAlgorithm } from '../../config/signing-algorithms.js';
 import type { SecretSource } from '../../config/secret.js';
 import { credentialsUnreadable, TokenError } from '../errors.js';
-import type { ClientAuthentication, ClientAuthRequest } from './index.js';
+import type { ClientAuthentication, ClientAuthRequest } from './types.js';
 
 export const assertionType = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 

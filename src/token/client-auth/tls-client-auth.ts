@@ -2,7 +2,7 @@
 // TLS handshake (auth.tls.certFile, presented by the token dispatcher, src/tls.ts); the request
 // itself carries only the client id.
 
-import type { ClientAuthentication, ClientAuthRequest } from './index.js';
+import type { ClientAuthentication, ClientAuthRequest } from './types.js';
 
 export function tlsClientAuth({ clientId }: ClientAuthRequest): ClientAuthentication {
   return {

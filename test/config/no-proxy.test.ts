@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { NoProxy } from '../../src/outbound/no-proxy.js';
+import { NoProxy } from '../../src/config/no-proxy.js';
 
 const bypasses = (list: string | string[], host: string, port = 443) => NoProxy.parse(list).bypasses(host, port);
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { mock, test } from 'node:test';
-import { fullCollection, idleCollector, startIdleGc, type IdleGcProbes } from '../../src/idle-gc.js';
+import { fullCollection, idleCollector, startIdleGc, type IdleGcProbes } from '../../src/runtime/idle-gc.js';
 
 const MiB = 1024 * 1024;
 

@@ -3,7 +3,7 @@
 // NO_PROXY, the lower-case form of each winning as in curl). `outboundProxy: false` means direct,
 // whatever the environment says. This is the only place that reads those variables.
 
-import { SecretSource } from '../config/secret.js';
+import { SecretSource } from './secret.js';
 import { NoProxy } from './no-proxy.js';
 import { ProxyEndpoint } from './proxy-endpoint.js';
 

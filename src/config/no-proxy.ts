@@ -9,7 +9,7 @@
 // CIDR ranges, and reads process.env at every request.
 
 import { BlockList, isIP } from 'node:net';
-import { parseCidr } from '../config/cidr.js';
+import { parseCidr } from './cidr.js';
 
 type Entry =
   | { readonly kind: 'all' }

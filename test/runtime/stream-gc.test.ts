@@ -5,7 +5,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { Pool } from 'undici';
-import { minorCollection, startStreamGc, streamCollector } from '../../src/stream-gc.js';
+import { minorCollection, startStreamGc, streamCollector } from '../../src/runtime/stream-gc.js';
 
 const MiB = 1024 * 1024;
 const publish = (name: string, message: unknown) => channel(name).publish(message);

@@ -7,8 +7,8 @@ import { inspect } from 'node:util';
 import { describe, test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { resolveConfig } from '../../src/config/load.js';
-import { ProxyEndpoint } from '../../src/outbound/proxy-endpoint.js';
-import { direct, proxyFor } from '../../src/outbound/settings.js';
+import { ProxyEndpoint } from '../../src/config/proxy-endpoint.js';
+import { direct, proxyFor } from '../../src/config/outbound-proxy.js';
 import { problems, tempFiles } from '../helpers/config.js';
 import { runToEnd } from '../helpers/process.js';
 
