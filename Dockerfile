@@ -60,8 +60,8 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
     CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.BEARER_SIDECAR_ADMIN_PORT || 9901) + '/livez', { signal: AbortSignal.timeout(2500) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # Exec form: node is PID 1 and receives SIGTERM itself, drains in-flight requests and exits 0.
 # Arguments after the image name replace CMD: `docker run IMAGE --config /config/sidecar.yaml`.
-# The environment variable and node flags are those of dist/cli.js's first line (see src/cli.ts:
-# memory; test/deploy/node-flags.test.ts keeps them equal).
-ENV MALLOC_MMAP_THRESHOLD_=32768
-ENTRYPOINT ["node", "--max-semi-space-size=4", "dist/cli.js"]
+# Nothing of its own here: the program applies its runtime settings itself (src/runtime/settings.ts;
+# `-e BEARER_SIDECAR_TUNING=lean` picks another profile), re-executing node in place with the
+# flags it needs, so PID 1 stays PID 1 (/proc/1/cmdline shows them).
+ENTRYPOINT ["node", "dist/cli.js"]
 CMD ["serve"]

@@ -18,6 +18,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { environmentOf, execForm, finalStage, freePort, last, list, obj, parseDockerfile, read, readYaml, type Yaml } from './files.js';
+import { isTuningName, tuning, tuningVariable } from '../../src/runtime/settings.js';
 import { ensureImage, imageTool, missingForImage } from './image-tool.js';
 
 const tool = imageTool;
@@ -242,9 +243,17 @@ if (why && process.env.CI === 'true') {
     assert.match(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? '', /(^|\/)node$/);
     const cmdline = procList(pid, 'cmdline');
     const environ = procList(pid, 'environ');
-    const flags = (config.Entrypoint ?? []).filter((a) => a.startsWith('--'));
-    for (const flag of flags) assert.ok(cmdline.includes(flag), `${flag} in ${cmdline.join(' ')}`);
-    for (const variable of (config.Env ?? []).filter((e) => e.startsWith('MALLOC_'))) assert.ok(environ.includes(variable), `${variable} in its environment`);
+    // The profile the image runs (BEARER_SIDECAR_TUNING from its config, else default): the
+    // program applies it itself, re-executing with the node flags and malloc variables it lacks,
+    // so the process that started as the ENTRYPOINT (the same PID) now has them.
+    const profile = (config.Env ?? []).find((e) => e.startsWith(`${tuningVariable}=`))?.split('=')[1] ?? 'default';
+    assert.ok(isTuningName(profile), profile);
+    const settings = tuning(profile);
+    for (const flag of settings.nodeFlags) assert.ok(cmdline.includes(flag), `${flag} (tuning ${profile}) in ${cmdline.join(' ')}`);
+    for (const [name, value] of Object.entries(settings.environment)) assert.ok(environ.includes(`${name}=${value}`), `${name}=${value} (tuning ${profile}) in its environment`);
+    // Nothing set beside the program's own settings: what the image's config gives node is what the profile says.
+    const given = [...(config.Entrypoint ?? []).filter((a) => a.startsWith('--')), ...(config.Env ?? []).filter((e) => /^(MALLOC_|GLIBC_TUNABLES=|NODE_OPTIONS=)/.test(e))];
+    assert.deepEqual(given, [], 'the image sets no node flag or malloc variable of its own (runtime/settings.ts is the one definition)');
     // Idle: 6 s after ready, as the benchmark reads it (one token held, no traffic since the requests above).
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, readyAt + 6000 - Date.now())));
     const idle = rssMiB(pid);
