@@ -24,7 +24,9 @@
 // Options: --quick (1 round, 2 s per case, 4 s of memory load, 8 s after, 64 MiB streamed),
 // --rounds=N (5), --duration=S (4), --rewarm=S (1; whole seconds), --mem-load=S (10), --mem-after=S (30),
 // --idle-after=S (6), --stream-bytes=N (512 MiB), --candidates=a,b (names below; default all),
-// --noise-budget=S (60: seconds in all to wait for a quiet machine), --json=FILE, --out=FILE
+// --noise-budget=S (60: seconds in all to wait for a quiet machine), --json=FILE (the raw figures,
+// written after every round; default <tmpdir>/bearer-sidecar-frontier.json), --from-json=FILE (only
+// the report, from such a file: a run cut short still reports its rounds), --out=FILE
 // (default BENCHMARKS.md, between the bench:frontier markers; /tmp/bearer-sidecar-frontier-quick.md
 // with --quick), --no-write. Ports 18200-18259 on 127.0.0.1. Needs wrk and curl.
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
@@ -78,6 +80,7 @@ export async function runFrontier(argv = process.argv.slice(2)) {
       candidates: { type: 'string' },
       'noise-budget': { type: 'string' },
       json: { type: 'string' },
+      'from-json': { type: 'string' },
       out: { type: 'string' },
       'no-write': { type: 'boolean', default: false },
     },
@@ -94,7 +97,12 @@ export async function runFrontier(argv = process.argv.slice(2)) {
     streamBytes: Number(f['stream-bytes'] ?? (quick ? 64 * MiB : 512 * MiB)),
     noiseBudget: Number(f['noise-budget'] ?? (quick ? 5 : 60)),
     out: f['no-write'] ? undefined : f.out ?? (quick ? join(os.tmpdir(), 'bearer-sidecar-frontier-quick.md') : join(root, 'BENCHMARKS.md')),
+    json: f.json ?? join(os.tmpdir(), `bearer-sidecar-frontier${quick ? '-quick' : ''}.json`),
   };
+  if (f['from-json']) {
+    const saved = JSON.parse(readFileSync(f['from-json'], 'utf8'));
+    return publish(render(saved), saved, opt.out);
+  }
   const names = f.candidates?.split(',').map((s) => s.trim()).filter(Boolean);
   const candidates = names ? names.map((n) => allCandidates.find((c) => c.name === n) ?? fail(`--candidates: no candidate "${n}" (${allCandidates.map((c) => c.name).join(', ')})`)) : allCandidates;
   if (!candidates.some((c) => c.name === 'none')) candidates.unshift(allCandidates[0]);
@@ -222,6 +230,23 @@ export async function runFrontier(argv = process.argv.slice(2)) {
     log(`  r${round + 1} ${candidate.padEnd(15)} ${kind.padEnd(9)} ${parts.join('  ')}`);
   };
 
+  const state = (roundsDone) => ({
+    quick,
+    commit,
+    node: nodeVersion,
+    machine: `${os.availableParallelism?.() ?? os.cpus().length} × ${cpuModel()}`,
+    stateAtStart,
+    stateAtEnd: machineState(),
+    startedAt: new Date(t00).toISOString(),
+    minutes: (Date.now() - t00) / 60_000,
+    noiseSpent,
+    options: opt,
+    profiles,
+    candidates,
+    roundsDone,
+    runs,
+  });
+
   try {
     for (let round = 0; round < opt.rounds; round++) {
       const k = round % candidates.length;
@@ -279,22 +304,42 @@ export async function runFrontier(argv = process.argv.slice(2)) {
         await stopChild(s.child);
         rmSync(s.logFile, { force: true });
       }
-      const ran = runs.find((x) => x.round === round && x.kind === 'memory');
-      if (round === 0 && ran) log(`  round 1 took ${fmt((Date.now() - t00) / 1000)} s`);
+      if (round === 0) log(`  round 1 took ${fmt((Date.now() - t00) / 1000)} s`);
+      // Saved after every round: a run cut short can still be reported (--from-json).
+      writeFileSync(opt.json, `${JSON.stringify(state(round + 1), null, 1)}\n`);
     }
   } finally {
     killAll();
     await tokens.close();
   }
 
-  // ---------------------------------------------------------------- the report
+  const saved = state(Math.max(0, ...runs.map((r) => r.round + 1)));
+  writeFileSync(opt.json, `${JSON.stringify(saved, null, 1)}\n`);
+  log(`raw figures: ${opt.json}`);
+  publish(render(saved), saved, opt.out);
+}
+
+function publish({ report, defaultVerdicts }, saved, out) {
+  log(`\n${report}\n`);
+  if (defaultVerdicts) {
+    log('Targets (default profile):');
+    for (const v of defaultVerdicts) log(`  ${v.ok ? 'met    ' : 'NOT MET'}  ${v.name}: ${v.detail}`);
+  }
+  if (out) {
+    writeSection(out, 'frontier', report);
+    log(`\nwritten to ${out} (bench:frontier section)`);
+  }
+}
+
+/** The report (markdown) of a saved run, and the default profile's verdicts. */
+function render({ quick, commit, node: nodeVersion, machine, stateAtStart, stateAtEnd, startedAt, minutes, noiseSpent, options: opt, profiles, candidates, roundsDone, runs }) {
   const get = (cand, kind, key) => runs.filter((r) => r.candidate === cand && r.kind === kind).map((r) => r[key]).filter(Number.isFinite);
   const med = (cand, kind, key) => median(get(cand, kind, key));
   const max = (cand, kind, key) => Math.max(...get(cand, kind, key));
   /** Median over rounds of (a's figure ÷ b's figure in the same round). */
   const paired = (a, b, kind, key) => {
     const xs = [];
-    for (let round = 0; round < opt.rounds; round++) {
+    for (let round = 0; round < roundsDone; round++) {
       const x = runs.find((r) => r.round === round && r.candidate === a && r.kind === kind)?.[key];
       const y = runs.find((r) => r.round === round && r.candidate === b && r.kind === kind)?.[key];
       if (Number.isFinite(x) && Number.isFinite(y) && y > 0) xs.push(x / y);
@@ -325,10 +370,9 @@ export async function runFrontier(argv = process.argv.slice(2)) {
 
   const lines = [];
   const w = (s = '') => lines.push(s);
-  const minutes = (Date.now() - t00) / 60_000;
-  w(`### Frontier of ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}${quick ? ' (QUICK RUN: 1 round, short cases; not for decisions)' : ''}`);
+  w(`### Frontier of ${startedAt.replace(/\.\d+Z$/, 'Z')}${quick ? ' (QUICK RUN: short cases; not for decisions)' : ''}${roundsDone < opt.rounds ? ` (cut short: ${roundsDone} of ${opt.rounds} rounds)` : ''}`);
   w();
-  w(`Sidecar ${commit}, Node ${nodeVersion}, ${os.availableParallelism?.() ?? os.cpus().length} × ${cpuModel()}; ${opt.rounds} interleaved round(s), ${opt.duration} s per case after ${opt.rewarm} s of unrecorded load, wrk -t1; memory: idle ${opt.idleAfter} s after ready, peak under 100 connections for ${opt.memLoad} s, ${opt.memAfter} s after; ${fmt(opt.streamBytes / MiB)} MiB streamed each way with curl. Machine: ${stateAtStart} at the start, ${machineState()} at the end; ${fmt(minutes, 1)} minutes, ${fmt(noiseSpent)} s waiting for a quiet machine (budget ${opt.noiseBudget} s); the median other CPU during the recorded load runs was ${fmt(median(runs.map((r) => r.otherPct).filter(Number.isFinite)))} % of a core (max ${fmt(Math.max(...runs.map((r) => r.otherPct).filter(Number.isFinite)))} %).`);
+  w(`Sidecar ${commit}, Node ${nodeVersion}, ${machine}; ${roundsDone} interleaved round(s), ${opt.duration} s per case after ${opt.rewarm} s of unrecorded load, wrk -t1; memory: idle ${opt.idleAfter} s after ready, peak under 100 connections for ${opt.memLoad} s, ${opt.memAfter} s after; ${fmt(opt.streamBytes / MiB)} MiB streamed each way with curl. Machine: ${stateAtStart} at the start, ${stateAtEnd} at the end; ${fmt(minutes, 1)} minutes, ${fmt(noiseSpent)} s waiting for a quiet machine (budget ${opt.noiseBudget} s); the median other CPU during the recorded load runs was ${fmt(median(runs.map((r) => r.otherPct).filter(Number.isFinite)))} % of a core (max ${fmt(Math.max(...runs.map((r) => r.otherPct).filter(Number.isFinite)))} %).`);
   w();
   w('Profiles: ' + Object.entries(profiles).map(([n, d]) => `\`${n}\` = ${d}`).join('; ') + '.');
   w();
@@ -343,6 +387,13 @@ export async function runFrontier(argv = process.argv.slice(2)) {
   w();
   w('Medians over the rounds; "max" is the highest round. Memory targets are judged on the highest round (every round must hold them), the others on the median of the per-round ratios to the baseline measured in the same round. Streaming CPU seconds per GiB (down / up): ' + [...candidates.map((c) => c.name), 'undici'].map((n) => `${n} ${fmt(med(n, 'stream', 'downCpuPerGiB'), 2)} / ${fmt(med(n, 'stream', 'upCpuPerGiB'), 2)}`).join(', ') + '.');
   w();
+  // The frontier's reading: who holds every target; else, among those that hold the CPU, latency and
+  // throughput ones (what users feel), the least memory after a load.
+  const all = candidates.filter((c) => verdictsOf(c.name).every((v) => v.ok));
+  const feel = candidates.filter((c) => verdictsOf(c.name).filter((v) => !/RSS/.test(v.name)).every((v) => v.ok));
+  const byAfter = (a, b) => max(a.name, 'memory', 'afterMiB') - max(b.name, 'memory', 'afterMiB');
+  w(`Every target held by: ${all.length ? all.map((c) => c.name).join(', ') : 'no candidate'}. CPU, latency and throughput targets held by: ${feel.length ? [...feel].sort(byAfter).map((c) => `${c.name} (after ${fmt(max(c.name, 'memory', 'afterMiB'), 1)}, peak ${fmt(max(c.name, 'memory', 'peakMiB'), 1)} MiB)`).join(', ') : 'no candidate'}.`);
+  w();
   const def = candidates.find((c) => c.name === 'default');
   if (def) {
     w('#### Targets of the default profile');
@@ -352,17 +403,7 @@ export async function runFrontier(argv = process.argv.slice(2)) {
     for (const v of verdictsOf('default')) w(`| ${v.name} | ${v.ok ? 'met' : '**NOT MET**'} | ${v.detail} |`);
     w();
   }
-  const report = lines.join('\n');
-  log(`\n${report}\n`);
-  if (def) {
-    log('Targets (default profile):');
-    for (const v of verdictsOf('default')) log(`  ${v.ok ? 'met    ' : 'NOT MET'}  ${v.name}: ${v.detail}`);
-  }
-  if (f.json) writeFileSync(f.json, `${JSON.stringify({ commit, node: nodeVersion, options: opt, candidates, runs }, null, 1)}\n`);
-  if (opt.out) {
-    writeSection(opt.out, 'frontier', report);
-    log(`\nwritten to ${opt.out} (bench:frontier section)`);
-  }
+  return { report: lines.join('\n'), defaultVerdicts: def ? verdictsOf('default') : undefined };
 }
 
 function shortName(name) {
