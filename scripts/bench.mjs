@@ -3,8 +3,9 @@
 //
 // Starts an upstream (node:http; small JSON at /, 1 MiB at /big, /bytes/N streamed, POST counted),
 // a demo token endpoint (in this process; idle under load) and, each as its own process:
-// bearer-sidecar (started as the bin starts it: the node flags on dist/cli.js's shebang line, then
-// dist/cli.js; log level info, one JSON line per request to a file) and the undici baseline on each
+// bearer-sidecar (started as the bin starts it: `node dist/cli.js`, which applies its runtime
+// settings itself, src/runtime/settings.ts; an older build with the node flags its first line
+// carried; log level info, one JSON line per request to a file) and the undici baseline on each
 // runtime (the machine's node and Node 24, the image's, from scripts/node24), the node:http baseline
 // and nginx when installed, and the baseline build (issue 14: 37e49ef, built once into a cache dir)
 // on Node 24 at 10 and 100 connections. Loads each with wrk (else autocannon, when importable) at
@@ -188,7 +189,7 @@ async function assertPortFree(port) {
 const children = new Set();
 /** The command line the bin runs the sidecar with, for the report: `[VAR=value...] node [flags] dist/cli.js`. */
 function startedAs() {
-  const cli = join(root, 'dist', 'cli.js');
+  const cli = join(opt.sidecarDir, 'dist', 'cli.js');
   const [, args, env] = binCommand('node', cli);
   return [...Object.entries(env).map(([name, value]) => `${name}=${value}`), 'node', ...args.map((a) => (a === cli ? 'dist/cli.js' : a))].join(' ');
 }
@@ -304,8 +305,8 @@ async function idleRssOf(sc) {
   return treeRssKb(sc.pid);
 }
 
-/** Spawns the sidecar as the bin starts it (runtime's node, dist/cli.js's shebang flags, then
- * nodeArgs); resolves once /readyz answers 200, with the time that took. A sidecar that exits
+/** Spawns the sidecar as the bin starts it (runtime's node, an older build's first-line flags,
+ * nodeArgs, then dist/cli.js, which applies its runtime settings itself); resolves once /readyz answers 200, with the time that took. A sidecar that exits
  * first rejects with the end of its log (e.g. a config field this build does not know). */
 async function startSidecar({ port, adminPort, name, nodeArgs = [], runtime = currentRuntime, workers, upstream, dir = opt.sidecarDir }) {
   const config = sidecarConfig(port, adminPort, name, { workers, upstream });
@@ -958,7 +959,7 @@ const lines = [];
 const w = (s = '') => lines.push(s);
 w(`### Results of ${m.date}`);
 w();
-w(`Machine: ${m.nproc} CPUs (\`nproc\`), ${m.cpu}, ${fmt(m.ramGiB, 1)} GiB RAM, Linux ${m.kernel}. Node ${m.node} (this script, the upstream and the node:http baseline); the sidecar and the undici baseline on ${runtimes.map((r) => `Node ${r.version}${r.key === 'current' ? ' (the machine\'s)' : ' (scripts/node24, the image\'s)'}`).join(' and ')}, the sidecar started as the bin starts it: \`${startedAs()}\` (the variables and flags of dist/cli.js's shebang line). Load: ${loadTool === 'wrk' ? m.wrk.replace(/ Copyright.*$/, '') : 'autocannon'} (1 thread, keep-alive). nginx: ${m.nginx}. ${m.curl}. Sidecar commit ${m.commit}${opt.sidecarDir !== root ? ` (the build in ${opt.sidecarDir})` : ''}${baseline ? `; baseline build ${baseline.label} (${baseline.dir})` : ''}.`);
+w(`Machine: ${m.nproc} CPUs (\`nproc\`), ${m.cpu}, ${fmt(m.ramGiB, 1)} GiB RAM, Linux ${m.kernel}. Node ${m.node} (this script, the upstream and the node:http baseline); the sidecar and the undici baseline on ${runtimes.map((r) => `Node ${r.version}${r.key === 'current' ? ' (the machine\'s)' : ' (scripts/node24, the image\'s)'}`).join(' and ')}, the sidecar started as the bin starts it: \`${startedAs()}\` (the program applies its runtime settings itself: src/runtime/settings.ts, BEARER_SIDECAR_TUNING unset, the default profile). Load: ${loadTool === 'wrk' ? m.wrk.replace(/ Copyright.*$/, '') : 'autocannon'} (1 thread, keep-alive). nginx: ${m.nginx}. ${m.curl}. Sidecar commit ${m.commit}${opt.sidecarDir !== root ? ` (the build in ${opt.sidecarDir})` : ''}${baseline ? `; baseline build ${baseline.label} (${baseline.dir})` : ''}.`);
 w();
 if (m.extraCa) {
   w(`This machine's environment sets NODE_EXTRA_CA_CERTS (${m.extraCa.file}), and Node reads that bundle at the start of every process, before any JavaScript: \`node -e 0\` takes ${fmt(m.extraCa.ms)} ms and ${fmt(m.extraCa.mb, 1)} MB more with it than without (medians of 7 starts each). Every process here, the sidecar's cold starts and idle RSS included, runs with it, as CI does; a deployment without the variable (the image sets none) starts that much leaner.`);

@@ -3,6 +3,7 @@
 // one file to read and compile at start instead of several hundred (issue 7, cold start). `undici`
 // resolves to scripts/undici-slim.cjs, the part of undici the sidecar uses.
 import { build } from 'esbuild';
+import { chmodSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -86,3 +87,7 @@ await build({
   external: ['@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request'],
   plugins: [{ name: 'undici-slim', setup: (b) => b.onResolve({ filter: /^undici$/ }, () => ({ path: slimUndici })) }, lazyTlsModules, builtinsByRequire],
 });
+
+// dist/cli.js (tsc's output) runs as a command too, through its first line (`#!/usr/bin/env node`),
+// as npm's bin link makes it; the tests run it so, with GNU and BusyBox env.
+chmodSync('dist/cli.js', 0o755);

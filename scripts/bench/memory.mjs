@@ -3,9 +3,10 @@
 // flags side by side, interleaved and with the order rotated each round (issue 14 §1).
 //
 //   node scripts/bench/memory.mjs [options] LABEL=PATH[,NODEARG...] ...
-//     PATH: a sidecar's cli.js. It runs as `NODE <flags of PATH's shebang> NODEARG... PATH`, with the
-//     shebang's environment variables, the way the bin runs it (`#!/usr/bin/env -S [VAR=x] node
-//     --flag...`), unless --no-shebang-flags.
+//     PATH: a sidecar's cli.js. It runs as `NODE NODEARG... PATH`, the way the bin runs it; the
+//     program applies its runtime settings itself (--env=LABEL:BEARER_SIDECAR_TUNING=none|lean
+//     picks a profile: src/runtime/settings.ts). An older build whose first line carried node flags
+//     and variables (`#!/usr/bin/env -S [VAR=x] node --flag...`) gets them, unless --no-shebang-flags.
 //   --node=LABEL:PATH   that label's node binary (default: the one running this script)
 //   --env=LABEL:VAR=VALUE  an environment variable for that label only
 //   --rounds=3  --seconds=10 (load)  --conns=100  --after=30 (seconds idle after the load)

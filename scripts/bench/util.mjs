@@ -1,6 +1,8 @@
 // Small helpers the benchmark scripts share (bench.mjs, ab.mjs, coldstart.mjs).
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import http from 'node:http';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -89,12 +91,13 @@ routes:
 `;
 
 /**
- * How a script's first line runs node, as the shipped bin gets it: `{ env, args }`. None for
- * `#!/usr/bin/env node`; for `#!/usr/bin/env -S [NAME=VALUE...] node --a=1 --b` (env -S splits its
- * one argument at spaces) the variables env sets and the words after `node`; for
- * `#!/path/to/node --a=1` (the kernel passes the rest of the line as one argument; node reads one
- * flag there, so several need env -S) that argument. Quotes are not interpreted: the flags Node
- * takes need none.
+ * How a script's first line runs node: `{ env, args }`. Builds since issue 21 have a plain
+ * `#!/usr/bin/env node` (no flags: the program applies its runtime settings itself); older builds
+ * carried them there, and an A/B run against one starts it as its bin did. For
+ * `#!/usr/bin/env -S [NAME=VALUE...] node --a=1 --b` (env -S splits its one argument at spaces) the
+ * variables env sets and the words after `node`; for `#!/path/to/node --a=1` (the kernel passes the
+ * rest of the line as one argument) that argument. Quotes are not interpreted: the flags Node takes
+ * need none.
  */
 export function shebangCommand(text) {
   const first = text.split('\n', 1)[0];
@@ -121,12 +124,25 @@ export function shebangCommand(text) {
 export const shebangNodeArgs = (text) => shebangCommand(text).args;
 
 /**
- * How the shipped bin runs on a given node binary: `[node, [...shebang flags, cli, ...args], env]`,
- * env being the variables its first line sets (spawn with `{ ...process.env, ...env }`).
+ * How the shipped bin runs on a given node binary: `[node, [...first-line flags, cli, ...args], env]`
+ * (spawn with `{ ...process.env, ...env }`). For a build since issue 21 that is `node cli.js`, and
+ * the program applies its settings itself; `tuning` picks its profile (BEARER_SIDECAR_TUNING).
  */
-export function binCommand(nodePath, cliPath, args = []) {
+export function binCommand(nodePath, cliPath, args = [], { tuning } = {}) {
   const { env, args: flags } = shebangCommand(readFileSync(cliPath, 'utf8').slice(0, 4096));
-  return [nodePath, [...flags, cliPath, ...args], env];
+  return [nodePath, [...flags, cliPath, ...args], tuning === undefined ? env : { ...env, BEARER_SIDECAR_TUNING: tuning }];
+}
+
+/**
+ * The runtime-settings profiles of a build (DIR/dist/runtime/settings.js, issue 21): `{ variable,
+ * names, tuning(name) }` (tuning: its nodeFlags, v8Flags, environment, idleCollection,
+ * streamCollection), or undefined for a build before them.
+ */
+export async function tuningProfiles(dir) {
+  const file = join(dir, 'dist', 'runtime', 'settings.js');
+  if (!existsSync(file)) return undefined;
+  const settings = await import(pathToFileURL(file).href);
+  return { variable: settings.tuningVariable, names: [...settings.tuningNames], tuning: settings.tuning, settings: settings.runtimeSettings };
 }
 
 /** Direct children of a process (from /proc; empty once it is gone). */

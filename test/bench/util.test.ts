@@ -1,12 +1,14 @@
 // Helpers of the benchmark (scripts/bench/util.mjs). The benchmark starts the sidecar the way the
-// shipped bin starts it: the node binary under test, the node flags on dist/cli.js's shebang line,
-// then dist/cli.js (shebangNodeArgs, checked here on the shebang forms the bin may have). It
-// measures and ends whole process trees (a sidecar's primary and workers, nginx's master and
-// workers): checked here on a real parent with a child.
+// shipped bin starts it: `node dist/cli.js`, the program applying its runtime settings itself, a
+// profile picked by BEARER_SIDECAR_TUNING (tuningProfiles enumerates them); an older build (an A/B
+// baseline) with the node flags its first line carried then (shebangNodeArgs, checked here on the
+// forms such a line took). It measures and ends whole process trees (a sidecar's primary and
+// workers, nginx's master and workers): checked here on a real parent with a child.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
@@ -21,10 +23,12 @@ const util = (await import(new URL('../../scripts/bench/util.mjs', import.meta.u
   startTime: (pid: number) => string | undefined;
   procStatus: (pid: number) => { rssKb: number; hwmKb: number };
   treeRssKb: (pid: number) => number;
+  binCommand: (node: string, cli: string, args?: string[], options?: { tuning?: string }) => [string, string[], Record<string, string>];
+  tuningProfiles: (dir: string) => Promise<{ variable: string; names: string[]; tuning: (name: string) => { environment: Record<string, string> } } | undefined>;
 };
 const { shebangNodeArgs, shebangCommand } = util;
 
-test('env -S variables before node are the environment the bin runs with, not flags (the bench passes them on)', () => {
+test('an older build: env -S variables before node are the environment its bin ran with, not flags (the bench passes them on)', () => {
   assert.deepEqual(shebangCommand('#!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=32768 A=b=c node --max-semi-space-size=4\n'), { env: { MALLOC_MMAP_THRESHOLD_: '32768', A: 'b=c' }, args: ['--max-semi-space-size=4'] });
   assert.deepEqual(shebangNodeArgs('#!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=32768 node --x'), ['--x']);
   assert.deepEqual(shebangCommand('#!/usr/bin/env node'), { env: {}, args: [] });
@@ -51,9 +55,17 @@ test('no shebang, or one that is not node, gives no flags', () => {
   assert.deepEqual(shebangNodeArgs(''), []);
 });
 
-test("the bin's own shebang parses to node flags only", () => {
-  const flags = shebangNodeArgs(readFileSync(fileURLToPath(new URL('../../src/cli.ts', import.meta.url)), 'utf8'));
-  for (const flag of flags) assert.match(flag, /^--[\w-]+(=\S+)?$/);
+test("this build's bin has no flags on its first line; the bench enumerates the profiles of the build and starts each with BEARER_SIDECAR_TUNING", async () => {
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const cli = join(root, 'dist', 'cli.js');
+  assert.deepEqual(shebangNodeArgs(readFileSync(cli, 'utf8')), []);
+  const profiles = await util.tuningProfiles(root);
+  assert.ok(profiles);
+  assert.equal(profiles.variable, 'BEARER_SIDECAR_TUNING');
+  assert.deepEqual(profiles.names, ['default', 'lean', 'none']);
+  assert.deepEqual(profiles.tuning('lean').environment, { MALLOC_MMAP_THRESHOLD_: '32768' });
+  assert.deepEqual(util.binCommand('/x/node', cli, ['--config', 'c.yaml'], { tuning: 'none' }), ['/x/node', [cli, '--config', 'c.yaml'], { BEARER_SIDECAR_TUNING: 'none' }]);
+  assert.equal(await util.tuningProfiles('/nonexistent'), undefined, 'a build before them');
 });
 
 const until = async (what: string, ok: () => boolean) => {

@@ -248,13 +248,3 @@ export async function freePort(): Promise<number> {
     });
   });
 }
-
-/**
- * How a script's first line runs node: `{ env, args }` (the variables env -S sets, the words after
- * `node`). The benchmark's own parser (scripts/bench/util.mjs shebangCommand), so what the tests
- * check is what the benchmark runs.
- */
-const benchUtil = (await import(new URL('../../scripts/bench/util.mjs', import.meta.url).href)) as {
-  shebangCommand: (text: string) => { env: Record<string, string>; args: string[] };
-};
-export const shebang = benchUtil.shebangCommand;

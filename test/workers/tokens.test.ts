@@ -111,7 +111,7 @@ describe('workers: 2, one token source for all', () => {
       assert.ok(!text.includes(clientSecret), 'the client secret is not in a worker\'s environ or cmdline');
       assert.ok(!text.includes('WORKERS_TEST_SECRET'), 'the primary\'s other variables are not passed on');
       assert.ok(!text.includes(npmToken), 'NODE_AUTH_TOKEN is not passed on');
-      // The malloc tuning of the image (Dockerfile ENV, the bin's shebang) holds in every worker.
+      // A user's malloc tuning holds in every worker.
       assert.ok(text.split('\0').includes('MALLOC_MMAP_THRESHOLD_=32768'), 'MALLOC_MMAP_THRESHOLD_ reaches the worker');
       assert.ok(text.split('\0').includes('GLIBC_TUNABLES=glibc.malloc.trim_threshold=131072'), 'GLIBC_TUNABLES reaches the worker');
       for (const token of tokens.issued) assert.ok(!text.includes(token), 'no token in a worker\'s environ or cmdline');
