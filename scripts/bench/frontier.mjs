@@ -37,7 +37,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { node24 } from '../node24.mjs';
 import { download, fmt, httpGet, machineBusyPct, machineBusySeconds, resetPeak, upload, waitFor, which, wrk, writeSection } from './measure.mjs';
-import { cpuSeconds, median, procStatus, sidecarYaml, sleep } from './util.mjs';
+import { cpuSeconds, median, procStatus, sidecarYaml, sleep, tuningProfiles } from './util.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -410,12 +410,12 @@ function shortName(name) {
   return name.replace(/ (<|≤|≥).*$/, '').replace(/ under 100 connections for \d+ s/, '').replace(/ at (\d+) connections/, ' c$1').replace(/ responses c10/, '').replace(/ the undici proxy/, '');
 }
 
-/** What each profile holds, from the build's settings module (dist/runtime/settings.js), when it has one. */
+/** What each profile holds, from the build's settings module (util.mjs tuningProfiles), when it has one. */
 async function profileDescriptions() {
-  const file = join(root, 'dist', 'runtime', 'settings.js');
-  if (!existsSync(file)) return {};
-  const { tuningProfiles, runtimeSettings } = await import(pathToFileURL(file).href);
-  return Object.fromEntries(Object.entries(tuningProfiles).map(([n, list]) => [n, list.length ? list.map((s) => `\`${runtimeSettings[s].value}\``).join(' ') : 'nothing']));
+  const profiles = await tuningProfiles(root);
+  if (!profiles) return {};
+  const describe = (t) => [...t.nodeFlags, ...t.v8Flags, ...Object.entries(t.environment).map(([k, v]) => `${k}=${v}`), ...(t.idleCollection ? ['idle collection'] : []), ...(t.streamCollection ? ['stream collection'] : [])];
+  return Object.fromEntries(profiles.names.map((n) => [n, describe(profiles.tuning(n)).map((x) => `\`${x}\``).join(' ') || 'nothing']));
 }
 
 function fail(message) {
