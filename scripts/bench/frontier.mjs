@@ -23,7 +23,7 @@
 //
 // Options: --quick (1 round, 2 s per case, 4 s of memory load, 8 s after, 64 MiB streamed),
 // --rounds=N (5), --duration=S (4), --rewarm=S (1; whole seconds), --mem-load=S (10), --mem-after=S (30),
-// --idle-after=S (6), --stream-bytes=N (512 MiB), --candidates=a,b (names below; default all),
+// --idle-after=S (6), --stream-bytes=N (256 MiB), --candidates=a,b (names below; default all),
 // --noise-budget=S (60: seconds in all to wait for a quiet machine), --json=FILE (the raw figures,
 // written after every round; default <tmpdir>/bearer-sidecar-frontier.json), --from-json=FILE (only
 // the report, from such a file: a run cut short still reports its rounds), --out=FILE
@@ -94,7 +94,7 @@ export async function runFrontier(argv = process.argv.slice(2)) {
     memLoad: Number(f['mem-load'] ?? (quick ? 4 : 10)),
     memAfter: Number(f['mem-after'] ?? (quick ? 8 : 30)),
     idleAfter: Number(f['idle-after'] ?? 6),
-    streamBytes: Number(f['stream-bytes'] ?? (quick ? 64 * MiB : 512 * MiB)),
+    streamBytes: Number(f['stream-bytes'] ?? (quick ? 64 * MiB : 256 * MiB)),
     noiseBudget: Number(f['noise-budget'] ?? (quick ? 5 : 60)),
     out: f['no-write'] ? undefined : f.out ?? (quick ? join(os.tmpdir(), 'bearer-sidecar-frontier-quick.md') : join(root, 'BENCHMARKS.md')),
     json: f.json ?? join(os.tmpdir(), `bearer-sidecar-frontier${quick ? '-quick' : ''}.json`),
@@ -275,12 +275,6 @@ export async function runFrontier(argv = process.argv.slice(2)) {
         s.afterRead = sleep(opt.memAfter * 1000).then(() => (s.afterKb = procStatus(s.pid).rssKb));
         add(round, c.name, 'memory', { idleMiB: s.idleKb / 1024, peakMiB: s.peakKb / 1024, coldStartMs: s.coldStartMs, loadRps: r.rps, loadCpuUs: (cpu * 1e6) / r.requests, errors: r.errors });
       }
-      for (const c of order) {
-        const s = live.get(c.name);
-        await s.afterRead;
-        runs.find((x) => x.round === round && x.candidate === c.name && x.kind === 'memory').afterMiB = s.afterKb / 1024;
-      }
-      log(`  r${round + 1} after ${opt.memAfter} s: ${order.map((c) => `${c.name} ${fmt(live.get(c.name).afterKb / 1024, 1)}`).join(', ')} MiB`);
       // 3. The load cases, each across all candidates (and undici for the large bodies), the order rotated per case.
       const cases = [
         { kind: 'small10', path: '/', conns: 10 },
@@ -292,6 +286,7 @@ export async function runFrontier(argv = process.argv.slice(2)) {
         const targetsOf = [...order.map((c) => ({ name: c.name, ...live.get(c.name) })), ...(cs.undici ? [undiciTarget] : [])];
         const j = ci % targetsOf.length;
         for (const t of [...targetsOf.slice(j), ...targetsOf.slice(0, j)]) {
+          await t.afterRead; // no traffic to a sidecar before its RSS after the load is read
           if (cs.kind === 'stream') add(round, t.name, 'stream', await streams(t));
           else {
             const r = await measure(t, cs.path, cs.conns);
@@ -299,6 +294,8 @@ export async function runFrontier(argv = process.argv.slice(2)) {
           }
         }
       }
+      for (const c of order) runs.find((x) => x.round === round && x.candidate === c.name && x.kind === 'memory').afterMiB = live.get(c.name).afterKb / 1024;
+      log(`  r${round + 1} after ${opt.memAfter} s: ${order.map((c) => `${c.name} ${fmt(live.get(c.name).afterKb / 1024, 1)}`).join(', ')} MiB`);
       for (const c of order) {
         const s = live.get(c.name);
         await stopChild(s.child);
