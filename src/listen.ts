@@ -10,13 +10,29 @@ import type { ProxyListenConfig } from './config/types.js';
 import { SidecarError } from './errors.js';
 
 /**
- * `shared`: a cluster worker's listener. The primary holds the socket and prepares its file once
- * (prepareSharedSocket), so the workers neither remove nor chmod it.
+ * Whether this Node can give each cluster worker its own listening socket on the same port
+ * (SO_REUSEPORT: `reusePort` of server.listen, Node 22.12+ and 23.1+, on Linux), so that the kernel
+ * spreads new connections over the workers instead of the primary accepting each one and handing
+ * it over (node:cluster's round-robin).
+ */
+export function reusePortAvailable(version = process.versions.node, platform = process.platform): boolean {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return platform === 'linux' && (major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12));
+}
+
+/**
+ * `shared`: a cluster worker's listener. On a TCP port, with SO_REUSEPORT where Node has it (a
+ * socket of its own, `exclusive`: the kernel balances); else, and on a Unix socket, the socket
+ * the primary holds (round-robin), whose file the primary prepares once (prepareSharedSocket), so
+ * the workers neither remove nor chmod it. Port 0 stays shared: each socket of its own would get a
+ * port of its own.
  */
 export async function listenProxy(app: FastifyInstance, listen: ProxyListenConfig, { shared = false } = {}): Promise<void> {
   const listenTextResolver = (address: string) => `proxy listening at ${address}`;
   if (listen.socket === undefined) {
-    await app.listen({ host: listen.host, port: listen.port, listenTextResolver });
+    const ownSocket = shared && listen.port !== 0 && reusePortAvailable();
+    // reusePort reaches net.Server#listen through fastify's listen options (not in its types).
+    await app.listen({ host: listen.host, port: listen.port, listenTextResolver, ...(ownSocket ? ({ reusePort: true, exclusive: true } as object) : {}) });
     return;
   }
   if (shared) {

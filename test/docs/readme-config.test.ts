@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import { envVariables } from '../../src/config/env.js';
 import { watchConfigVariable } from '../../src/config/index.js';
 import { configSchema } from '../../src/config/schema.js';
+import { tuningVariable } from '../../src/runtime/settings.js';
 
 const docsDir = new URL('../../docs/', import.meta.url);
 const readme = [new URL('../../README.md', import.meta.url), ...readdirSync(docsDir).filter((f) => f.endsWith('.md')).map((f) => new URL(f, docsDir))]
@@ -18,6 +19,7 @@ test('the docs name every BEARER_SIDECAR_* variable that --help lists', () => {
   assert.deepEqual(missing, []);
   assert.ok(readme.includes('BEARER_SIDECAR_CONFIG'));
   assert.ok(readme.includes(watchConfigVariable));
+  assert.ok(readme.includes(tuningVariable));
 });
 
 test('the docs name every config field of the schema', () => {

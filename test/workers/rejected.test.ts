@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { issue } from '../helpers/servers.js';
-import { get, requestsByWorker, startScriptedTokenServer, startTree, startUpstream, until, type ScriptedTokenServer, type Tree, type Upstream } from './rig.js';
+import { get, startScriptedTokenServer, startTree, startUpstream, until, untilBothWorkersServed, type ScriptedTokenServer, type Tree, type Upstream } from './rig.js';
 
 describe('workers: 2, a 401 in one worker', () => {
   let tokens: ScriptedTokenServer;
@@ -30,8 +30,7 @@ describe('workers: 2, a 401 in one worker', () => {
 
   test('no worker sends the rejected token again while the new one is fetched', async () => {
     // Both workers hold the first token.
-    for (let i = 0; i < 4; i += 1) assert.equal((await get(tree, `/warm/${i}`)).status, 200);
-    await until(() => Object.keys(requestsByWorker(tree)).length === 2, 5_000, 'both workers to serve a request');
+    await untilBothWorkersServed(tree, '/warm');
     const rejected = `Bearer ${tokens.issued[0]}`;
     upstream.handler = (req, res) => {
       res.statusCode = req.headers.authorization === rejected ? 401 : 200;

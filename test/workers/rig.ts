@@ -117,6 +117,20 @@ export function requestsByWorker(tree: Tree): Record<string, number> {
   return counts;
 }
 
+/**
+ * GETs on new connections, one at a time, until both workers have served one (each 200). The
+ * primary's round-robin alternates; SO_REUSEPORT (listen.ts) spreads connections by a hash of
+ * their addresses, so a few may all land on one worker.
+ */
+export async function untilBothWorkersServed(tree: Tree, prefix: string): Promise<void> {
+  for (let i = 0; i < 60 && Object.keys(requestsByWorker(tree)).length < 2; i += 1) {
+    const { status } = await get(tree, `${prefix}/${i}`);
+    if (status !== 200) throw new Error(`${prefix}/${i}: ${status}`);
+    await until(() => Object.values(requestsByWorker(tree)).reduce((a, b) => a + b, 0) > i, 5_000, 'the request line');
+  }
+  if (Object.keys(requestsByWorker(tree)).length < 2) throw new Error(`one worker served all 60 requests: ${JSON.stringify(requestsByWorker(tree))}`);
+}
+
 /** A GET through the proxy on a new connection each time (so the kernel and cluster spread them over the workers). */
 export function get(tree: Tree, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
