@@ -66,6 +66,9 @@ const builtinsByRequire = {
   },
 };
 
+/** What src/tracing/otel.ts imports but @opentelemetry/api (test/deploy/bundle-otel.test.ts checks that none is bundled). */
+const otelExternals = ['@opentelemetry/sdk-trace', '@opentelemetry/core', '@opentelemetry/resources', '@opentelemetry/semantic-conventions', '@opentelemetry/exporter-trace-otlp-proto', '@opentelemetry/exporter-trace-otlp-http'];
+
 await build({
   entryPoints: ['src/main.ts'],
   outfile: 'dist/main.js',
@@ -84,7 +87,14 @@ await build({
   banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   // Never loaded by the CLI: fastify's schema compilers (src/no-schemas.ts) and its inject()
   // helper (tests only). Left to node_modules, should anything ever ask for them.
-  external: ['@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request'],
+  // The OpenTelemetry SDK and exporters (traces, src/tracing/otel.ts) stay in node_modules too: they
+  // are imported with import() only when the config turns traces on, so a sidecar without traces
+  // neither loads nor parses them. @opentelemetry/api is bundled, as it always was: prom-client
+  // requires it at start (its CPU metric's exemplars), and the SDK shares its global state.
+  // And ioredis, imported only by the shared token cache (src/token/shared-cache/), itself imported
+  // only when a config has a tokenCache: left to node_modules (a dependency of the package and in
+  // the image), so a sidecar without one neither loads nor reads it (test/deploy/bundle-cache.test.ts).
+  external: ['@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request', 'ioredis', ...otelExternals],
   plugins: [{ name: 'undici-slim', setup: (b) => b.onResolve({ filter: /^undici$/ }, () => ({ path: slimUndici })) }, lazyTlsModules, builtinsByRequire],
 });
 

@@ -11,6 +11,10 @@
 //   npm test -- --test-name-pattern=refresh     other arguments go to the test runner
 //   BEARER_SIDECAR_TEST_NODE=current|24|both    which runtimes (default both)
 //
+// Tests of what does not depend on the runtime (promtool, a real Prometheus: test/helpers/
+// system-tools.ts) run on one runtime only: the last one, Node 24 when both run. Each run is told
+// which in BEARER_SIDECAR_TEST_ONCE_ON (its version).
+//
 // Each run starts with a header naming its runtime; when both ran, the closing lines are the
 // runner's summary (ℹ tests, ℹ pass, ℹ fail, ...) summed over the two, and the exit code is 0
 // only if both passed. Node 20's runner takes no glob patterns, so the files are listed here.
@@ -54,12 +58,12 @@ function runtimes() {
 const summaryKeys = ['tests', 'suites', 'pass', 'fail', 'cancelled', 'skipped', 'todo', 'duration_ms'];
 
 /** Runs the test runner on one runtime, passing its output through; resolves with its exit code and summary. */
-function runOn(runtime, files, options) {
+function runOn(runtime, files, options, onceOn) {
   process.stdout.write(`\n# ==== tests on Node ${runtime.version} (${runtime.path}): ${files.length} file(s) ====\n\n`);
   const child = spawn(
     runtime.path,
     ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=4', '--test-timeout=120000', ...options, ...files],
-    { stdio: ['inherit', 'pipe', 'inherit'], env: { ...process.env, NODE_NO_WARNINGS: '1', ...(process.stdout.isTTY ? { FORCE_COLOR: '1' } : {}) } },
+    { stdio: ['inherit', 'pipe', 'inherit'], env: { ...process.env, BEARER_SIDECAR_TEST_ONCE_ON: onceOn, NODE_NO_WARNINGS: '1', ...(process.stdout.isTTY ? { FORCE_COLOR: '1' } : {}) } },
   );
   const summary = {};
   let rest = '';
@@ -88,7 +92,9 @@ if (files.some((f) => f.replaceAll('\\', '/').endsWith('test/deploy/image-build.
 }
 
 const results = [];
-for (const runtime of runtimes()) results.push(await runOn(runtime, files, options));
+const list = runtimes();
+const onceOn = list[list.length - 1].version;
+for (const runtime of list) results.push(await runOn(runtime, files, options, onceOn));
 
 if (results.length > 1) {
   process.stdout.write(`\n# ==== both runtimes ====\n`);

@@ -7,7 +7,11 @@
 
 import module from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { catchEarlyHangups } from './runtime/early-hangups.js';
 import { applyRuntimeSettings } from './runtime/launch.js';
+
+// First: a SIGHUP from here on is kept for the CLI, not the end of the process (early-hangups.ts).
+catchEarlyHangups();
 
 applyRuntimeSettings();
 

@@ -1,7 +1,8 @@
 // A config generation: what the proxy serves from one config. Its routes, each with a token source
 // and a ProxyRoute (upstream pool, header policies, handler), and the table that finds a request's
 // route. Loading a config builds the next generation from the one in force: a route whose `auth`
-// (and outbound proxy, which its token requests go through) is unchanged keeps its token source,
+// (and outbound proxy, which its token requests go through, and its use of the shared token cache)
+// is unchanged keeps its token source,
 // and so its token (no new grant); a route whose settings are all
 // unchanged keeps its ProxyRoute too (and its upstream connections); everything else is built
 // anew. What the new generation no longer uses is handed back, to be closed once the swap is done.
@@ -71,7 +72,7 @@ export function nextGeneration(config: SidecarConfig, previous: Generation | und
       const before = previous?.routes.get(route.name);
       if (before && !sameValue(before.config, route)) changed[route.name] = changedFields(before.config, route);
       let tokens = before?.tokens;
-      if (!tokens || !sameValue(before?.config.auth, route.auth) || !sameValue(before?.config.outboundProxy, route.outboundProxy)) {
+      if (!tokens || !sameValue(before?.config.auth, route.auth) || !sameValue(before?.config.outboundProxy, route.outboundProxy) || before?.config.tokenCache !== route.tokenCache) {
         tokens = make.tokens(route);
         newTokens.push(tokens);
       }
@@ -109,8 +110,11 @@ export function nextGeneration(config: SidecarConfig, previous: Generation | und
 
 /**
  * Settings that need a new socket (the proxy's and admin listeners, and the header size limit,
- * which Node's HTTP server takes when it is made) cannot change at a reload. Returns `next` with
- * those of `live` in their place, and the fields that differed ("listen.port"), for the log.
+ * which Node's HTTP server takes when it is made) cannot change at a reload, nor can `workers`,
+ * `tracing` (its exporter is made once, at start) and the shared token cache's connection (its URL,
+ * keys and TLS: one connection for the process's life; a route's `tokenCache: false` does apply at a
+ * reload). Returns `next` with those of `live` in their place, and the fields that differed
+ * ("listen.port"), for the log.
  */
 export function keepSocketSettings(live: SidecarConfig, next: SidecarConfig): { config: SidecarConfig; refused: readonly string[] } {
   const refused = [
@@ -118,8 +122,15 @@ export function keepSocketSettings(live: SidecarConfig, next: SidecarConfig): { 
     ...(live.inbound.maxHeaderBytes === next.inbound.maxHeaderBytes ? [] : ['listen.maxHeaderBytes']),
     ...changedFields(live.admin, next.admin).map((field) => `admin.${field}`),
     ...(live.workers === next.workers ? [] : ['workers']),
+    // The exporter and sampler are set up once, at start (tracing/otel.ts).
+    ...(sameValue(live.tracing, next.tracing) ? [] : ['tracing']),
+    ...(sameValue(live.tokenCache, next.tokenCache) ? [] : ['tokenCache']),
   ];
   if (refused.length === 0) return { config: next, refused };
   const inbound = Object.freeze({ ...next.inbound, maxHeaderBytes: live.inbound.maxHeaderBytes });
-  return { config: Object.freeze({ ...next, listen: live.listen, admin: live.admin, workers: live.workers, inbound }), refused };
+  const { tracing: _nextTracing, tokenCache: _nextCache, ...rest } = next;
+  return {
+    config: Object.freeze({ ...rest, listen: live.listen, admin: live.admin, workers: live.workers, inbound, ...(live.tracing ? { tracing: live.tracing } : {}), ...(live.tokenCache ? { tokenCache: live.tokenCache } : {}) }),
+    refused,
+  };
 }

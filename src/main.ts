@@ -5,10 +5,12 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { envVariables } from './config/env.js';
+import { tracingVariables } from './config/tracing-names.js';
 import type { RouteConfig, SidecarConfig } from './config/types.js';
 import { ConfigError } from './errors.js';
 import { launchOutcome, notAppliedMessage, requestedTuning } from './runtime/launch.js';
 import { badTuningMessage, isTuningName, tuning as tuningOf, tuningVariable, type Tuning } from './runtime/settings.js';
+import { takeEarlyHangups } from './runtime/early-hangups.js';
 import type { LiveConfig } from './server.js';
 import type { TokenFetcher } from './token/fetcher.js';
 
@@ -25,7 +27,7 @@ A localhost proxy that adds OAuth2 client-credentials bearer tokens to every req
 Usage:
   bearer-sidecar [serve] [--config FILE] [--watch-config]
                                              run the proxy (the default); SIGHUP reloads the config
-  bearer-sidecar check   [--config FILE]     fetch one token per route; print ok or the reason; exit 1 on failure
+  bearer-sidecar check   [--config FILE]     fetch one token per route (and ask the shared token cache, if any); print ok or the reason; exit 1 on failure
   bearer-sidecar token   [--config FILE] [--route NAME]
                                              print a fresh access token to stdout, for scripts
 Options:
@@ -48,6 +50,10 @@ config's outboundProxy says otherwise (the lower-case form of each wins, as in c
   HTTPS_PROXY                              proxy for https:// targets, e.g. http://user:pass@proxy:3128
   HTTP_PROXY                               proxy for http:// targets
   NO_PROXY                                 targets that go direct: hosts, .domains, IPs, CIDRs, host:port, *
+
+Traces (OpenTelemetry, OTLP over HTTP) are off unless an endpoint is set, here or in the config's
+tracing block (whose fields win over these):
+${tracingVariables.map((v) => `  ${v.name.padEnd(40)} ${v.description}`).join('\n')}
 
 Config values may use \${VAR} and \${VAR:-default}. Presets: megaport, megaport-staging, cyxtera.
 Exit codes: 0 ok, 1 failure, 2 bad usage or configuration.`;
@@ -96,6 +102,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   // Before anything slow (loading modules, reading the config, listening): SIGHUP's default
   // action ends the process, and a service manager's reload may come right after its start.
   const hangups = verb === 'serve' ? catchHangups() : undefined;
+  // A short-lived command ends on SIGHUP as any program does, one that came already included.
+  if (verb !== 'serve' && takeEarlyHangups()) process.kill(process.pid, 'SIGHUP');
   const { configFile, loadConfig, watchConfigVariable } = await import('./config/index.js');
   const watchValue = env[watchConfigVariable] ?? '';
   if (!['', 'true', 'false'].includes(watchValue)) {
@@ -107,6 +115,16 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   if (watch && verb === 'serve' && !file) {
     process.stderr.write(`bearer-sidecar: --watch-config (${watchConfigVariable}) needs a config file (--config or BEARER_SIDECAR_CONFIG); the environment cannot change under a running process\n`);
     return 2;
+  }
+  // The text the config is loaded from, read first: the watch, which starts once the sidecar
+  // listens, then sees an edit made in between (at worst one reload too many, never one too few).
+  let loadedText: string | undefined;
+  if (watch && verb === 'serve' && file) {
+    try {
+      loadedText = readFileSync(file, 'utf8');
+    } catch {
+      // loadConfig says what is wrong with it
+    }
   }
   let config: SidecarConfig;
   try {
@@ -121,7 +139,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
 
   if (verb === 'check') return check(config);
   if (verb === 'token') return token(config, values.route);
-  return serve(config, () => loadConfig(values.config, env), watch ? file : undefined, hangups ?? catchHangups(), tuningOf(tuningName));
+  return serve(config, () => loadConfig(values.config, env), watch && file ? { file, loadedText } : undefined, hangups ?? catchHangups(), tuningOf(tuningName));
 }
 
 interface Hangups {
@@ -142,6 +160,8 @@ function catchHangups(): Hangups {
     if (reload) reload();
     else pending = true;
   });
+  // One that came while the executable loaded this module (cli.ts caught it).
+  if (takeEarlyHangups()) pending = true;
   return {
     deliverTo(handler) {
       reload = handler;
@@ -153,8 +173,8 @@ function catchHangups(): Hangups {
   };
 }
 
-/** Runs the proxy until a signal stops it; `load` reads the config again on SIGHUP (and when `watchFile` changes). */
-async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile: string | undefined, hangups: Hangups, tuning: Tuning): Promise<number> {
+/** Runs the proxy until a signal stops it; `load` reads the config again on SIGHUP (and when the watched file changes). */
+async function serve(config: SidecarConfig, load: () => SidecarConfig, watch: { file: string; loadedText: string | undefined } | undefined, hangups: Hangups, tuning: Tuning): Promise<number> {
   const [{ default: closeWithGrace }, { setLogLevel }, { createLogger }, { createSidecar }, { startIdleGc }, { startStreamGc }] = await Promise.all([
     import('close-with-grace'),
     import('./admin.js'),
@@ -168,7 +188,7 @@ async function serve(config: SidecarConfig, load: () => SidecarConfig, watchFile
   const outcome = launchOutcome();
   const notApplied = outcome && notAppliedMessage(outcome, fileURLToPath(new URL('cli.js', import.meta.url)));
   if (notApplied) logger.warn({ tuning: tuning.name, notApplied: outcome?.notApplied }, notApplied);
-  const options = { logger, loadConfig: load, ...(watchFile ? { watchConfigFile: watchFile } : {}) };
+  const options = { logger, loadConfig: load, ...(watch ? { watchConfigFile: watch.file, ...(watch.loadedText === undefined ? {} : { watchConfigLoadedText: watch.loadedText }) } : {}) };
   // workers: 1 (the default) is one process, as ever; more: a primary and its workers (src/workers/).
   const workers = config.workers === 1 ? 1 : (await import('./runtime/cpus.js')).workerCount(config.workers);
   let levelChanged: (level: string) => void = () => {};
@@ -253,7 +273,23 @@ async function check(config: SidecarConfig): Promise<number> {
       }
     });
   }
+  if (config.tokenCache) failed += await checkTokenCache(config.tokenCache);
   return failed === 0 ? 0 : 1;
+}
+
+/** The shared token cache answers (a sidecar would serve without it, each replica fetching its own tokens: worth knowing before a rollout). 1 if not. */
+async function checkTokenCache(tokenCache: NonNullable<SidecarConfig['tokenCache']>): Promise<number> {
+  const { openSharedTokenCache } = await import('./token/shared-cache/open.js');
+  const cache = await openSharedTokenCache(tokenCache);
+  try {
+    process.stdout.write(`ok      token cache: ${await cache.check()}\n`);
+    return 0;
+  } catch (err) {
+    process.stdout.write(`FAILED  token cache: ${(err as Error).message} (the sidecar serves without it, each replica fetching its own tokens)\n`);
+    return 1;
+  } finally {
+    await cache.close();
+  }
 }
 
 async function token(config: SidecarConfig, routeName: string | undefined): Promise<number> {

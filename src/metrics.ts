@@ -9,6 +9,7 @@
 
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import type { UpstreamErrorKind } from './proxy/errors.js';
+import type { Upstream401Outcome } from './proxy/forward.js';
 import type { TokenStatus } from './token/token-source.js';
 
 const methodClasses = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'OTHER'] as const;
@@ -17,8 +18,31 @@ const otherMethod = methodClasses.length - 1;
 
 const durationName = 'bearer_sidecar_request_duration_seconds';
 const durationHelp = 'Time from request received to response sent, by route.';
-/** Upper bounds in seconds; `+Inf` is implicit. */
-const durationBuckets: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+/**
+ * Upper bounds in seconds; `+Inf` is implicit. From half a millisecond (a sidecar's own share of a
+ * request, or an upstream on the same host) to 60 s (the default responseTimeoutMs), about 2.5x
+ * apart, so that a p99 read from them is within a bucket's width.
+ */
+export const durationBuckets: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/**
+ * prom-client's default metrics that are gauges named `_total` (the sum of the gauge of the same
+ * name without it, by type): `promtool check metrics` rejects the name, and
+ * `sum(bearer_sidecar_nodejs_active_handles)` says the same.
+ */
+const misnamedDefaults = ['bearer_sidecar_nodejs_active_handles_total', 'bearer_sidecar_nodejs_active_requests_total', 'bearer_sidecar_nodejs_active_resources_total'];
+
+/**
+ * The metrics of the token sources and of reloads. With workers they are the primary's alone (it
+ * holds the token sources and reloads); a worker leaves them out of its answer (workers/worker.ts).
+ */
+export const primaryOnlyMetrics: ReadonlySet<string> = new Set([
+  'bearer_sidecar_token_expiry_seconds',
+  'bearer_sidecar_token_fetches_total',
+  'bearer_sidecar_token_fetch_failing',
+  'bearer_sidecar_config_reloads_total',
+  'bearer_sidecar_config_last_reload_successful',
+]);
 
 export interface Metrics {
   readonly registry: Registry;
@@ -27,6 +51,8 @@ export interface Metrics {
   requestFinished(route: string, method: string, status: number | undefined, durationMs: number): void;
   upstreamError(route: string, kind: UpstreamErrorKind): void;
   tokenFetch(route: string, outcome: 'success' | 'failure'): void;
+  /** The upstream answered 401 (the first one of a request): sent again with a new token, or passed on. */
+  upstream401(route: string, outcome: Upstream401Outcome): void;
   configReload(outcome: ReloadOutcome): void;
 }
 
@@ -54,6 +80,7 @@ interface RouteSeries {
 export function createMetrics(tokenStatuses: () => readonly TokenStatus[]): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'bearer_sidecar_' });
+  for (const name of misnamedDefaults) registry.removeSingleMetric(name);
 
   // The plain counts. Both maps keep first-seen order, which is the order of the series in /metrics.
   let inFlightCount = 0;
@@ -120,6 +147,26 @@ export function createMetrics(tokenStatuses: () => readonly TokenStatus[]): Metr
     help: 'Token fetches (after retries) by route and outcome.',
     labelNames: ['route', 'outcome'] as const,
     registers: [registry],
+    collect() {
+      // Both outcomes of every route in force from its start, so that increase() sees the first failure.
+      for (const { name } of tokenStatuses()) for (const outcome of ['success', 'failure'] as const) this.inc({ route: name, outcome }, 0);
+    },
+  });
+  new Gauge({
+    name: 'bearer_sidecar_token_fetch_failing',
+    help: "1 while the route's last token fetch failed, with the error's stable code (BSC_TOKEN_REJECTED: the token endpoint refused the client); no series once a fetch succeeds.",
+    labelNames: ['route', 'code'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const status of tokenStatuses()) if (status.lastErrorCode) this.set({ route: status.name, code: status.lastErrorCode }, 1);
+    },
+  });
+  const upstream401s = new Counter({
+    name: 'bearer_sidecar_upstream_401_total',
+    help: 'First 401 answers of the upstream to a request or WebSocket upgrade, by route and outcome: replayed (sent again with a new token), no_new_token or body_not_kept (the 401 went to the caller).',
+    labelNames: ['route', 'outcome'] as const,
+    registers: [registry],
   });
   new Gauge({
     name: 'bearer_sidecar_token_expiry_seconds',
@@ -143,6 +190,12 @@ export function createMetrics(tokenStatuses: () => readonly TokenStatus[]): Metr
   });
   // Every outcome from the start, so rate() and alerts on failure see a series before the first one.
   for (const outcome of reloadOutcomes) reloads.inc({ outcome }, 0);
+  const lastReload = new Gauge({
+    name: 'bearer_sidecar_config_last_reload_successful',
+    help: 'Whether the last config reload (or the start) loaded a valid config: 1, or 0 when it was refused and the previous config stays.',
+    registers: [registry],
+  });
+  lastReload.set(1);
 
   function newRoute(route: string): RouteSeries {
     const series: RouteSeries = { route, buckets: new Float64Array(durationBuckets.length + 1), sum: 0, count: 0, requests: new Map() };
@@ -191,8 +244,12 @@ export function createMetrics(tokenStatuses: () => readonly TokenStatus[]): Metr
     tokenFetch(route, outcome) {
       tokenFetches.inc({ route, outcome });
     },
+    upstream401(route, outcome) {
+      upstream401s.inc({ route, outcome });
+    },
     configReload(outcome) {
       reloads.inc({ outcome });
+      lastReload.set(outcome === 'failure' ? 0 : 1);
     },
   };
 }

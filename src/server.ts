@@ -25,8 +25,11 @@ import type { WebSocketProxy } from './proxy/websocket.js';
 import type { Clock } from './token/clock.js';
 import { createRouteTokenSource } from './token/create.js';
 import type { Token } from './token/exchange.js';
+import type { SharedTokenCache } from './token/shared-cache/types.js';
 import type { TokenProvider } from './token/token-source.js';
 import { warnUnverifiedTls } from './tls.js';
+import { startTracing, traceRequests, tracingFlushMs } from './tracing/start.js';
+import type { Tracing } from './tracing/types.js';
 
 export interface SidecarOptions {
   readonly logger?: Logger;
@@ -37,6 +40,8 @@ export interface SidecarOptions {
   readonly loadConfig?: () => SidecarConfig;
   /** A config file to watch once listening: when its text changes, the sidecar reloads (--watch-config). */
   readonly watchConfigFile?: string;
+  /** The text `config` was loaded from: an edit of the watched file made before listening is then a change too. */
+  readonly watchConfigLoadedText?: string;
   /**
    * Makes a route's tokens in place of the standard token source; `standard` makes that one, told
    * of each fetch's outcome by `onFetch` besides the metrics. With workers, the primary wraps it
@@ -106,16 +111,23 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
   let current: Generation;
   const inForce = (): Generation => current;
   const metrics = createMetrics(() => [...current.tokenSources.values()].map((source) => source.status()));
+  // null unless the config turns traces on; then OpenTelemetry is loaded (tracing/).
+  const tracing = await startTracing(config, logger);
   const proxy = createProxyApp(config, logger);
   const { notFound, reportFailure } = observeRequests(proxy, metrics, inForce);
-  // After the hooks above, so refused requests are logged and counted too.
+  if (tracing) traceRequests(proxy, tracing);
+  // After the hooks above, so refused requests are logged, counted and traced too.
   const guard = installGuard(proxy, config.inbound);
   proxy.decorateRequest('bearerToken', '');
   proxy.decorateRequest('sidecarRoute', null);
+  proxy.decorateRequest('sidecarTrace', null);
   const websockets = webSocketSupport(proxy, logger);
   await websockets.prepare(config);
   await mountProxy(proxy, notFound);
-  const make = routeFactories(options, logger, metrics, websockets, reportFailure);
+  // The shared token cache, loaded only when configured (it is the primary's with workers: a
+  // worker's config has none). Set at start-up: a reload that changes it needs a restart.
+  const sharedCache = config.tokenCache && (await (await import('./token/shared-cache/open.js')).openSharedTokenCache(config.tokenCache, { logger, registry: metrics.registry }));
+  const make = routeFactories(options, logger, metrics, tracing, websockets, reportFailure, sharedCache);
   current = nextGeneration(config, undefined, make, undefined, options.configHash?.(config)).generation;
   const reloader = createReloader({ logger, metrics, guard, websockets, make, options, inForce, swap: (next) => (current = next) });
   const admin = createAdminApp({ tokenSources: () => current.tokenSources.values(), config: () => current, ...(options.adminWorkers ? { workers: options.adminWorkers } : {}) }, metrics, logger);
@@ -147,7 +159,10 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
         { proxy: proxyUrl, ...(adminUrl ? { admin: adminUrl } : {}), config: current.hash, loadedAt: current.loadedAt, routes: routes.map(routeSummary) },
         'listening',
       );
-      if (options.watchConfigFile) configWatch = watchConfigFile(options.watchConfigFile, () => void reloader.reload(), { logger });
+      if (options.watchConfigFile) {
+        const loadedText = options.watchConfigLoadedText;
+        configWatch = watchConfigFile(options.watchConfigFile, () => void reloader.reload(), { logger, ...(loadedText === undefined ? {} : { loadedText }) });
+      }
       // Out now, not with the next batch: whatever waits for this line (a supervisor, a test) sees it at once.
       logger.flush();
       return { proxyUrl, adminUrl };
@@ -158,8 +173,11 @@ export async function createSidecar(config: SidecarConfig, options: SidecarOptio
       await reloader.closing();
       await drain(proxy, current.config.drainTimeoutMs, logger, websockets.proxy);
       const routes = [...current.routes.values()];
+      await reloader.closeRetiredTokens();
       await Promise.all([...routes.map((route) => route.tokens.close()), ...routes.map((route) => route.proxy.close()), ...reloader.retired().map((route) => route.close())]);
+      await sharedCache?.close();
       await admin.close();
+      await tracing?.shutdown(tracingFlushMs);
     },
   };
 }
@@ -266,16 +284,23 @@ function webSocketSupport(app: FastifyInstance, logger: Logger): WebSocketSuppor
   };
 }
 
-/** How a generation makes a route's token source (the standard one, or options.tokens's) and its proxy route. */
-function routeFactories(options: SidecarOptions, logger: Logger, metrics: Metrics, websockets: WebSocketSupport, reportFailure: ReportFailure): RouteFactories {
+/**
+ * How a generation makes a route's token source (the standard one, or options.tokens's) and its
+ * proxy route. A route's standard token source shares its tokens through `sharedCache`, when there
+ * is one and the route has not opted out.
+ */
+function routeFactories(options: SidecarOptions, logger: Logger, metrics: Metrics, tracing: Tracing | null, websockets: WebSocketSupport, reportFailure: ReportFailure, sharedCache: SharedTokenCache | undefined): RouteFactories {
   const standardTokens = (route: RouteConfig, onFetch?: (outcome: 'success' | 'failure') => void): RouteTokens => {
     const { clock, fetchToken } = options;
     return createRouteTokenSource(route, {
       logger,
-      onFetch: (outcome) => {
-        metrics.tokenFetch(route.name, outcome);
+      tracing,
+      onFetch: (outcome, _error, shared) => {
+        // Grants only: a token another replica fetched (from the shared cache) is none.
+        if (!shared) metrics.tokenFetch(route.name, outcome);
         onFetch?.(outcome);
       },
+      ...(sharedCache && route.tokenCache ? { sharedCache } : {}),
       ...(clock ? { clock } : {}),
       ...(fetchToken ? { fetchToken: (signal: AbortSignal) => fetchToken(route, signal) } : {}),
     });
@@ -291,6 +316,7 @@ function routeFactories(options: SidecarOptions, logger: Logger, metrics: Metric
         websockets: websockets.proxy,
         logger,
         onBrokenResponse: (request, error) => reportFailure(request, error, 'warn', 'upstream failed mid-response; response cut'),
+        onUpstream401: (outcome) => metrics.upstream401(route.name, outcome),
       });
     },
   };
@@ -317,8 +343,12 @@ function createReloader({ logger, metrics, guard, websockets, make, options, inF
   closing(): Promise<unknown>;
   /** Routes a reload replaced, until their last request is done and their pool closed. */
   retired(): readonly ProxyRoute[];
+  /** Closes at once the token sources of removed routes still serving their last requests (shutdown). */
+  closeRetiredTokens(): Promise<void>;
 } {
   let retired: ProxyRoute[] = [];
+  /** Retired token sources of removed routes, not yet closed, and how to close each at once. */
+  const retiring = new Map<RouteTokens, () => Promise<void>>();
   let started = false;
   let closing = false;
   let reloads: Promise<unknown> = Promise.resolve();
@@ -358,19 +388,49 @@ function createReloader({ logger, metrics, guard, websockets, make, options, inF
     swap(generation); // the swap: requests from here on see the new routes
     if (next.logLevel !== live.config.logLevel) setLogLevel(logger, next.logLevel);
     if (started) for (const tokens of change.newTokens) tokens.source.start();
-    for (const tokens of change.retiredTokens) {
-      const reason = removed.includes(tokens.source.name) ? 'the route was removed by a config reload' : 'its auth settings changed in a config reload; retry the request';
-      void tokens.close(reason);
-    }
     retired = retired.filter((route) => !route.closed);
     for (const route of change.retiredProxies) {
       route.retire();
       retired.push(route);
     }
+    for (const tokens of change.retiredTokens) {
+      // Changed auth (new credentials, maybe because the old ones were revoked): the old source closes at once.
+      if (removed.includes(tokens.source.name)) retireTokens(tokens, live, change.retiredProxies, 'the route was removed by a config reload');
+      else void tokens.close('its auth settings changed in a config reload; retry the request');
+    }
     metrics.configReload('success');
     options.onReload?.(generation);
     logger.info({ config: generation.hash, loadedAt: generation.loadedAt, added, removed, changed, newTokenSources: change.newTokens.map((tokens) => tokens.source.name) }, 'config reloaded');
     return { outcome: 'success', hash: generation.hash, restartNeeded: refused };
+  }
+
+  /**
+   * A removed route's requests that started before the reload keep their generation, its token
+   * source included: the source closes once the retired routes that use it have no request left.
+   * A primary of workers serves no request itself; a worker's request may still be waiting on it
+   * through its copy, for at most the route's tokenWaitMs, so the primary keeps it that long.
+   */
+  function retireTokens(tokens: RouteTokens, previous: Generation, retiredRoutes: readonly ProxyRoute[], reason: string): void {
+    const users = retiredRoutes.filter((route) => route.tokens === tokens.source && !route.closed);
+    const primary = options.listeners === 'admin';
+    const tokenWaitMs = [...previous.routes.values()].find((route) => route.tokens === tokens)?.config.auth.tokenWaitMs ?? 0;
+    let pending = users.length + (primary ? 1 : 0);
+    let timer: NodeJS.Timeout | undefined;
+    const closeNow = async () => {
+      clearTimeout(timer);
+      if (retiring.delete(tokens)) await tokens.close(reason);
+    };
+    retiring.set(tokens, closeNow);
+    const done = () => {
+      pending -= 1;
+      if (pending <= 0) void closeNow();
+    };
+    if (pending === 0) return void closeNow();
+    for (const route of users) route.whenClosed(done);
+    if (primary) {
+      timer = setTimeout(done, tokenWaitMs);
+      timer.unref();
+    }
   }
 
   return {
@@ -388,6 +448,7 @@ function createReloader({ logger, metrics, guard, websockets, make, options, inF
       return reloads;
     },
     retired: () => retired,
+    closeRetiredTokens: () => Promise.all([...retiring.values()].map((closeNow) => closeNow())).then(() => {}),
   };
 }
 

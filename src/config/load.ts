@@ -9,11 +9,14 @@ import { outboundProxyResolver, type OutboundProxySettings } from './outbound-pr
 import { credentialUrlProblem } from './endpoint-url.js';
 import { workersVariable } from './env.js';
 import { interpolate } from './interpolate.js';
-import { presets } from './presets.js';
+import { staticPreset } from './presets.js';
 import { configSchema, inProcessSchema, normalisePrefix, type RawAuth, type RawRoute } from './schema.js';
 import { SecretSource } from './secret.js';
 import { resolveInbound, resolveSigningKey, resolveTls } from './security.js';
-import type { AuthConfig, RouteConfig, SidecarConfig, TlsConfig } from './types.js';
+import { resolveTokenCache } from './token-cache.js';
+import { resolveTracing } from './tracing.js';
+import type { AuthConfig, RouteConfig, SidecarConfig, TlsConfig, TokenCacheConfig, TokenExchangeConfig } from './types.js';
+import { defaultAuthorityHost, entraTokenUrl, expandWorkloadIdentity } from './workload-identity.js';
 
 export interface LoadOptions {
   readonly env?: NodeJS.ProcessEnv;
@@ -46,9 +49,10 @@ export function resolveConfig(input: unknown, options: LoadOptions = {}): Sideca
   const env = options.env ?? process.env;
   const problems: string[] = [];
   const { input: overridden, fieldNames } = deploymentOverrides(input, env, options.fieldNames);
-  options = { ...options, ...(fieldNames ? { fieldNames } : {}) };
-  const interpolated = interpolate(overridden, env, problems);
-  const result = configSchema.safeParse(interpolated);
+  const expanded = expandWorkloadIdentity(interpolate(overridden, env, problems), env);
+  const allNames = new Map([...(fieldNames ?? []), ...expanded.fieldNames]);
+  options = { ...options, ...(allNames.size > 0 ? { fieldNames: allNames } : {}) };
+  const result = configSchema.safeParse(expanded.input);
   if (!result.success) {
     // A field whose ${VAR} is unset is reported once, for the variable, not again by the schema.
     const unset = new Set(problems.map((p) => p.slice(0, p.indexOf(':'))));
@@ -59,6 +63,8 @@ export function resolveConfig(input: unknown, options: LoadOptions = {}): Sideca
   const outboundProxy = outboundProxyResolver(raw.outboundProxy, env, problems);
   const routes = raw.routes.map((route, index) => resolveRoute(route, `routes[${index}]`, problems, outboundProxy(route.outboundProxy, `routes[${index}].outboundProxy`)));
   const inbound = resolveInbound(raw.listen, problems);
+  const tracing = resolveTracing(raw.tracing, env, problems);
+  const tokenCache = raw.tokenCache && resolveTokenCache(raw.tokenCache, 'tokenCache', problems);
   if (problems.length > 0) throw namedError(problems, options.fieldNames);
   return deepFreeze({
     listen: { host: raw.listen.host, port: raw.listen.port, ...(raw.listen.socket === undefined ? {} : { socket: raw.listen.socket, mode: raw.listen.mode }) },
@@ -67,7 +73,9 @@ export function resolveConfig(input: unknown, options: LoadOptions = {}): Sideca
     logLevel: raw.logLevel,
     drainTimeoutMs: raw.drainTimeoutMs,
     workers: raw.workers,
+    ...(tracing ? { tracing } : {}),
     routes,
+    ...(tokenCache ? { tokenCache } : {}),
   });
 }
 
@@ -89,6 +97,9 @@ export interface InProcessConfig {
   readonly auth: AuthConfig;
   readonly tls: TlsConfig;
   readonly replayBodyLimitBytes: number;
+  /** `outboundProxy` given, else HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as the sidecar reads them. */
+  readonly outboundProxy: OutboundProxySettings;
+  readonly tokenCache?: TokenCacheConfig;
 }
 
 /**
@@ -98,21 +109,25 @@ export interface InProcessConfig {
  * ${VAR} interpolation (that is the config file's). Secret and CA files are read once here, as at
  * start-up. Throws ConfigError.
  */
-export function resolveInProcessOptions(input: { auth?: unknown; tls?: unknown; replayBodyLimitBytes?: unknown }): InProcessConfig {
-  const result = inProcessSchema.safeParse(input);
-  if (!result.success) throw namedError(result.error.issues.map(formatIssue), undefined);
+export function resolveInProcessOptions(input: { auth?: unknown; tls?: unknown; replayBodyLimitBytes?: unknown; outboundProxy?: unknown; tokenCache?: unknown }, env: NodeJS.ProcessEnv = process.env): InProcessConfig {
+  const expanded = expandWorkloadIdentity(input, env);
+  const fieldNames = expanded.fieldNames.size > 0 ? expanded.fieldNames : undefined;
+  const result = inProcessSchema.safeParse(expanded.input);
+  if (!result.success) throw namedError(result.error.issues.map(formatIssue), fieldNames);
   const problems: string[] = [];
   const resolved = {
     auth: resolveAuth(result.data.auth, 'auth', problems),
     tls: resolveTls(result.data.tls, 'tls', problems),
     replayBodyLimitBytes: result.data.replayBodyLimitBytes,
+    outboundProxy: outboundProxyResolver(undefined, env, problems)(result.data.outboundProxy, 'outboundProxy'),
+    ...(result.data.tokenCache ? { tokenCache: resolveTokenCache(result.data.tokenCache, 'tokenCache', problems) } : {}),
   };
-  if (problems.length > 0) throw namedError(problems, undefined);
+  if (problems.length > 0) throw namedError(problems, fieldNames);
   return deepFreeze(resolved);
 }
 
 function resolveRoute(route: RawRoute, at: string, problems: string[], outboundProxy: OutboundProxySettings): RouteConfig {
-  const preset = route.auth.preset ? presets[route.auth.preset as keyof typeof presets] : undefined;
+  const preset = staticPreset(route.auth.preset);
   const upstream = new URL((route.upstream ?? preset?.upstream) as string);
   if (upstream.search || upstream.hash) problems.push(`${at}.upstream: must not carry a query string or fragment`);
   if (upstream.username || upstream.password) problems.push(`${at}.upstream: must not carry credentials`);
@@ -132,17 +147,18 @@ function resolveRoute(route: RawRoute, at: string, problems: string[], outboundP
     maxBodyBytes: route.maxBodyBytes,
     replayBodyLimitBytes: route.replayBodyLimitBytes,
     outboundProxy,
+    tokenCache: route.tokenCache !== false,
   };
 }
 
 function resolveAuth(auth: RawAuth, at: string, problems: string[]): AuthConfig {
-  const preset = auth.preset ? presets[auth.preset as keyof typeof presets] : undefined;
+  const preset = staticPreset(auth.preset);
   // A tokenUrl given wins over an issuer; an issuer given wins over a preset's tokenUrl.
-  const tokenUrl = auth.tokenUrl ?? (auth.issuer === undefined ? preset?.tokenUrl : undefined);
+  const tokenUrl = auth.tokenUrl ?? (auth.issuer === undefined ? (preset?.tokenUrl ?? presetTokenUrl(auth)) : undefined);
   const issuer = tokenUrl === undefined ? auth.issuer : undefined;
   if (tokenUrl !== undefined) checkCredentialUrl(tokenUrl, `${at}.tokenUrl`, auth.allowInsecureTokenUrl, problems);
   if (issuer !== undefined) checkIssuer(issuer, `${at}.issuer`, auth.allowInsecureTokenUrl, problems);
-  const clientId = secretSource(auth.clientId, auth.clientIdFile, `${at}.clientIdFile`, problems);
+  const clientId = (auth.clientId ?? auth.clientIdFile) !== undefined ? secretSource(auth.clientId, auth.clientIdFile, `${at}.clientIdFile`, problems) : undefined;
   const method = auth.method ?? preset?.method ?? 'client_secret_basic';
   const endpoint = tokenUrl ?? issuer;
   if (method === 'tls_client_auth' && endpoint !== undefined && new URL(endpoint).protocol !== 'https:') {
@@ -153,6 +169,7 @@ function resolveAuth(auth: RawAuth, at: string, problems: string[]): AuthConfig 
   const clientSecret = secretBased ? secretSource(auth.clientSecret, auth.clientSecretFile, `${at}.clientSecretFile`, problems) : undefined;
   const signing =
     method === 'private_key_jwt' ? resolveSigningKey({ privateKeyFile: auth.privateKeyFile as string, signingAlgorithm: auth.signingAlgorithm, certificateFile: auth.certificateFile }, at, problems) : undefined;
+  const clientAssertion = method === 'client_assertion' ? secretSource(undefined, auth.clientAssertionFile, `${at}.clientAssertionFile`, problems) : undefined;
   if (auth.retry.minDelayMs > auth.retry.maxDelayMs) problems.push(`${at}.retry.minDelayMs: must not exceed maxDelayMs`);
   return {
     preset: auth.preset as AuthConfig['preset'],
@@ -166,6 +183,12 @@ function resolveAuth(auth: RawAuth, at: string, problems: string[]): AuthConfig 
     keyId: auth.keyId,
     certificate: signing?.certificate,
     signingAlgorithm: auth.signingAlgorithm,
+    assertionAudience: auth.assertionAudience ?? 'tokenEndpoint',
+    assertionIssuer: auth.issuer,
+    clientAssertion,
+    grantType: auth.grantType,
+    tokenExchange: auth.grantType === 'token_exchange' ? resolveTokenExchange(auth, at, problems) : undefined,
+    resource: auth.resource,
     scope: auth.scope || undefined,
     audience: auth.audience || undefined,
     extraParams: auth.extraParams,
@@ -180,6 +203,24 @@ function resolveAuth(auth: RawAuth, at: string, problems: string[]): AuthConfig 
     retry: auth.retry,
     allowInsecureTokenUrl: auth.allowInsecureTokenUrl,
     tls: resolveTls(auth.tls, `${at}.tls`, problems),
+  };
+}
+
+/** The token endpoint a preset builds from the route's settings (entra-workload-identity's tenant). */
+function presetTokenUrl(auth: RawAuth): string | undefined {
+  return auth.tenantId === undefined ? undefined : entraTokenUrl(auth.authorityHost ?? defaultAuthorityHost, auth.tenantId);
+}
+
+/** The subject token type when none is given: a JWT, as a Kubernetes service-account token is. */
+export const defaultSubjectTokenType = 'urn:ietf:params:oauth:token-type:jwt';
+
+function resolveTokenExchange(auth: RawAuth, at: string, problems: string[]): TokenExchangeConfig {
+  return {
+    subjectToken: secretSource(undefined, auth.subjectTokenFile, `${at}.subjectTokenFile`, problems),
+    subjectTokenType: auth.subjectTokenType ?? defaultSubjectTokenType,
+    actorToken: auth.actorTokenFile === undefined ? undefined : secretSource(undefined, auth.actorTokenFile, `${at}.actorTokenFile`, problems),
+    actorTokenType: auth.actorTokenFile === undefined ? undefined : (auth.actorTokenType ?? defaultSubjectTokenType),
+    requestedTokenType: auth.requestedTokenType,
   };
 }
 

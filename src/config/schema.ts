@@ -4,7 +4,8 @@
 import * as z from 'zod';
 import { parseCidr } from './cidr.js';
 import { signingAlgorithms } from './signing-algorithms.js';
-import { presetNames } from './presets.js';
+import { authMethods, entraWorkloadIdentity, grantTypes, presetNames, staticPresets } from './presets.js';
+import { tracingProtocols, tracingSamplers } from './tracing-names.js';
 
 // The config is validated once, at start: zod's JIT (parsers generated with new Function) costs
 // more than it saves for one parse (~10 ms of start-up and ~0.4 MB of idle RSS, issue 7).
@@ -22,6 +23,9 @@ const httpUrl = z
   }, 'must be an absolute http:// or https:// URL');
 
 const port = z.number().int().min(0).max(65_535);
+
+/** A token type identifier (RFC 8693 §3), such as urn:ietf:params:oauth:token-type:jwt. */
+const tokenTypeUri = z.string().regex(/^[A-Za-z][A-Za-z0-9+.-]*:\S+$/, 'must be a token type URI such as urn:ietf:params:oauth:token-type:jwt');
 const host = z.string().min(1);
 
 /** TLS to one remote: verification is on unless switched off by name. */
@@ -98,7 +102,9 @@ export const authSchema = z.strictObject({
   tokenUrl: httpUrl.optional(),
   /** Instead of tokenUrl: the token endpoint comes from this issuer's discovery document (RFC 8414, OpenID Connect Discovery). */
   issuer: httpUrl.optional(),
-  method: z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth']).optional(),
+  method: z.enum(authMethods).optional(),
+  /** client_credentials (RFC 6749 §4.4), or token_exchange (RFC 8693): a token from a file exchanged for the API's. */
+  grantType: z.enum(grantTypes).default('client_credentials'),
   clientId: z.string().min(1, 'must not be empty').optional(),
   clientIdFile: z.string().min(1).optional(),
   clientSecret: z.string().min(1, 'must not be empty').optional(),
@@ -111,6 +117,25 @@ export const authSchema = z.strictObject({
   certificateFile: z.string().min(1).optional(),
   /** private_key_jwt: the JWS algorithm; by default the one the key's type implies. */
   signingAlgorithm: z.enum(signingAlgorithms).optional(),
+  /** private_key_jwt: the `aud` of the client assertion: the token endpoint's URL, or the issuer (auth.issuer), as Auth0 asks. */
+  assertionAudience: z.enum(['tokenEndpoint', 'issuer']).optional(),
+  /** client_assertion: a file holding a JWT the platform issues and rotates (a Kubernetes service-account token), read at every token request. */
+  clientAssertionFile: z.string().min(1).optional(),
+  /** entra-workload-identity preset: the Microsoft Entra tenant (default: AZURE_TENANT_ID). */
+  tenantId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]*$/, 'must be a tenant id (a GUID) or a domain such as contoso.onmicrosoft.com').optional(),
+  /** entra-workload-identity preset: the authority (default: AZURE_AUTHORITY_HOST, else https://login.microsoftonline.com/). */
+  authorityHost: httpUrl.optional(),
+  /** token_exchange: the file holding the subject token, read at every token request. */
+  subjectTokenFile: z.string().min(1).optional(),
+  /** token_exchange: what the subject token is (RFC 8693 §3). */
+  subjectTokenType: tokenTypeUri.optional(),
+  /** token_exchange: the file holding an actor token (delegation, RFC 8693 §1.1), read at every token request. */
+  actorTokenFile: z.string().min(1).optional(),
+  actorTokenType: tokenTypeUri.optional(),
+  /** token_exchange: the type of token asked for (RFC 8693 §2.1). */
+  requestedTokenType: tokenTypeUri.optional(),
+  /** token_exchange: the resource the token is for (RFC 8693 §2.1, RFC 8707). */
+  resource: z.string().min(1, 'must not be empty').optional(),
   scope: z.string().optional(),
   audience: z.string().optional(),
   /** Extra form fields sent with every token request. */
@@ -177,7 +202,34 @@ const routeSchema = z.strictObject({
   replayBodyLimitBytes: z.number().int().min(0).max(16 * 1024 * 1024).default(64 * 1024),
   /** This route's outbound proxy, over the top-level one and the environment. */
   outboundProxy: outboundProxySchema.optional(),
+  /** false: this route keeps its tokens to itself, though a top-level tokenCache is set. */
+  tokenCache: z.literal(false, { error: 'may only be false (the route then does not use the top-level tokenCache)' }).optional(),
 });
+
+/**
+ * The shared token cache (Redis or Valkey) the replicas of a fleet share tokens through (src/token/shared-cache/).
+ * The URL carries the cache's password, so it may come from a file; the encryption key file is required.
+ */
+export const tokenCacheSchema = z
+  .strictObject({
+    /** redis://user:password@host:6379/0 or rediss:// (TLS); the password URL-escaped. */
+    url: z.string().min(1, 'must not be empty').optional(),
+    /** A file holding the URL (a mounted Secret); read again whenever the sidecar reconnects. */
+    urlFile: z.string().min(1).optional(),
+    /** Base64 of 32 random bytes (openssl rand -base64 32), one key a line: the first encrypts, any decrypts. */
+    encryptionKeyFile: z.string().min(1),
+    /** Put in front of every key the sidecar writes, so a cache can be shared with other programs. */
+    keyPrefix: z.string().max(128).default('bearer-sidecar:'),
+    /** Bound on each call to the cache; a slower answer counts as the cache failing. */
+    timeoutMs: z.number().int().positive().max(60_000).default(500),
+    /** Bound on connecting; a replica starting while the cache is unreachable waits at most this long for it. */
+    connectTimeoutMs: z.number().int().positive().max(60_000).default(2_000),
+    /** TLS to the cache (rediss://): a private CA, a client certificate. */
+    tls: tlsSchema.default(() => tlsSchema.parse({})),
+  })
+  .superRefine((cache, ctx) => {
+    if ((cache.url === undefined) === (cache.urlFile === undefined)) ctx.addIssue({ code: 'custom', path: ['url'], message: 'set url or urlFile (exactly one)' });
+  });
 
 /**
  * A file mode as chmod takes it: "0660", "660", or a number read as the same octal digits (YAML
@@ -247,6 +299,25 @@ const adminSchema = z.strictObject({
   port: port.default(9901),
 });
 
+/**
+ * Traces (OpenTelemetry, OTLP over HTTP): each field is one of the standard OTEL_* variables, and
+ * wins over it when set (config/tracing.ts). The block turns tracing on, as OTEL_EXPORTER_OTLP_ENDPOINT does.
+ */
+const tracingSchema = z.strictObject({
+  /** false: off, whatever the OTEL_* variables say (as OTEL_SDK_DISABLED=true). */
+  enabled: z.boolean().default(true),
+  /** The collector's base URL: /v1/traces is appended (OTEL_EXPORTER_OTLP_ENDPOINT). */
+  endpoint: httpUrl.optional(),
+  /** The full URL spans are sent to, taken as it is (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT). */
+  tracesEndpoint: httpUrl.optional(),
+  protocol: z.enum(tracingProtocols).optional(),
+  serviceName: z.string().min(1).optional(),
+  sampler: z.enum(tracingSamplers).optional(),
+  /** The ratio of traceidratio and parentbased_traceidratio, 0 to 1 (OTEL_TRACES_SAMPLER_ARG). */
+  samplerArg: z.number().min(0).max(1).optional(),
+  resourceAttributes: z.record(z.string().min(1), z.string()).optional(),
+});
+
 const workersProblem = { error: 'must be a whole number of at least 1, or "auto" (the CPUs this process may use)' };
 
 export const configSchema = z
@@ -260,6 +331,10 @@ export const configSchema = z
     workers: z.union([z.number().int(workersProblem).min(1, workersProblem), z.literal('auto')], workersProblem).default(1),
     /** Every route's outbound proxy, over HTTPS_PROXY / HTTP_PROXY / NO_PROXY. */
     outboundProxy: outboundProxySchema.optional(),
+    /** OpenTelemetry traces; off unless this block or OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set. */
+    tracing: tracingSchema.optional(),
+    /** A token cache the replicas share (Redis or Valkey): one token per credential for the whole fleet. */
+    tokenCache: tokenCacheSchema.optional(),
     routes: z.array(routeSchema).min(1, 'at least one route is required'),
   })
   .superRefine((config, ctx) => {
@@ -279,7 +354,7 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['routes', index, 'prefix'], message: `"${route.prefix}" is already the prefix of routes[${previousPrefix}]` });
       } else prefixes.set(prefix, index);
       checkAuth(route.auth, ['routes', index], ctx);
-      if (!route.upstream && !route.auth.preset) ctx.addIssue({ code: 'custom', path: ['routes', index, 'upstream'], message: 'is required (or set auth.preset)' });
+      if (!route.upstream && !staticPresets.has(route.auth.preset ?? '')) ctx.addIssue({ code: 'custom', path: ['routes', index, 'upstream'], message: `is required${route.auth.preset ? ` (the ${route.auth.preset} preset has none)` : ' (or set auth.preset)'}` });
       if (clashes(route.inject.header)) {
         ctx.addIssue({ code: 'custom', path: ['routes', index, 'inject', 'header'], message: "is listen.sharedSecretHeader's name, which the sidecar removes; pick another" });
       }
@@ -294,16 +369,28 @@ function checkAuth(auth: RawAuth, at: (string | number)[], ctx: z.RefinementCtx)
   const need = (present: unknown, field: string, message: string) => {
     if (!present) ctx.addIssue({ code: 'custom', path: [...at, 'auth', field], message });
   };
-  need(auth.tokenUrl ?? auth.issuer ?? auth.preset, 'tokenUrl', 'is required (or set issuer, or a preset)');
+  const entra = auth.preset === entraWorkloadIdentity;
+  if (entra) {
+    need(auth.tokenUrl ?? auth.issuer ?? auth.tenantId, 'tenantId', 'is required with preset entra-workload-identity (AZURE_TENANT_ID, which the workload identity webhook sets; or set tokenUrl)');
+    need(auth.scope, 'scope', 'is required with preset entra-workload-identity: the resource\'s scope, such as https://graph.microsoft.com/.default');
+    if (auth.method !== 'client_assertion') ctx.addIssue({ code: 'custom', path: [...at, 'auth', 'method'], message: 'must be client_assertion with preset entra-workload-identity (or leave it out)' });
+  } else {
+    need(auth.tokenUrl ?? auth.issuer ?? auth.preset, 'tokenUrl', 'is required (or set issuer, or a preset)');
+    for (const field of ['tenantId', 'authorityHost'] as const) {
+      if (auth[field] !== undefined) ctx.addIssue({ code: 'custom', path: [...at, 'auth', field], message: 'applies only with preset entra-workload-identity' });
+    }
+  }
+  const entraHint = entra ? ' (AZURE_CLIENT_ID, which the workload identity webhook sets)' : '';
   if (auth.clientId && auth.clientIdFile) ctx.addIssue({ code: 'custom', path: [...at, 'auth', 'clientIdFile'], message: 'set clientId or clientIdFile, not both' });
-  else need(auth.clientId ?? auth.clientIdFile, 'clientId', 'is required (or clientIdFile)');
+  // A security token service that takes no client authentication may take no client id either.
+  else if (auth.method !== 'none') need(auth.clientId ?? auth.clientIdFile, 'clientId', `is required (or clientIdFile)${entraHint}`);
   checkCredentials(auth, [...at, 'auth'], ctx);
+  checkGrant(auth, [...at, 'auth'], ctx);
 }
 
 /** What each client authentication method needs, and the fields it would silently ignore. */
 function checkCredentials(auth: RawAuth, at: (string | number)[], ctx: z.RefinementCtx): void {
   const problem = (path: string[], message: string) => ctx.addIssue({ code: 'custom', path: [...at, ...path], message });
-  // Presets name only secret-based methods.
   const method = auth.method ?? 'client_secret_basic';
   const secretBased = method === 'client_secret_basic' || method === 'client_secret_post';
   if (secretBased) {
@@ -316,15 +403,38 @@ function checkCredentials(auth: RawAuth, at: (string | number)[], ctx: z.Refinem
   }
   if (method === 'private_key_jwt') {
     if (!auth.privateKeyFile) problem(['privateKeyFile'], 'is required with method: private_key_jwt (the PEM private key that signs the client assertion)');
+    if (auth.assertionAudience === 'issuer' && auth.issuer === undefined) {
+      problem(['assertionAudience'], 'issuer needs auth.issuer, the identity provider\'s issuer (e.g. https://example.auth0.com/); with tokenUrl set too, the issuer is only the audience');
+    }
   } else {
-    for (const field of ['privateKeyFile', 'keyId', 'certificateFile', 'signingAlgorithm'] as const) {
+    for (const field of ['privateKeyFile', 'keyId', 'certificateFile', 'signingAlgorithm', 'assertionAudience'] as const) {
       if (auth[field] !== undefined) problem([field], 'applies only with method: private_key_jwt');
     }
   }
+  if (method === 'client_assertion') {
+    const hint = auth.preset === entraWorkloadIdentity ? 'AZURE_FEDERATED_TOKEN_FILE, which the workload identity webhook sets' : 'e.g. a projected service-account token';
+    if (!auth.clientAssertionFile) problem(['clientAssertionFile'], `is required with method: client_assertion (the file holding the JWT to present, ${hint})`);
+  } else if (auth.clientAssertionFile !== undefined) problem(['clientAssertionFile'], 'applies only with method: client_assertion');
+  if (method === 'none' && auth.grantType !== 'token_exchange') problem(['method'], 'none applies only with grantType: token_exchange (a client credentials grant needs client authentication)');
   if (method === 'tls_client_auth' && !auth.tls.certFile && !auth.tls.keyFile) {
     problem(['tls', 'certFile'], 'is required with method: tls_client_auth (the client certificate, with tls.keyFile)');
   }
 }
+
+/** What each grant needs, and the fields only token exchange takes. */
+function checkGrant(auth: RawAuth, at: (string | number)[], ctx: z.RefinementCtx): void {
+  const problem = (field: string, message: string) => ctx.addIssue({ code: 'custom', path: [...at, field], message });
+  if (auth.grantType === 'token_exchange') {
+    if (!auth.subjectTokenFile) problem('subjectTokenFile', 'is required with grantType: token_exchange (the file holding the token to exchange, e.g. a projected service-account token)');
+    if (auth.actorTokenType !== undefined && auth.actorTokenFile === undefined) problem('actorTokenType', 'applies only with actorTokenFile');
+    return;
+  }
+  for (const field of tokenExchangeFields) {
+    if (auth[field] !== undefined) problem(field, 'applies only with grantType: token_exchange');
+  }
+}
+
+const tokenExchangeFields = ['subjectTokenFile', 'subjectTokenType', 'actorTokenFile', 'actorTokenType', 'requestedTokenType', 'resource'] as const;
 
 /**
  * What a program gives the library (createTokenSource, the Fastify plugin): a route's `auth`, and
@@ -336,6 +446,9 @@ export const inProcessSchema = z
     auth: authSchema,
     tls: routeSchema.shape.tls,
     replayBodyLimitBytes: routeSchema.shape.replayBodyLimitBytes,
+    /** As a route's: false goes direct whatever HTTPS_PROXY says; absent, the environment decides. */
+    outboundProxy: outboundProxySchema.optional(),
+    tokenCache: tokenCacheSchema.optional(),
   })
   .superRefine((options, ctx) => checkAuth(options.auth, [], ctx));
 
@@ -351,5 +464,11 @@ export type RawAuth = z.infer<typeof authSchema>;
 export type AuthOptions = z.input<typeof authSchema>;
 /** A route's `tls` as written. */
 export type TlsOptions = z.input<typeof routeSchema.shape.tls>;
+/** A route's `outboundProxy` as written: false, or a mapping with url or urlFile and noProxy. */
+export type OutboundProxyOptions = z.input<typeof outboundProxySchema>;
 export type RawListen = z.infer<typeof listenSchema>;
+export type RawTracing = z.infer<typeof tracingSchema>;
 export type RawTls = z.infer<typeof tlsSchema>;
+export type RawTokenCache = z.infer<typeof tokenCacheSchema>;
+/** The top-level `tokenCache` as written (before defaults): what createTokenSource takes. */
+export type TokenCacheOptions = z.input<typeof tokenCacheSchema>;

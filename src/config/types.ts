@@ -4,8 +4,9 @@
 import type { OutboundProxySettings } from './outbound-proxy.js';
 import type { Cidr } from './cidr.js';
 import type { SigningAlgorithm } from './signing-algorithms.js';
-import type { AuthMethod, PresetName } from './presets.js';
+import type { AuthMethod, GrantType, PresetName } from './presets.js';
 import type { SecretSource } from './secret.js';
+import type { tracingProtocols, tracingSamplers } from './tracing-names.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -43,7 +44,8 @@ export interface AuthConfig {
   readonly method: AuthMethod;
   /** False when `method` is the default: discovery may then pick client_secret_post instead. */
   readonly methodSet: boolean;
-  readonly clientId: SecretSource;
+  /** Undefined only with method none (a security token service that takes no client id). */
+  readonly clientId: SecretSource | undefined;
   /** client_secret_basic and client_secret_post only. */
   readonly clientSecret: SecretSource | undefined;
   /** private_key_jwt only: the PEM key that signs the client assertion, read at every token request. */
@@ -54,6 +56,17 @@ export interface AuthConfig {
   readonly certificate: SecretSource | undefined;
   /** private_key_jwt: undefined means the algorithm the key's type implies (src/config/keys.ts). */
   readonly signingAlgorithm: SigningAlgorithm | undefined;
+  /** private_key_jwt: the assertion's aud, the token endpoint's URL or the issuer (`assertionIssuer`). */
+  readonly assertionAudience: 'tokenEndpoint' | 'issuer';
+  /** auth.issuer as configured, also when tokenUrl is set (then it is only the assertion's audience). */
+  readonly assertionIssuer: string | undefined;
+  /** client_assertion only: the file holding the JWT presented as client_assertion, read at every token request. */
+  readonly clientAssertion: SecretSource | undefined;
+  readonly grantType: GrantType;
+  /** token_exchange only (RFC 8693): the tokens presented and the type asked for. */
+  readonly tokenExchange: TokenExchangeConfig | undefined;
+  /** token_exchange: the resource form field (RFC 8693 §2.1). */
+  readonly resource: string | undefined;
   readonly scope: string | undefined;
   readonly audience: string | undefined;
   readonly extraParams: Readonly<Record<string, string>>;
@@ -69,6 +82,16 @@ export interface AuthConfig {
   /** An http:// token URL, issuer or discovered token endpoint is accepted off loopback. */
   readonly allowInsecureTokenUrl: boolean;
   readonly tls: TlsConfig;
+}
+
+export interface TokenExchangeConfig {
+  /** subjectTokenFile, read at every token request. */
+  readonly subjectToken: SecretSource;
+  readonly subjectTokenType: string;
+  /** actorTokenFile, read at every token request. */
+  readonly actorToken: SecretSource | undefined;
+  readonly actorTokenType: string | undefined;
+  readonly requestedTokenType: string | undefined;
 }
 
 export interface InjectConfig {
@@ -101,6 +124,20 @@ export interface RouteConfig {
   readonly replayBodyLimitBytes: number;
   /** The outbound proxy of its token requests, upstream requests and WebSocket dials (outboundProxy, else HTTPS_PROXY...). */
   readonly outboundProxy: OutboundProxySettings;
+  /** False when the route opted out (`tokenCache: false`); true uses the top-level tokenCache, when there is one. */
+  readonly tokenCache: boolean;
+}
+
+/** The shared token cache (top-level `tokenCache`): resolved, its files checked at load. */
+export interface TokenCacheConfig {
+  /** redis:// or rediss:// URL, password included: inline, or a file read again at each reconnect. Never logged. */
+  readonly url: SecretSource;
+  /** The key file: base64 keys of 32 bytes, one a line; the first encrypts, any decrypts. */
+  readonly encryptionKeys: SecretSource;
+  readonly keyPrefix: string;
+  readonly timeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly tls: TlsConfig;
 }
 
 export interface ListenConfig {
@@ -139,5 +176,23 @@ export interface SidecarConfig {
   readonly drainTimeoutMs: number;
   /** Processes serving the proxy listener (1: this process alone); "auto": the CPUs it may use (runtime/cpus.ts). */
   readonly workers: number | 'auto';
+  /** OpenTelemetry traces; absent when off (config/tracing.ts). */
+  readonly tracing?: TracingConfig;
   readonly routes: readonly RouteConfig[];
+  /** Set: the token sources share tokens through this cache (src/token/shared-cache/). */
+  readonly tokenCache?: TokenCacheConfig;
+}
+
+/** Where and how spans are exported, from the `tracing` block and the OTEL_* variables (config/tracing.ts). */
+export interface TracingConfig {
+  /** The URL spans are POSTed to (OTLP over HTTP). */
+  readonly url: string;
+  readonly protocol: (typeof tracingProtocols)[number];
+  readonly serviceName: string;
+  readonly sampler: (typeof tracingSamplers)[number];
+  /** The ratio of the traceidratio samplers (0 to 1). */
+  readonly samplerRatio: number;
+  readonly resourceAttributes: Readonly<Record<string, string>>;
+  /** Headers sent with every export (OTEL_EXPORTER_OTLP_HEADERS), by name; the values are secrets. */
+  readonly headers?: Readonly<Record<string, SecretSource>>;
 }

@@ -16,11 +16,14 @@ import type { FastifyHttpProxyOptions } from '@fastify/http-proxy';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Logger } from 'pino';
-import { resolveInProcessOptions } from '../config/load.js';
-import { presets } from '../config/presets.js';
-import type { AuthOptions, TlsOptions } from '../config/schema.js';
+import type { Dispatcher } from 'undici';
+import { resolveInProcessOptions, type InProcessConfig } from '../config/load.js';
+import { staticPreset } from '../config/presets.js';
+import type { AuthOptions, OutboundProxyOptions, TlsOptions } from '../config/schema.js';
 import type { TlsConfig } from '../config/types.js';
 import { ConfigError, SidecarError } from '../errors.js';
+import { dispatcherFor, webSocketDialer } from '../outbound/dispatcher.js';
+import { proxyFor } from '../config/outbound-proxy.js';
 import { errorReply } from '../proxy/errors.js';
 import { hopByHopRequestHeaders } from '../proxy/headers.js';
 import { tlsConnectOptions, undiciConnect, warnUnverifiedTls } from '../tls.js';
@@ -40,8 +43,14 @@ export type BearerProxyOptions = DistributiveOmit<HttpProxyOptions, 'upstream'> 
   readonly auth: AuthOptions;
   /** The upstream's origin and base path; defaults to the preset's when `auth.preset` is set. */
   readonly upstream?: string;
-  /** TLS to the upstream, as a route's `tls`: verified unless `rejectUnauthorized: false`; `caFile` adds a private CA; `certFile` and `keyFile` present a client certificate (read at registration). */
+  /** TLS to the upstream, as a route's `tls`: verified unless `rejectUnauthorized: false`; `caFile` adds a private CA; `certFile` and `keyFile` present a client certificate (read again when its files change, on the next new connection). */
   readonly tls?: TlsOptions;
+  /**
+   * The outbound (forward) proxy of the token requests, the upstream's requests and WebSocket
+   * dials, as a route's `outboundProxy`: `false` for none whatever the environment says. Default:
+   * HTTPS_PROXY, HTTP_PROXY and NO_PROXY, as the sidecar reads them.
+   */
+  readonly outboundProxy?: OutboundProxyOptions;
   /** Request bodies up to this size are kept so a request answered 401 can be replayed; 0 keeps none. Default 65536. */
   readonly replayBodyLimitBytes?: number;
   /** Names the token source in log lines and error bodies. Default: the prefix. */
@@ -52,19 +61,20 @@ export type BearerProxyOptions = DistributiveOmit<HttpProxyOptions, 'upstream'> 
 const dropped = new Set([...hopByHopRequestHeaders.filter((name) => name !== 'host'), 'authorization']);
 
 export const bearerProxy: FastifyPluginAsync<BearerProxyOptions> = async function bearerProxy(fastify, options) {
-  const { auth: authInput, tls: tlsInput, replayBodyLimitBytes: replayInput, name: nameInput, ...proxyOptions } = options;
-  const resolved = resolveInProcessOptions({ auth: authInput, tls: tlsInput, replayBodyLimitBytes: replayInput });
-  const upstream = proxyOptions.upstream || (resolved.auth.preset ? presets[resolved.auth.preset].upstream : undefined);
-  if (!upstream) throw new ConfigError(['upstream: is required (or set auth.preset)']);
+  const { auth: authInput, tls: tlsInput, replayBodyLimitBytes: replayInput, outboundProxy: outboundInput, name: nameInput, ...proxyOptions } = options;
+  const resolved = resolveInProcessOptions({ auth: authInput, tls: tlsInput, replayBodyLimitBytes: replayInput, outboundProxy: outboundInput });
+  const upstream = proxyOptions.upstream || staticPreset(resolved.auth.preset)?.upstream;
+  if (!upstream) throw new ConfigError([`upstream: is required${resolved.auth.preset ? ` (the ${resolved.auth.preset} preset has none)` : ' (or set auth.preset)'}`]);
   const httpProxy = await loadHttpProxy();
 
   const name = nameInput ?? (fastify.prefix || '/');
   const logger = fastify.log as unknown as Logger;
   const states = new WeakMap<FastifyRequest, RequestState>();
   const reply = proxyOptions.replyOptions ?? {};
-  const tls = upstreamTls(proxyOptions, resolved.tls);
+  const outbound = upstreamDispatcher(proxyOptions, upstream, resolved, logger);
+  const tls = outbound ? { options: { undici: outbound }, config: resolved.tls } : upstreamTls(proxyOptions, resolved.tls);
   warnUnverifiedTls(name, 'upstream', tls.config, logger);
-  const tokens = createRouteTokenSource({ name, auth: resolved.auth }, { logger });
+  const tokens = createRouteTokenSource({ name, auth: resolved.auth, outboundProxy: resolved.outboundProxy }, { logger });
   const { source } = tokens;
 
   /** Our JSON answer for a failure before the upstream answered (errors.ts, as the sidecar's). */
@@ -136,18 +146,37 @@ export const bearerProxy: FastifyPluginAsync<BearerProxyOptions> = async functio
       onResponse: replay.onResponse,
       onError: reply.onError ?? ((res: FastifyReply, { error }: { error: Error }) => void fail(res.request, res, error)),
     },
-    ...(proxyOptions.websocket ? { wsClientOptions: websocketClientOptions(proxyOptions.wsClientOptions as Record<string, unknown> | undefined, resolved.tls, states, source) } : {}),
+    ...(proxyOptions.websocket
+      ? { wsClientOptions: websocketClientOptions(proxyOptions.wsClientOptions as Record<string, unknown> | undefined, resolved, String(proxyOptions.wsUpstream || upstream), states, source) }
+      : {}),
   } as unknown as HttpProxyOptions;
 
-  fastify.addHook('onClose', () => tokens.close());
+  fastify.addHook('onClose', async () => {
+    await tokens.close();
+    await outbound?.close();
+  });
   source.start();
   try {
     await fastify.register(httpProxy, registered);
   } catch (err) {
     await tokens.close();
+    await outbound?.close();
     throw err;
   }
 };
+
+/**
+ * The upstream's connections through an outbound proxy, when one applies to it (outboundProxy, or
+ * HTTPS_PROXY / NO_PROXY): the sidecar's own dispatcher (CONNECT tunnel, TLS end to end with `tls`,
+ * rotated client certificates on new connections), given to reply-from as its undici dispatcher.
+ * Undefined when the upstream goes direct, or when the app chose its client (`undici` dispatcher,
+ * `http`, `http2`): then nothing changes.
+ */
+function upstreamDispatcher(proxyOptions: Record<string, unknown>, upstream: string, resolved: InProcessConfig, logger: Logger): Dispatcher | undefined {
+  const { http, http2, undici } = proxyOptions as { http?: unknown; http2?: unknown; undici?: unknown };
+  if (http || http2 || undici !== undefined || !proxyFor(upstream, resolved.outboundProxy)) return undefined;
+  return dispatcherFor(new URL(upstream).origin, resolved.outboundProxy, { tls: resolved.tls, connectTimeoutMs: 10_000, logger });
+}
 
 // Plugin metadata, as fastify-plugin would set it (without `skip-override`: the plugin keeps its
 // own encapsulated context).
@@ -219,15 +248,29 @@ function upstreamTls(proxyOptions: Record<string, unknown>, tls: TlsConfig): { o
 }
 
 /**
- * The WebSocket dial: the token as Authorization, the caller's cookie as http-proxy does by
- * default, TLS verified, with the private CA and the client certificate of `tls`. http-proxy
- * copies these options once, at registration: a client certificate rotated later is presented on
- * WebSocket dials only after the app restarts (plain requests pick it up at once).
+ * How WebSocket dials connect, when the plugin must take part: through the outbound proxy that
+ * applies to the upstream, or with the client certificate of `tls` as its files are at each dial.
+ * Undefined (ws connects as http-proxy tells it) otherwise, or when the app brings its own TLS
+ * material or connection.
  */
-function websocketClientOptions(given: Record<string, unknown> | undefined, tls: TlsConfig, states: WeakMap<FastifyRequest, RequestState>, source: TokenSource): Record<string, unknown> {
+function webSocketDial(wsUpstream: string, { tls, outboundProxy }: InProcessConfig, given: Record<string, unknown> | undefined): ReturnType<typeof webSocketDialer> | undefined {
+  const appOwn = ['createConnection', 'secureContext', 'cert', 'key', 'pfx'].some((field) => given?.[field] !== undefined);
+  if (appOwn || (!tls.clientCertificate && !proxyFor(wsUpstream.replace(/^ws/, 'http'), outboundProxy))) return undefined;
+  return webSocketDialer(wsUpstream, outboundProxy, tls, 10_000);
+}
+
+/**
+ * The WebSocket dial: the token as Authorization, the caller's cookie as http-proxy does by
+ * default, TLS verified, with the private CA and the client certificate of `tls` (read again when
+ * its files change, through webSocketDial: http-proxy copies these options once, at registration).
+ */
+function websocketClientOptions(given: Record<string, unknown> | undefined, resolved: InProcessConfig, wsUpstream: string, states: WeakMap<FastifyRequest, RequestState>, source: TokenSource): Record<string, unknown> {
   const appRewrite = given?.rewriteRequestHeaders as ((headers: Record<string, unknown>, request: FastifyRequest) => Record<string, unknown>) | undefined;
+  const { tls } = resolved;
+  const dial = webSocketDial(wsUpstream, resolved, given);
   return {
     ...tlsConnectOptions(tls),
+    ...(dial ? { createConnection: dial } : {}),
     ...given,
     rewriteRequestHeaders(headers: Record<string, unknown>, request: FastifyRequest) {
       const base = appRewrite ? appRewrite(headers, request) : { ...headers, ...(request.headers.cookie ? { cookie: request.headers.cookie } : {}) };

@@ -4,7 +4,7 @@
 
 import type { Logger } from 'pino';
 import { resolveInProcessOptions } from '../config/load.js';
-import type { AuthOptions } from '../config/schema.js';
+import type { AuthOptions, OutboundProxyOptions, TokenCacheOptions } from '../config/schema.js';
 import type { Clock } from '../token/clock.js';
 import { createRouteTokenSource } from '../token/create.js';
 import type { TokenStatus } from '../token/token-source.js';
@@ -35,6 +35,18 @@ export interface CreateTokenSourceOptions {
   readonly logger?: Logger;
   /** Time source (tests). */
   readonly clock?: Clock;
+  /**
+   * The outbound (forward) proxy of the token requests, as a route's `outboundProxy`: `false` for
+   * none whatever the environment says, or `{ url | urlFile, noProxy }`. Default: HTTPS_PROXY,
+   * HTTP_PROXY and NO_PROXY, read as the sidecar reads them.
+   */
+  readonly outboundProxy?: OutboundProxyOptions;
+  /**
+   * A token cache shared with other processes (Redis or Valkey), as the config file's top-level
+   * `tokenCache` (url or urlFile, encryptionKeyFile, keyPrefix, timeoutMs, tls): one token per
+   * credential for all of them. This source opens its own connection and close() closes it.
+   */
+  readonly tokenCache?: TokenCacheOptions;
 }
 
 /**
@@ -45,11 +57,15 @@ export interface CreateTokenSourceOptions {
  * do, until close(), which stops everything at once.
  */
 export function createTokenSource(auth: AuthOptions, options: CreateTokenSourceOptions = {}): BearerTokenSource {
-  const resolved = resolveInProcessOptions({ auth });
+  const resolved = resolveInProcessOptions({ auth, outboundProxy: options.outboundProxy, ...(options.tokenCache ? { tokenCache: options.tokenCache } : {}) });
   const name = options.name ?? 'default';
+  const { logger, clock } = options;
+  // Loaded only when asked for (ioredis and the cache's code).
+  const tokenCache = resolved.tokenCache;
+  const sharedCache = tokenCache && import('../token/shared-cache/open.js').then(({ openSharedTokenCache }) => openSharedTokenCache(tokenCache, { logger }));
   const { source, close } = createRouteTokenSource(
-    { name, auth: resolved.auth },
-    { ...(options.logger ? { logger: options.logger } : {}), ...(options.clock ? { clock: options.clock } : {}) },
+    { name, auth: resolved.auth, outboundProxy: resolved.outboundProxy },
+    { ...(logger ? { logger } : {}), ...(clock ? { clock } : {}), ...(sharedCache ? { sharedCache } : {}) },
   );
   source.start();
   return {
@@ -57,6 +73,9 @@ export function createTokenSource(auth: AuthOptions, options: CreateTokenSourceO
     getToken: () => source.getToken(),
     invalidate: (token) => source.invalidate(token),
     status: () => source.status(),
-    close,
+    async close() {
+      await close();
+      await (await sharedCache?.catch(() => undefined))?.close();
+    },
   };
 }

@@ -8,10 +8,12 @@
 // - http:// through a proxy: requests in absolute form (GET http://host/path) on a Pool to the
 //   proxy, with Proxy-Authorization; a 407 answer becomes an error naming the proxy.
 
+import { createConnection, isIP, type NetConnectOpts } from 'node:net';
+import type { ConnectionOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { Agent, Pool, type Dispatcher } from 'undici';
 import type { TlsConfig } from '../config/types.js';
-import { undiciConnect } from '../tls.js';
+import { nodeTls, tlsConnectOptions, undiciConnect } from '../tls.js';
 import { proxyRefusal } from './errors.js';
 import type { ProxyEndpoint } from '../config/proxy-endpoint.js';
 import { proxyFor, type OutboundProxySettings } from '../config/outbound-proxy.js';
@@ -113,4 +115,24 @@ class ProxyAnswer implements Dispatcher.DispatchHandler {
 export function webSocketConnectorFor(origin: string, settings: OutboundProxySettings, connectTimeoutMs: number): WebSocketConnector | undefined {
   const proxy = proxyFor(origin, settings);
   return proxy && webSocketConnector(proxy, origin.startsWith('https:'), connectTimeoutMs);
+}
+
+/**
+ * ws's `createConnection` for dials to `origin` (ws(s):// or http(s)://) by a client that fixes its
+ * options once (@fastify/http-proxy's): the TLS settings are taken as they are at each dial, so a
+ * rotated client certificate is presented, and the dial goes through the outbound proxy when one
+ * applies to `origin`.
+ */
+export function webSocketDialer(origin: string, settings: OutboundProxySettings, tls: TlsConfig, connectTimeoutMs: number, logger?: Logger): WebSocketConnector {
+  const httpOrigin = origin.replace(/^ws/, 'http');
+  const secure = httpOrigin.startsWith('https:');
+  const tunnel = webSocketConnectorFor(httpOrigin, settings, connectTimeoutMs);
+  return (options, callback) => {
+    const current = secure ? { ...options, ...tlsConnectOptions(tls, logger) } : options;
+    if (tunnel) return tunnel(current, callback);
+    if (!secure) return createConnection(current as NetConnectOpts);
+    const host = String(options.host ?? options.hostname);
+    // `path` would make tls.connect open a Unix socket (ws clears it for the same reason).
+    return nodeTls().connect({ ...(current as ConnectionOptions), path: undefined, servername: isIP(host) === 0 ? host : undefined } as ConnectionOptions);
+  };
 }

@@ -40,7 +40,12 @@ export interface ForwarderOptions {
    * response is cut, and this reports it. Failures before that go to the app's error handler.
    */
   readonly onBrokenResponse?: (request: FastifyRequest, err: Error) => void;
+  /** The upstream answered a request's first 401, and what became of it (metrics). */
+  readonly onUpstream401?: (outcome: Upstream401Outcome) => void;
 }
+
+/** What became of the first 401 the upstream answered a request: sent again with a new token, or passed on to the caller. */
+export type Upstream401Outcome = 'replayed' | 'no_new_token' | 'body_not_kept';
 
 type Body = Buffer | Readable | undefined;
 
@@ -132,15 +137,11 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   #dispatch(): void {
     const request = this.#request;
-    this.#options.pool.dispatch(
-      {
-        path: this.#path,
-        method: request.method as Dispatcher.HttpMethod,
-        headers: this.#options.requestHeaders(request.raw, this.#token, request.id),
-        body: this.#body ?? null,
-      },
-      this,
-    );
+    const method = request.method as Dispatcher.HttpMethod;
+    const headers = this.#options.requestHeaders(request.raw, this.#token, request.id);
+    // With traces on, the call is a client span and the upstream's traceparent names it (tracing/).
+    const trace = request.sidecarTrace;
+    this.#options.pool.dispatch({ path: this.#path, method, headers, body: this.#body ?? null }, trace === null ? this : trace.upstream(method, headers, this));
   }
 
   readonly #onCallerClose = (): void => {
@@ -168,6 +169,7 @@ class Exchange implements Dispatcher.DispatchHandler {
         return;
       }
       // The caller gets this 401, but the requests after it get a new token.
+      this.#options.onUpstream401?.('body_not_kept');
       void this.#options.tokens.invalidate(this.#token);
     }
     this.#relayHead(controller, statusCode, headers);
@@ -246,18 +248,21 @@ class Exchange implements Dispatcher.DispatchHandler {
   #replayOrRelay(controller: Dispatcher.DispatchController, headers: Record<string, string | string[] | undefined>): void {
     const { tokens, route } = this.#options;
     this.#deciding = true;
-    tokenAfterRejection(tokens, this.#token)
+    const trace = this.#request.sidecarTrace;
+    (trace === null ? tokenAfterRejection(tokens, this.#token) : trace.waitForToken(() => tokenAfterRejection(tokens, this.#token)))
       .then((fresh) => {
         this.#deciding = false;
         if (this.#done) return;
         const ended = this.#endedWhileDeciding;
         if (!fresh) {
+          this.#options.onUpstream401?.('no_new_token');
           this.#request.log.debug({ route }, 'upstream answered 401 and no other token is available; passing the 401 on');
           if (!this.#relayHead(controller, 401, headers)) return;
           if (ended) this.onResponseEnd();
           else controller.resume();
           return;
         }
+        this.#options.onUpstream401?.('replayed');
         this.#request.log.debug({ route }, 'upstream answered 401; replaying the request with a new token');
         this.#token = fresh;
         if (ended) return this.#dispatch();

@@ -16,6 +16,7 @@ import type { RouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import { dispatcherFor, webSocketConnectorFor } from '../outbound/dispatcher.js';
 import type { TokenProvider } from '../token/token-source.js';
+import type { RequestTrace } from '../tracing/types.js';
 import { failed, Forwarder, type ForwarderOptions } from './forward.js';
 import { requestHeaderPolicy, responseHeaderPolicy } from './headers.js';
 import { limitBody } from './limits.js';
@@ -29,6 +30,8 @@ declare module 'fastify' {
     bearerToken: string;
     /** The route serving this request, from the generation in force when it arrived; null when none serves its path. */
     sidecarRoute: ProxyRoute | null;
+    /** This request's spans when traces are on (tracing/); null when they are off. */
+    sidecarTrace: RequestTrace | null;
   }
 }
 
@@ -48,6 +51,7 @@ export interface ProxyRouteOptions {
   readonly logger: Logger;
   /** Told of upstream failures after a response had begun (forward.ts). */
   readonly onBrokenResponse?: ForwarderOptions['onBrokenResponse'];
+  readonly onUpstream401?: ForwarderOptions['onUpstream401'];
 }
 
 /**
@@ -78,8 +82,9 @@ export class ProxyRoute {
   #active = 0;
   #retired = false;
   #closing: Promise<void> | undefined;
+  readonly #onClose: (() => void)[] = [];
 
-  constructor({ route, tokens, connections = 128, sharedSecretHeader, websockets, logger, onBrokenResponse }: ProxyRouteOptions) {
+  constructor({ route, tokens, connections = 128, sharedSecretHeader, websockets, logger, onBrokenResponse, onUpstream401 }: ProxyRouteOptions) {
     this.name = route.name;
     this.prefix = route.prefix;
     this.config = route;
@@ -89,7 +94,7 @@ export class ProxyRoute {
     this.#mapping = { prefix: route.prefix, basePath: route.upstreamBasePath };
     this.#maxBodyBytes = route.maxBodyBytes;
     this.#pool = upstreamPool(route, connections, logger);
-    this.#forwarder = new Forwarder({ route: route.name, tokens, pool: this.#pool, requestHeaders, responseHeaders, replayBodyLimitBytes: route.replayBodyLimitBytes, ...(onBrokenResponse ? { onBrokenResponse } : {}) });
+    this.#forwarder = new Forwarder({ route: route.name, tokens, pool: this.#pool, requestHeaders, responseHeaders, replayBodyLimitBytes: route.replayBodyLimitBytes, ...(onBrokenResponse ? { onBrokenResponse } : {}), ...(onUpstream401 ? { onUpstream401 } : {}) });
     this.#websockets = route.websocket ? websockets : undefined;
     this.#upgrades = {
       route,
@@ -97,6 +102,7 @@ export class ProxyRoute {
       connect: route.websocket ? webSocketConnectorFor(route.upstreamOrigin, route.outboundProxy, route.connectTimeoutMs) : undefined,
       rewriteRequestHeaders: (request: FastifyRequest) => requestHeaders(request.raw, request.bearerToken, request.id),
       rewriteResponseHeaders: responseHeaders,
+      onUpstream401,
     };
   }
 
@@ -118,8 +124,9 @@ export class ProxyRoute {
     const tokens = this.tokens;
     const token = tokens.peek();
     if (token !== undefined) return this.#forwarder.forward(request, reply, target, token);
-    tokens
-      .getToken()
+    // Waiting for a token: a grant this request starts is part of its trace, when traces are on.
+    const trace = request.sidecarTrace;
+    (trace === null ? tokens.getToken() : trace.waitForToken(() => tokens.getToken()))
       .then((fresh) => this.#forwarder.forward(request, reply, target, fresh))
       .catch((err: unknown) => failed(reply, err));
   }
@@ -153,9 +160,18 @@ export class ProxyRoute {
     return this.#closing !== undefined;
   }
 
+  /** Calls `callback` when the route closes (at once if it has): once retired, when its last request is done. */
+  whenClosed(callback: () => void): void {
+    if (this.#closing) callback();
+    else this.#onClose.push(callback);
+  }
+
   /** Closes the pool; undici lets the requests it carries finish first. */
   close(): Promise<void> {
-    this.#closing ??= this.#pool.close().catch(() => {});
+    if (!this.#closing) {
+      this.#closing = this.#pool.close().catch(() => {});
+      for (const callback of this.#onClose.splice(0)) callback();
+    }
     return this.#closing;
   }
 }

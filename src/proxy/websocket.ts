@@ -37,6 +37,8 @@ export interface UpgradeRoute {
   readonly rewriteRequestHeaders: (request: FastifyRequest) => OutgoingHeaders;
   /** The response header policy, for an upstream refusal relayed to the caller. */
   readonly rewriteResponseHeaders: ResponseHeaderBuilder;
+  /** The upstream answered the upgrade's first 401, and what became of it (metrics). */
+  readonly onUpstream401?: ((outcome: 'replayed' | 'no_new_token') => void) | undefined;
 }
 
 type Dialled = { readonly open: WebSocket } | { readonly refused: IncomingMessage; readonly upstream: WebSocket } | { readonly callerGone: true };
@@ -117,7 +119,9 @@ export class WebSocketProxy {
       const rejected = request.bearerToken;
       void tokens.invalidate(rejected);
       const fresh = await tokens.getToken().catch(() => undefined);
-      if (fresh && fresh !== rejected && !raw.socket.destroyed) {
+      const replay = fresh !== undefined && fresh !== rejected && !raw.socket.destroyed;
+      target.onUpstream401?.(replay ? 'replayed' : 'no_new_token');
+      if (replay) {
         dialled.refused.resume();
         dialled.upstream.terminate();
         request.bearerToken = fresh;

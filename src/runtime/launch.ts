@@ -4,7 +4,9 @@
 // re-executing the same program with them (process.execve, Node 22.15+ and 23.11+): the PID stays
 // (PID 1 in a container stays PID 1), and so do signal handling and the open descriptors. Where
 // Node has no execve, the sidecar runs without them and says so in one line at start (main.ts,
-// notAppliedMessage). The V8 flags settable from inside are set here in any case.
+// notAppliedMessage). The V8 flags settable from inside are set here in any case. A re-execution
+// costs one more start of node (~105 ms CPU to ready on a loaded 2-CPU machine, about one bare
+// `node -e 0`; docs/deployment.md, "Runtime settings").
 //
 // Only `serve` re-executes: --help, --version, `check` and `token` are short-lived, and a worker
 // of `workers: N` is forked with the settings on its command line (workers/primary.ts).

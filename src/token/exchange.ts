@@ -1,5 +1,6 @@
-// One OAuth2 client-credentials token request (RFC 6749 §4.4): a POST, authenticated the route's
-// way (client-auth/), a timeout, and a checked response. Every failure is a TokenError that says
+// One OAuth2 token request: a POST with the route's grant (grant.ts: client credentials, RFC 6749
+// §4.4, or token exchange, RFC 8693), authenticated the route's way (client-auth/), a timeout, and
+// a checked response. Every failure is a TokenError that says
 // whether retrying can help. No caching, no retries: token-source.ts composes those around this.
 
 import { request, type Dispatcher } from 'undici';
@@ -7,6 +8,7 @@ import type { AuthConfig } from '../config/types.js';
 import { OutboundProxyError } from '../outbound/errors.js';
 import { clientAuthentication } from './client-auth/index.js';
 import { proxyFailed, TokenError } from './errors.js';
+import { exchangeResponseProblem, grantRequest } from './grant.js';
 import { jwtExpiry } from './jwt.js';
 
 export interface Token {
@@ -15,6 +17,11 @@ export interface Token {
   /** Where the lifetime came from, for logs. */
   readonly lifetimeFrom: 'expires_in' | 'jwt' | 'default';
   readonly scope: string | undefined;
+  /**
+   * Set on a token another replica fetched (from the shared token cache): when its life began (ms,
+   * the clock's), so that every replica schedules its refresh for the same moment.
+   */
+  readonly sharedSince?: number;
 }
 
 export interface ExchangeOptions {
@@ -37,13 +44,14 @@ export async function exchangeClientCredentials(auth: AuthConfig, options: Excha
   const tokenUrl = options.tokenUrl ?? auth.tokenUrl;
   // A programming error, not a token failure: discovery resolves the URL before any exchange.
   if (tokenUrl === undefined) throw new TypeError('no token URL: resolve auth.issuer first (token/discovery.ts)');
-  const client = await clientAuthentication(auth, tokenUrl, (options.now ?? Date.now)());
-  const form = new URLSearchParams({ grant_type: 'client_credentials' });
-  if (auth.scope) form.set('scope', auth.scope);
-  if (auth.audience) form.set('audience', auth.audience);
+  const now = (options.now ?? Date.now)();
+  const grant = grantRequest(auth, now);
+  const client = await clientAuthentication(auth, tokenUrl, now);
+  const form = new URLSearchParams(grant.form);
   for (const [key, value] of Object.entries(auth.extraParams)) form.set(key, value);
   // After extraParams: they cannot override the client's authentication.
   for (const [key, value] of Object.entries(client.form)) form.set(key, value);
+  const secrets = [...grant.secrets, ...client.secrets];
   const headers: Record<string, string> = {
     'content-type': 'application/x-www-form-urlencoded',
     accept: 'application/json',
@@ -81,7 +89,7 @@ export async function exchangeClientCredentials(auth: AuthConfig, options: Excha
     throw new TokenError('BSC_TOKEN_NETWORK', `token endpoint unreachable: ${code ?? (err as Error).message}`, { retryable: true, cause: err });
   }
 
-  const scrub = (message: string) => scrubSecrets(message, client.secrets);
+  const scrub = (message: string) => scrubSecrets(message, secrets);
   if (status >= 200 && status < 300) return parseTokenResponse(text, status, auth, startedAt, scrub);
   throw errorFromResponse(status, text, retryAfter, (options.now ?? Date.now)(), scrub, client.rejectedHint);
 }
@@ -93,6 +101,8 @@ function parseTokenResponse(text: string, status: number, auth: AuthConfig, star
   const accessToken = fields.access_token;
   if (typeof accessToken !== 'string' || accessToken === '') throw malformed('access_token is missing');
   if (/[\s\x00-\x1f\x7f]/.test(accessToken)) throw malformed('access_token contains characters not allowed in a header');
+  const exchangeProblem = exchangeResponseProblem(auth.tokenExchange, fields);
+  if (exchangeProblem) throw new TokenError('BSC_TOKEN_MALFORMED', `token exchange answered ${status} but ${scrub(exchangeProblem)}`, { retryable: false, status });
   const tokenType = fields.token_type;
   if (tokenType !== undefined && (typeof tokenType !== 'string' || tokenType.toLowerCase() !== 'bearer')) {
     throw new TokenError('BSC_TOKEN_MALFORMED', `token endpoint issued a token of type ${scrub(JSON.stringify(tokenType))}, not Bearer`, { retryable: false, status });
@@ -137,7 +147,8 @@ function errorFromResponse(status: number, text: string, retryAfter: string | st
     // not JSON: the status alone says enough
   }
   const detail = oauthError ? `: ${oauthError}${description ? ` (${description})` : ''}` : '';
-  const message = scrub(`token endpoint answered ${status}${detail}`.slice(0, 300));
+  // Scrubbed before it is cut: a cut would leave a prefix of a secret that no longer matches it.
+  const message = scrub(`token endpoint answered ${status}${detail}`).slice(0, 300);
   const retryable = (status === 408 || status === 429 || status >= 500) && !(oauthError && permanentErrors.has(oauthError));
   if (!retryable) {
     const hint = oauthError === 'invalid_client' || status === 401 ? `; ${rejectedHint}` : '';
@@ -181,8 +192,11 @@ export async function readLimited(body: AsyncIterable<Buffer> & { destroy(): unk
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** Anything shaped like a JWT: an endpoint may echo a token the request did not send as it is. */
+const jwtShaped = /ey[A-Za-z0-9_-]{10,}\.ey[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*)?/g;
+
 function scrubSecrets(message: string, secrets: readonly string[]): string {
   let out = message;
   for (const secret of secrets) if (secret.length >= 4) out = out.replaceAll(secret, '[redacted]');
-  return out;
+  return out.replace(jwtShaped, '[redacted]');
 }

@@ -8,6 +8,7 @@ import type { AuthConfig } from '../config/types.js';
 import { proxyFor, type OutboundProxySettings } from '../config/outbound-proxy.js';
 import { TokenEndpointResolver, type TokenEndpoint } from './discovery.js';
 import { exchangeClientCredentials, type Token } from './exchange.js';
+import type { GrantTracing } from '../tracing/types.js';
 
 export interface TokenFetcherOptions {
   /** The route's token dispatcher (TLS settings of auth.tls, outbound proxy); discovery goes through it too. */
@@ -18,6 +19,8 @@ export interface TokenFetcherOptions {
   readonly route?: string | undefined;
   /** Wall-clock now in ms, for JWT exp. */
   readonly now?: (() => number) | undefined;
+  /** Each attempt is a span when traces are on (tracing/). */
+  readonly tracing?: GrantTracing | null | undefined;
 }
 
 export class TokenFetcher {
@@ -43,7 +46,12 @@ export class TokenFetcher {
   }
 
   /** One attempt; `attempt` is its number within the fetch cycle. Throws TokenError. */
-  async fetch(signal?: AbortSignal, attempt = 1): Promise<Token> {
+  fetch(signal?: AbortSignal, attempt = 1): Promise<Token> {
+    const tracing = this.#options.tracing;
+    return tracing ? tracing.grant(this.#options.route ?? '', attempt, () => this.#fetch(signal, attempt)) : this.#fetch(signal, attempt);
+  }
+
+  async #fetch(signal: AbortSignal | undefined, attempt: number): Promise<Token> {
     const endpoint = await this.#endpoints.resolve(signal, attempt);
     // The method discovery chose, when the config left it to the default.
     const auth = endpoint.method === this.#auth.method ? this.#auth : { ...this.#auth, method: endpoint.method };

@@ -24,8 +24,10 @@ export interface TokenSourceOptions {
   readonly refreshOn401CooldownSeconds?: number;
   readonly clock?: Clock;
   readonly logger?: Logger;
-  /** Told of every fetch's outcome (for metrics). */
-  readonly onFetch?: (outcome: 'success' | 'failure', error?: TokenError) => void;
+  /** Told of every fetch's outcome (for metrics); `shared`: the token came from the shared token cache, no grant. */
+  readonly onFetch?: (outcome: 'success' | 'failure', error?: TokenError, shared?: boolean) => void;
+  /** Told when a token the upstream rejected is dropped (the shared token cache drops it too). */
+  readonly onRejected?: (token: string) => void;
 }
 
 export type TokenState = 'starting' | 'ready' | 'refreshing' | 'unavailable' | 'closed';
@@ -173,6 +175,7 @@ export class TokenSource {
       }
       this.#current = undefined;
       this.#droppedOn401At = now;
+      this.#options.onRejected?.(token);
       if (this.#rejectedUntil(now)) {
         this.#options.logger?.warn({ route: this.name }, 'upstream rejected the token; the token endpoint rejected the credentials too, so no new token before the next scheduled attempt');
         return Promise.resolve();
@@ -276,7 +279,7 @@ export class TokenSource {
         },
       );
       if (this.#closed) return;
-      this.#accept(token, obtainedAt);
+      this.#accept(token, token.sharedSince ?? obtainedAt);
     } catch (err) {
       if (this.#closed) return;
       const error =
@@ -294,12 +297,14 @@ export class TokenSource {
     this.#rejections = 0;
     this.#retryNotBefore = 0;
     this.#schedule(refreshAt);
-    this.#options.onFetch?.('success');
+    const shared = token.sharedSince !== undefined;
+    this.#options.onFetch?.('success', undefined, shared);
     this.#options.logger?.info(
       {
         route: this.name,
         lifetimeSeconds: Math.round(token.lifetimeSeconds),
         lifetimeFrom: token.lifetimeFrom,
+        ...(shared ? { from: 'shared token cache' } : {}),
         nextRefreshInSeconds: Math.round((refreshAt - this.#clock.now()) / 1000),
       },
       'token refreshed',

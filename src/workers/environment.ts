@@ -9,9 +9,10 @@
  * Variables a worker keeps: Node's own (NODE_OPTIONS, NODE_EXTRA_CA_CERTS, ...), glibc's malloc
  * tuning (MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_, GLIBC_TUNABLES: the image and the bin's shebang
  * set them, and a worker must allocate as the primary does), OpenSSL's CA settings, locale, time
- * zone, paths.
+ * zone, paths; the trace exporter's TLS files, timeout and compression (its headers, which may hold
+ * a collector's key, come with the config: config/tracing.ts).
  */
-const kept = /^(NODE_.*|UV_THREADPOOL_SIZE|MALLOC_.*|GLIBC_TUNABLES|SSL_CERT_FILE|SSL_CERT_DIR|OPENSSL_CONF|OPENSSL_MODULES|PATH|HOME|USER|LOGNAME|LANG|LANGUAGE|LC_.*|TZ|TMPDIR|TEMP|TMP|SystemRoot|windir)$/;
+const kept = /^(NODE_.*|OTEL_EXPORTER_OTLP_(TRACES_)?(CERTIFICATE|CLIENT_CERTIFICATE|CLIENT_KEY|TIMEOUT|COMPRESSION)|UV_THREADPOOL_SIZE|MALLOC_.*|GLIBC_TUNABLES|SSL_CERT_FILE|SSL_CERT_DIR|OPENSSL_CONF|OPENSSL_MODULES|PATH|HOME|USER|LOGNAME|LANG|LANGUAGE|LC_.*|TZ|TMPDIR|TEMP|TMP|SystemRoot|windir)$/;
 /** Not Node's, though named like it: npm's registry credential (NODE_AUTH_TOKEN) and the like. */
 const credentialLike = /TOKEN|SECRET|PASSW|CREDENTIAL|AUTH/i;
 

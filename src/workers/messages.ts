@@ -67,8 +67,10 @@ export function isOurs<T extends { type: string }>(message: unknown): message is
 
 /** The config a worker applies: every route's auth replaced by the number of its token source. */
 export function encodeConfig(config: SidecarConfig, tokenSourceOf: (route: string) => number): unknown {
+  // The shared token cache is the primary's (it holds the token sources): its URL and keys stay there.
+  const { tokenCache: _primarys, ...shared } = config;
   return encode({
-    ...config,
+    ...shared,
     routes: config.routes.map((route) => ({ ...route, auth: { tokenSource: tokenSourceOf(route.name), tokenWaitMs: route.auth.tokenWaitMs } satisfies RemoteAuth })),
   });
 }

@@ -8,6 +8,7 @@
 import cluster from 'node:cluster';
 import { setLogLevel } from '../admin.js';
 import { createLogger } from '../logger.js';
+import { primaryOnlyMetrics } from '../metrics.js';
 import type { SidecarConfig } from '../config/types.js';
 import { createSidecar, type Sidecar } from '../server.js';
 import { decodeConfig, isOurs, remoteAuth, type ToPrimary, type ToWorker } from './messages.js';
@@ -15,8 +16,6 @@ import { RemoteTokens } from './remote-token-source.js';
 import { startIdleGc } from '../runtime/idle-gc.js';
 import { startStreamGc } from '../runtime/stream-gc.js';
 import { isTuningName, tuning as tuningOf, tuningVariable } from '../runtime/settings.js';
-
-const metricsOfThePrimary = new Set(['bearer_sidecar_token_expiry_seconds', 'bearer_sidecar_token_fetches_total', 'bearer_sidecar_config_reloads_total']);
 
 /** Runs until told to stop; resolves with the exit code. */
 export function runWorker(workerId: string): Promise<number> {
@@ -97,7 +96,7 @@ export function runWorker(workerId: string): Promise<number> {
 
   async function metrics(id: number): Promise<void> {
     const all = (await sidecar?.metrics.registry.getMetricsAsJSON()) ?? [];
-    send({ type: 'bsc:metrics-answer', id, metrics: all.filter((metric) => !metricsOfThePrimary.has(metric.name)) });
+    send({ type: 'bsc:metrics-answer', id, metrics: all.filter((metric) => !primaryOnlyMetrics.has(metric.name)) });
   }
 
   function stop(code = 0): Promise<void> {

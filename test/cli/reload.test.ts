@@ -137,6 +137,33 @@ describe('reload of the running CLI', () => {
     }
   });
 
+  test('a SIGHUP while the executable still loads the CLI (before main runs) does not end it either: the reload comes once it listens', async () => {
+    const [port, adminPort] = [await freePort(), await freePort()];
+    const file = join(files.dir, 'boot.yaml');
+    writeFileSync(file, yaml(port, adminPort, a.url));
+    // A module hook holds the loading of main.js (the bundle) for a moment and says when: the
+    // window between cli.js's first line and main()'s own SIGHUP handler, made wide enough to hit.
+    const hooks = `data:text/javascript,${encodeURIComponent(
+      "import { writeSync } from 'node:fs'; export async function load(url, context, next) { if (/\\/main\\.js$/.test(url)) { writeSync(2, 'loading main.js\\n'); await new Promise((r) => setTimeout(r, 1500)); } return next(url, context); }",
+    )}`;
+    const preload = `data:text/javascript,${encodeURIComponent(`import { register } from 'node:module'; register(${JSON.stringify(hooks)});`)}`;
+    const sidecar = run(['--config', file], { NODE_OPTIONS: `--import=${preload}` });
+    try {
+      await sidecar.waitFor(/loading main\.js/, 15_000);
+      sidecar.child.kill('SIGHUP');
+      await Promise.race([
+        sidecar.waitFor(/"msg":"listening"/, 15_000),
+        sidecar.exited.then((end) => assert.fail(`the process ended (${end}) instead of listening:\n${sidecar.output()}`)),
+      ]);
+      await seen(sidecar, /"msg":"config reloaded: nothing changed"/, 1);
+      assert.equal((await call(`http://127.0.0.1:${port}/x`)).status, 200);
+      sidecar.child.kill('SIGTERM');
+      assert.equal(await sidecar.exited, 0);
+    } finally {
+      sidecar.child.kill('SIGKILL');
+    }
+  });
+
   test('BEARER_SIDECAR_WATCH_CONFIG=true: a change of the file reloads without a signal', async () => {
     const [port, adminPort] = [await freePort(), await freePort()];
     const file = join(files.dir, 'watch.yaml');

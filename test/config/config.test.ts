@@ -80,7 +80,7 @@ routes:
     assert.equal(config.listen.port, 18080);
     assert.equal(route?.prefix, '/api');
     assert.equal(route?.auth.tokenUrl, 'https://auth.example.com/oauth/token');
-    assert.equal(route?.auth.clientId.read(), 'abc');
+    assert.equal(route?.auth.clientId?.read(), 'abc');
     assert.equal(route?.auth.clientSecret?.read(), 's3cr3t');
     assert.equal(route?.auth.scope, 'read write');
     assert.equal(route?.auth.audience, 'https://api.example.com');

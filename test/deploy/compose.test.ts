@@ -29,7 +29,8 @@ function healthcheck(s: Yaml): { command: string[]; url: URL } {
 }
 
 test('compose: the demo stack, the sidecar built from the Dockerfile and an app, on one image', () => {
-  assert.deepEqual(Object.keys(services).sort(), ['app', 'bearer-sidecar', 'echo-upstream', 'token-server']);
+  const always = Object.entries(services).filter(([, s]) => isObject(s) && s.profiles === undefined).map(([name]) => name);
+  assert.deepEqual(always.sort(), ['app', 'bearer-sidecar', 'echo-upstream', 'token-server']);
   assert.equal(str(sidecar, 'build', 'context'), '.');
   assert.equal(str(sidecar, 'build', 'target'), 'runtime');
   assert.match(read('Dockerfile'), /^FROM \S+ AS runtime$/m, 'the build target exists');
@@ -58,7 +59,7 @@ test('compose: the sidecar is configured by environment variables alone and reac
   assert.equal(tokenUrl.pathname, '/oauth2/token', 'the demo token server path');
   assert.equal(new URL(route.upstreamOrigin).hostname, 'echo-upstream');
   assert.equal(new URL(route.upstreamOrigin).port, echo.PORT);
-  assert.equal(route.auth.clientId.read(), tokenServer.DEMO_CLIENT_ID);
+  assert.equal(route.auth.clientId?.read(), tokenServer.DEMO_CLIENT_ID);
   assert.equal(route.auth.clientSecret?.read(), tokenServer.DEMO_CLIENT_SECRET);
   assert.equal(echo.DEMO_SIGNING_KEY, tokenServer.DEMO_SIGNING_KEY, 'the upstream accepts the token server\'s tokens');
   assert.equal(tokenServer.HOST, '0.0.0.0', 'token-server listens on the compose network');
@@ -108,7 +109,8 @@ test('compose: hardened containers, and a stop grace period longer than the drai
     assert.deepEqual(s.cap_drop, ['ALL'], `${name}: no capabilities`);
     assert.deepEqual(s.security_opt, ['no-new-privileges:true'], `${name}: no privilege escalation`);
     assert.equal(s.privileged, undefined);
-    assert.equal(s.user, undefined, `${name}: runs as the image's non-root user`);
+    if (name === 'token-cache') assert.match(String(s.user), /^[1-9]\d*:[1-9]\d*$/, `${name}: a non-root user`);
+    else assert.equal(s.user, undefined, `${name}: runs as the image's non-root user`);
   }
   const grace = /^(\d+)s$/.exec(str(sidecar, 'stop_grace_period'));
   assert.ok(grace);
@@ -132,11 +134,34 @@ test('compose: the Megaport staging override takes its credentials from .env and
   assert.equal(route.auth.preset, 'megaport-staging');
   assert.equal(route.auth.tokenUrl, 'https://auth-m2m-staging.megaport.com/oauth2/token');
   assert.equal(route.upstreamOrigin, 'https://api-staging.megaport.com');
-  assert.equal(route.auth.clientId.read(), envExample.MEGAPORT_STAGING_CLIENT_ID);
+  assert.equal(route.auth.clientId?.read(), envExample.MEGAPORT_STAGING_CLIENT_ID);
   assert.equal(route.auth.clientSecret?.read(), envExample.MEGAPORT_STAGING_CLIENT_SECRET);
   assert.equal(staging.listen.host, '0.0.0.0');
   assert.deepEqual(Object.keys(obj(override, 'services')).sort(), ['app', 'bearer-sidecar'], 'the override only adjusts existing services');
   // The override is named in docker-compose.yml's header, the way users find it.
   assert.match(read('docker-compose.yml'), /-f docker-compose\.yml -f config\/compose\.megaport-staging\.yaml/);
   assert.match(read('.gitignore'), /^\.env$/m, '.env is ignored by git');
+});
+
+test('compose: the shared-cache profile runs replicas sharing a password-protected Valkey, with the encryption key from a secret', () => {
+  const cache = service('token-cache');
+  const replica = service('bearer-sidecar-replica');
+  assert.deepEqual(list(cache, 'profiles'), ['shared-cache']);
+  assert.deepEqual(list(replica, 'profiles'), ['shared-cache']);
+  assert.ok(Number(obj(replica, 'deploy').replicas) > 1);
+  const password = composeInterpolate(environmentOf(cache).TOKEN_CACHE_PASSWORD ?? '', {});
+  assert.match(JSON.stringify(list(cache, 'command')), /--requirepass \\"\$\$TOKEN_CACHE_PASSWORD\\"/);
+  const secret = str(compose, 'secrets', 'token-cache-key', 'file');
+  const env = Object.fromEntries(Object.entries(environmentOf(replica)).map(([k, v]) => [k, composeInterpolate(v, {})]));
+  const keyFile = env.BEARER_SIDECAR_TOKEN_CACHE_KEY_FILE ?? '';
+  assert.equal(keyFile, '/run/secrets/token-cache-key');
+  assert.deepEqual(list(replica, 'secrets'), ['token-cache-key']);
+  const cached = loadConfig(undefined, { ...env, BEARER_SIDECAR_TOKEN_CACHE_KEY_FILE: join(root, secret) });
+  assert.ok(cached.tokenCache);
+  const url = new URL(cached.tokenCache.url.read());
+  assert.equal(url.hostname, 'token-cache');
+  assert.equal(decodeURIComponent(url.password), password);
+  assert.deepEqual({ ...cached.routes[0], tokenCache: true }, { ...config.routes[0], tokenCache: true }, 'the same route as the bearer-sidecar service');
+  const dependsOn = Object.fromEntries(Object.entries(obj(replica, 'depends_on')).map(([k, v]) => [k, obj(v).condition]));
+  assert.deepEqual(dependsOn, { 'token-server': 'service_healthy', 'echo-upstream': 'service_healthy', 'token-cache': 'service_healthy' });
 });

@@ -77,9 +77,9 @@ after(async () => {
   rmSync(temp, { recursive: true, force: true });
 });
 
-test('npm install -g puts the CLI on the prefix\'s bin, with the licences, configs, unit and docs beside it', () => {
+test('npm install -g puts the CLI on the prefix\'s bin, with the licences, configs, unit, alerting rules, dashboard and docs beside it', () => {
   assert.ok(existsSync(bin), `${bin} exists`);
-  for (const file of ['LICENSE', 'THIRD_PARTY_LICENSES', 'README.md', 'config/systemd.yaml', 'deploy/systemd/bearer-sidecar.service', 'docs/deployment.md', 'dist/cli.js', 'dist/main.js']) {
+  for (const file of ['LICENSE', 'THIRD_PARTY_LICENSES', 'README.md', 'config/systemd.yaml', 'deploy/systemd/bearer-sidecar.service', 'deploy/prometheus/bearer-sidecar.rules.yaml', 'deploy/grafana/bearer-sidecar.json', 'docs/deployment.md', 'docs/observability.md', 'dist/cli.js', 'dist/main.js']) {
     assert.ok(existsSync(join(installed, file)), `the package ships ${file}`);
   }
   assert.ok(!existsSync(join(installed, 'dist/.compile-cache')), 'no compile cache of the machine that packed it');

@@ -8,12 +8,13 @@ import { join, posix } from 'node:path';
 import { after, test } from 'node:test';
 import { parse } from 'yaml';
 import { loadConfig, type SidecarConfig } from '../../src/config/index.js';
-import { filesUnder, finalStage, isObject, last, list, obj, parseDockerfile, read, readYaml, readYamlDocuments, root, str, type Yaml } from './files.js';
+import { at, filesUnder, finalStage, isObject, last, list, obj, parseDockerfile, read, readYaml, readYamlDocuments, root, str, type Yaml } from './files.js';
 
 const dir = 'deploy/kubernetes';
 const top = readYaml(`${dir}/kustomization.yaml`);
 const base = readYaml(`${dir}/base/kustomization.yaml`);
 const classic = readYaml(`${dir}/classic/kustomization.yaml`);
+const monitoring = readYaml(`${dir}/monitoring/kustomization.yaml`);
 const deployment = readYaml(`${dir}/base/deployment.yaml`);
 const pod = obj(deployment, 'spec', 'template', 'spec');
 const sidecar = findContainer(list(pod, 'initContainers'), 'bearer-sidecar');
@@ -71,7 +72,7 @@ test('kubernetes: every manifest parses as YAML and every kustomization points a
       assert.equal(typeof doc.kind, 'string', `${file}: kind`);
     }
   }
-  for (const [path, k] of [[dir, top], [`${dir}/base`, base], [`${dir}/classic`, classic]] as const) {
+  for (const [path, k] of [[dir, top], [`${dir}/base`, base], [`${dir}/classic`, classic], [`${dir}/monitoring`, monitoring]] as const) {
     assert.equal(k.kind, 'Kustomization');
     for (const resource of list(k, 'resources').map(String)) {
       const target = join(root, path, resource);
@@ -82,6 +83,24 @@ test('kubernetes: every manifest parses as YAML and every kustomization points a
   assert.deepEqual(list(top, 'resources'), ['base']);
   assert.deepEqual(list(classic, 'resources'), ['../base']);
   assert.deepEqual(list(base, 'resources'), ['deployment.yaml']);
+  assert.deepEqual(list(monitoring, 'resources'), ['podmonitor.yaml', 'prometheusrule.yaml'], 'monitoring is applied on its own: its CRDs may not exist');
+});
+
+test("kubernetes: the PrometheusRule carries exactly the plain rule file's groups; the PodMonitor scrapes the admin port of the app's pods", () => {
+  const rule = readYaml(`${dir}/monitoring/prometheusrule.yaml`);
+  assert.equal(rule.apiVersion, 'monitoring.coreos.com/v1');
+  assert.equal(rule.kind, 'PrometheusRule');
+  const plain = readYaml('deploy/prometheus/bearer-sidecar.rules.yaml');
+  assert.ok(list(plain, 'groups').length > 0);
+  assert.deepEqual(obj(rule, 'spec').groups, plain.groups, 'the same groups: run node scripts/prometheus-rule.mjs after editing the rule file');
+
+  const monitor = readYaml(`${dir}/monitoring/podmonitor.yaml`);
+  assert.equal(monitor.kind, 'PodMonitor');
+  assert.deepEqual(obj(monitor, 'spec', 'selector', 'matchLabels'), obj(deployment, 'spec', 'template', 'metadata', 'labels'), "it selects the app's pods");
+  const endpoint = obj(list(monitor, 'spec', 'podMetricsEndpoints')[0]);
+  assert.equal(endpoint.path, '/metrics');
+  const port = list(sidecar, 'ports').map((p) => obj(p)).find((p) => p.name === endpoint.port);
+  assert.equal(Number(port?.containerPort), config.admin.port, "the sidecar's admin port, by name");
 });
 
 test('kubernetes: bearer-sidecar is a native sidecar (init container with restartPolicy Always) of the kustomized image', () => {
@@ -125,7 +144,7 @@ test('kubernetes: the Secret is mounted as files exactly where the config reads 
   assert.ok(!list(top, 'resources').includes('secret.example.yaml'), 'credentials are never applied from the repository');
   // No credential in the config itself, and the loader reads both files.
   assert.doesNotMatch(configText, /clientSecret:|clientId:/);
-  assert.equal(config.routes[0]?.auth.clientId.read(), 'id');
+  assert.equal(config.routes[0]?.auth.clientId?.read(), 'id');
   assert.equal(config.routes[0]?.auth.clientSecret?.read(), 'secret');
 });
 
@@ -187,7 +206,82 @@ test('kubernetes: the classic overlay turns the native sidecar into an ordinary 
   assert.deepEqual({ ...moved, restartPolicy: 'Always' }, sidecar, 'everything else (probes, mounts, securityContext) unchanged');
 });
 
-/** RFC 6902 add, remove, replace and move: enough for the overlay's patch. */
+test('kubernetes: the AKS workload identity overlay holds no Secret, labels the pod, names the annotated ServiceAccount, and its config works from the webhook\'s variables alone', () => {
+  const overlayDir = `${dir}/aks-workload-identity`;
+  const overlay = readYaml(`${overlayDir}/kustomization.yaml`);
+  assert.deepEqual(list(overlay, 'resources'), ['../base', 'serviceaccount.yaml']);
+  const account = readYaml(`${overlayDir}/serviceaccount.yaml`);
+  assert.equal(account.kind, 'ServiceAccount');
+  assert.match(str(account, 'metadata', 'annotations', 'azure.workload.identity/client-id'), /^[0-9a-f-]{36}$/);
+  // The patched Deployment: the label the webhook looks for, the ServiceAccount, no Secret volume or mount.
+  const patches = list(overlay, 'patches').map((p) => obj(p));
+  assert.deepEqual(obj(patches[0], 'target'), { group: 'apps', version: 'v1', kind: 'Deployment', name: str(deployment, 'metadata', 'name') });
+  const patched = applyJsonPatch(structuredClone(deployment), list(parse(str(patches[0], 'patch'))).map((o) => obj(o)));
+  assert.equal(str(patched, 'spec', 'template', 'metadata', 'labels', 'azure.workload.identity/use'), 'true', 'a string, as labels are');
+  const spec = obj(patched, 'spec', 'template', 'spec');
+  assert.equal(spec.serviceAccountName, str(account, 'metadata', 'name'));
+  assert.ok(!list(spec, 'volumes').some((v) => isObject(v) && 'secret' in v), 'no Secret volume');
+  const patchedSidecar = findContainer(list(spec, 'initContainers'), 'bearer-sidecar');
+  assert.deepEqual(mounts(patchedSidecar).map((m) => m.name), ['config'], 'only the config is mounted; the webhook adds the token');
+  // The config: the ConfigMap replaced by the overlay's, loaded with only the webhook's variables.
+  const generator = obj(list(overlay, 'configMapGenerator')[0]);
+  assert.deepEqual([generator.name, generator.behavior, list(generator, 'files')], ['bearer-sidecar-config', 'replace', ['sidecar.yaml']]);
+  const text = read(`${overlayDir}/sidecar.yaml`);
+  assert.doesNotMatch(text, /clientSecret|clientId|privateKey/);
+  const tokenFile = join(temp, 'azure-identity-token');
+  writeFileSync(tokenFile, 'a.b.c\n');
+  writeFileSync(join(temp, 'aks.yaml'), text);
+  const aks = loadConfig(join(temp, 'aks.yaml'), { AZURE_CLIENT_ID: '11111111-1111-1111-1111-111111111111', AZURE_TENANT_ID: '22222222-2222-2222-2222-222222222222', AZURE_FEDERATED_TOKEN_FILE: tokenFile, AZURE_AUTHORITY_HOST: 'https://login.microsoftonline.com/' });
+  const auth = aks.routes[0]?.auth;
+  assert.equal(auth?.method, 'client_assertion');
+  assert.equal(auth?.tokenUrl, 'https://login.microsoftonline.com/22222222-2222-2222-2222-222222222222/oauth2/v2.0/token');
+  assert.equal(auth?.clientAssertion?.file, tokenFile);
+  assert.equal(aks.listen.host, config.listen.host);
+  assert.equal(aks.admin.port, config.admin.port, 'the probes of the base still fit');
+});
+
+test('kubernetes: the shared-cache overlay runs replicas sharing a password-protected Valkey; the sidecar reads its URL and key from the mounted Secret', () => {
+  const overlayDir = `${dir}/shared-cache`;
+  const overlay = readYaml(`${overlayDir}/kustomization.yaml`);
+  assert.deepEqual(list(overlay, 'resources'), ['../base', 'valkey.yaml']);
+  const generatorOf = obj(list(overlay, 'configMapGenerator')[0]);
+  assert.equal(generatorOf.name, 'bearer-sidecar-config');
+  assert.equal(generatorOf.behavior, 'replace');
+  assert.deepEqual(list(generatorOf, 'files'), [configFile], 'the same file name, so --config reads it');
+  // The overlay's config, loaded by the real loader with the Secrets' files stood in for.
+  const text = read(`${overlayDir}/${configFile}`);
+  const cacheDir = '/secrets/token-cache';
+  writeFileSync(join(temp, 'url'), 'redis://:example-password@token-cache:6379/0\n');
+  writeFileSync(join(temp, 'encryption-key'), `${Buffer.alloc(32, 1).toString('base64')}\n`);
+  writeFileSync(join(temp, 'shared-cache.yaml'), text.replaceAll(`${secretDir}/`, `${temp}/`).replaceAll(`${cacheDir}/`, `${temp}/`));
+  const cached = loadConfig(join(temp, 'shared-cache.yaml'), {});
+  assert.equal(cached.tokenCache?.url.file, join(temp, 'url'));
+  assert.deepEqual({ ...cached, tokenCache: undefined }, { ...config, tokenCache: undefined }, 'the base config otherwise');
+  // The patch mounts the Secret where the config reads it, and scales the Deployment.
+  const operations = list(parse(str(obj(list(overlay, 'patches')[0]), 'patch'))).map((o) => obj(o));
+  const patched = applyJsonPatch(structuredClone(deployment), operations);
+  assert.ok(Number(obj(patched, 'spec').replicas) > 1);
+  const patchedSidecar = findContainer(list(obj(patched, 'spec', 'template', 'spec'), 'initContainers'), 'bearer-sidecar');
+  const mount = mounts(patchedSidecar).find((m) => m.mountPath === cacheDir);
+  assert.ok(mount && mount.readOnly === true && mount.subPath === undefined, `the token-cache Secret is mounted at ${cacheDir}`);
+  const secretVolume = obj(list(obj(patched, 'spec', 'template', 'spec'), 'volumes').find((v) => isObject(v) && v.name === mount.name), 'secret');
+  assert.deepEqual(list(secretVolume, 'items').map((i) => str(i, 'path')).sort(), ['encryption-key', 'url']);
+  const example = readYaml(`${overlayDir}/secret.example.yaml`);
+  assert.equal(str(example, 'metadata', 'name'), secretVolume.secretName);
+  assert.ok(!list(overlay, 'resources').includes('secret.example.yaml'));
+  // The cache: a Service on the URL's port, a password from the same Secret, the app's pods only.
+  const [cache, service, policy] = readYamlDocuments(`${overlayDir}/valkey.yaml`) as [Yaml, Yaml, Yaml];
+  assert.equal(str(service, 'kind'), 'Service');
+  assert.equal(str(service, 'metadata', 'name'), 'token-cache');
+  assert.equal(at(service, 'spec', 'ports', 0, 'port'), 6379);
+  const valkey = obj(list(obj(cache, 'spec', 'template', 'spec'), 'containers')[0]);
+  assert.deepEqual(list(valkey, 'args').slice(0, 2), ['--requirepass', '$(VALKEY_PASSWORD)']);
+  assert.equal(str(valkey, 'env', 0, 'valueFrom', 'secretKeyRef', 'name'), secretVolume.secretName);
+  assert.equal(str(policy, 'kind'), 'NetworkPolicy');
+  assert.deepEqual(obj(policy, 'spec', 'ingress', 0, 'from', 0, 'podSelector', 'matchLabels'), obj(deployment, 'spec', 'template', 'metadata', 'labels'));
+});
+
+/** RFC 6902 add, remove, replace and move: enough for the overlays' patches. */
 function applyJsonPatch(document: Yaml, operations: Yaml[]): Yaml {
   const locate = (path: string): { parent: unknown; key: string } => {
     const parts = path.split('/').slice(1).map((p) => p.replaceAll('~1', '/').replaceAll('~0', '~'));

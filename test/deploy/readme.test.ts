@@ -96,8 +96,8 @@ test('docs/deployment.md: kubectl blocks create the Secret the Deployment mounts
   assert.equal(/generic (\S+)/.exec(create)?.[1], str(secret, 'secret', 'secretName'));
   const keys = [...create.matchAll(/--from-literal=([\w-]+)=/g)].map((m) => m[1]);
   assert.deepEqual(keys.sort(), list(secret, 'secret', 'items').map((i) => str(i, 'key')).sort());
-  const applied = [...section.matchAll(/kubectl apply -k (\S+)/g)].map((m) => m[1] as string);
-  assert.deepEqual(applied, ['deploy/kubernetes', 'deploy/kubernetes/classic']);
+  const applied = [...section.matchAll(/kubectl apply -k ([^\s`]+)/g)].map((m) => m[1] as string);
+  assert.deepEqual(applied, ['deploy/kubernetes', 'deploy/kubernetes/classic', 'deploy/kubernetes/monitoring']);
   for (const dir of applied) assert.ok(existsSync(join(root, dir, 'kustomization.yaml')));
   const name = str(readYaml('deploy/kubernetes/base/deployment.yaml'), 'metadata', 'name');
   assert.ok(commands.includes(`kubectl rollout status deployment/${name}`));

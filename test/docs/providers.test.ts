@@ -26,7 +26,9 @@ if (!opensslMissing) writeFileSync(certificateFile, selfSignedCertificate(key));
 /** Any ${VAR} a recipe reads gets a plausible value; *_FILE variables point at a readable file: a key, a certificate or a secret. */
 const env = new Proxy({} as NodeJS.ProcessEnv, {
   get: (_target, name) => {
-    if (typeof name !== 'string') return undefined;
+    // Not a recipe's ${VAR}: OpenTelemetry's own variables, read whatever the file (config/tracing.ts), stay unset.
+    if (typeof name !== 'string' || name.startsWith('OTEL_')) return undefined;
+    if (name === 'AZURE_AUTHORITY_HOST') return undefined; // the preset's default, the public cloud
     if (name.endsWith('_KEY_FILE')) return keyFile;
     if (name.endsWith('_CERT_FILE') || name.endsWith('_CERTIFICATE_FILE')) return certificateFile;
     if (name.endsWith('_FILE')) return secretFile;
@@ -46,7 +48,10 @@ const okta = (auth: AuthConfig) => {
   assert.ok(auth.scope, 'a custom scope');
 };
 const keycloak = (auth: AuthConfig) => assert.match(auth.issuer ?? '', /^https:\/\/[^/]+\/realms\/[^/]+$/);
-const expected: Record<string, { docs: string; certificate?: boolean; check(auth: AuthConfig): void }> = {
+const jwtType = 'urn:ietf:params:oauth:token-type:jwt';
+const accessTokenType = 'urn:ietf:params:oauth:token-type:access_token';
+/** `discovery: false`: the recipe names its token endpoint (a preset's, or a service without discovery). */
+const expected: Record<string, { docs: string; certificate?: boolean; discovery?: false; check(auth: AuthConfig): void }> = {
   entra: { docs: 'https://learn.microsoft.com/', check: entra },
   'entra-certificate': {
     docs: 'https://learn.microsoft.com/',
@@ -55,6 +60,16 @@ const expected: Record<string, { docs: string; certificate?: boolean; check(auth
       entra(auth);
       // Entra ID finds the key by the certificate's thumbprint (x5t#S256) and asks for PS256.
       assert.deepEqual([auth.method, auth.privateKey?.file, auth.certificate?.file, auth.signingAlgorithm], ['private_key_jwt', keyFile, certificateFile, 'PS256']);
+    },
+  },
+  'entra-workload-identity': {
+    docs: 'https://learn.microsoft.com/',
+    discovery: false,
+    check(auth) {
+      // From the webhook's variables alone, plus the scope.
+      assert.match(auth.tokenUrl ?? '', /^https:\/\/login\.microsoftonline\.com\/[0-9a-f-]{36}\/oauth2\/v2\.0\/token$/);
+      assert.deepEqual([auth.method, auth.clientAssertion?.file, auth.clientSecret, auth.privateKey], ['client_assertion', secretFile, undefined, undefined]);
+      assert.match(auth.scope ?? '', /\/\.default$/);
     },
   },
   okta: { docs: 'https://developer.okta.com/', check: okta },
@@ -83,27 +98,63 @@ const expected: Record<string, { docs: string; certificate?: boolean; check(auth
       assert.deepEqual([auth.tls.clientCertificate?.cert.file, auth.tls.clientCertificate?.key.file], [certificateFile, keyFile]);
     },
   },
+  'keycloak-kubernetes': {
+    docs: 'https://www.keycloak.org/',
+    check(auth) {
+      keycloak(auth);
+      assert.deepEqual([auth.method, auth.clientAssertion?.file, auth.clientSecret], ['client_assertion', secretFile, undefined]);
+    },
+  },
+  'keycloak-token-exchange': {
+    docs: 'https://www.keycloak.org/',
+    check(auth) {
+      keycloak(auth);
+      assert.equal(auth.grantType, 'token_exchange');
+      assert.deepEqual([auth.tokenExchange?.subjectToken.file, auth.tokenExchange?.subjectTokenType, auth.tokenExchange?.requestedTokenType], [secretFile, jwtType, accessTokenType]);
+      assert.ok(auth.audience, 'the client the token is for');
+    },
+  },
   auth0: {
     docs: 'https://auth0.com/',
+    check: auth0,
+  },
+  'auth0-private-key': {
+    docs: 'https://auth0.com/',
     check(auth) {
-      assert.match(auth.issuer ?? '', /^https:\/\/[^/]+\/$/, 'the trailing slash');
-      assert.ok(auth.audience, 'the API identifier as audience');
+      auth0(auth);
+      assert.deepEqual([auth.method, auth.privateKey?.file, auth.assertionAudience, auth.assertionIssuer], ['private_key_jwt', keyFile, 'issuer', auth.issuer]);
+    },
+  },
+  'google-sts': {
+    docs: 'https://cloud.google.com/',
+    discovery: false,
+    check(auth) {
+      assert.equal(auth.tokenUrl, 'https://sts.googleapis.com/v1/token');
+      assert.deepEqual([auth.grantType, auth.method, auth.clientId], ['token_exchange', 'none', undefined]);
+      assert.deepEqual([auth.tokenExchange?.subjectTokenType, auth.tokenExchange?.requestedTokenType], [jwtType, accessTokenType]);
+      assert.match(auth.audience ?? '', /^\/\/iam\.googleapis\.com\/projects\/[^/]+\/locations\/global\/workloadIdentityPools\/[^/]+\/providers\/[^/]+$/);
+      assert.equal(auth.scope, 'https://www.googleapis.com/auth/cloud-platform');
     },
   },
 };
+
+function auth0(auth: AuthConfig): void {
+  assert.match(auth.issuer ?? '', /^https:\/\/[^/]+\/$/, 'the trailing slash');
+  assert.ok(auth.audience, 'the API identifier as audience');
+}
 
 describe('docs/providers.md', () => {
   test('holds exactly these recipes', () => {
     assert.deepEqual([...recipes.keys()], Object.keys(expected));
   });
 
-  for (const [name, { docs, certificate, check }] of Object.entries(expected)) {
-    test(`${name}: loads, uses discovery, says what the provider requires, and cites the provider's documentation`, { skip: certificate && opensslMissing }, () => {
+  for (const [name, { docs, certificate, discovery, check }] of Object.entries(expected)) {
+    test(`${name}: loads, ${discovery === false ? 'names its token endpoint' : 'uses discovery'}, says what the provider requires, and cites the provider's documentation`, { skip: certificate && opensslMissing }, () => {
       const yaml = recipes.get(name);
       assert.ok(yaml, `a recipe "${name}"`);
       const config = resolveConfig(parseYaml(yaml), { env });
       const auth = config.routes[0]?.auth as AuthConfig;
-      assert.equal(auth.tokenUrl, undefined, 'the token endpoint is discovered');
+      if (discovery !== false) assert.equal(auth.tokenUrl, undefined, 'the token endpoint is discovered');
       assert.ok(auth.methodSet, 'the method the provider uses by default is named');
       check(auth);
       const section = page.slice(page.indexOf(`<!-- recipe: ${name} -->`)).split(/\n## /)[0] as string;

@@ -12,6 +12,7 @@ const secrets = new Set<string>();
 const tokenLists: (readonly string[])[] = [];
 const levelsUsed = new Set<string>();
 let logLevel = 'debug';
+let tracesTo: string | undefined;
 
 export const audit = {
   /** Log lines, live: the array is read when checked. */
@@ -41,6 +42,13 @@ export const audit = {
   },
   set logLevel(level: string) {
     logLevel = level;
+  },
+  /** An OTLP receiver's base URL: every in-process sidecar that configures no tracing exports its spans there (audit/traces.test.ts). */
+  get tracesTo(): string | undefined {
+    return tracesTo;
+  },
+  set tracesTo(url: string | undefined) {
+    tracesTo = url;
   },
   /** How many log lines at `level` were captured (proves a level was really in force). */
   linesAt(level: string): number {

@@ -11,6 +11,11 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { closeServer } from '../../src/demo/token-server.js';
+import { resolveConfig } from '../../src/config/load.js';
+import type { AuthConfig } from '../../src/config/types.js';
+import { direct } from '../../src/config/outbound-proxy.js';
+import { tokenDispatcher } from '../../src/outbound/dispatcher.js';
+import { exchangeClientCredentials, type Token } from '../../src/token/exchange.js';
 import { signingAlgorithms } from '../../src/config/signing-algorithms.js';
 import { audit } from './audit.js';
 import type { TestPki } from './certs.js';
@@ -112,4 +117,22 @@ export async function startOidcProvider(pki: TestPki, clients: readonly IdpClien
     void callback(req, res);
   };
   return { issuer, tokenUrl: `${issuer}/token`, mtlsTokenUrl: `${issuer}/mtls/token`, received, assertions, issued, refusals, requests, close: () => closeServer(server) };
+}
+
+/** The resolved auth config of a route with these auth fields at `idp`'s token endpoint, trusting the test CA. */
+export function idpAuth(idp: TestIdp, pki: TestPki, fields: Record<string, unknown>): AuthConfig {
+  const config = resolveConfig({
+    routes: [{ name: 'r', upstream: 'http://127.0.0.1:1', auth: { tokenUrl: idp.tokenUrl, scope: 'api', ...fields, tls: { caFile: pki.caFile, ...(fields.tls as object) } } }],
+  });
+  return (config.routes[0] as { auth: AuthConfig }).auth;
+}
+
+/** One token request as the sidecar makes it: through the route's token dispatcher. */
+export async function exchangeAsSidecar(config: AuthConfig): Promise<Token> {
+  const dispatcher = tokenDispatcher(direct, config.tls, config.timeoutMs);
+  try {
+    return await exchangeClientCredentials(config, dispatcher ? { dispatcher } : {});
+  } finally {
+    await dispatcher?.close();
+  }
 }

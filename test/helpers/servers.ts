@@ -64,6 +64,11 @@ export async function startScriptedTokenServer(script?: ScriptedTokenServer['scr
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const request = { n: requests.length + 1, method: req.method ?? '', path: req.url ?? '', headers: req.headers, form: Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString())) };
     requests.push(request);
+    // What a client presents from a file (assertions, subject and actor tokens) is as secret as a client secret.
+    for (const field of ['client_assertion', 'subject_token', 'actor_token', 'client_secret']) {
+      const value = request.form[field];
+      if (value) audit.addSecret(value);
+    }
     const answer = await state.script(request);
     if (answer === 'hang') return void hanging.push(res);
     if (answer === 'reset') return void req.socket.destroy();

@@ -25,7 +25,8 @@ export interface TestSidecar {
 export async function startSidecar(raw: Record<string, unknown>, { env, ...options }: Omit<SidecarOptions, 'logger'> & { logLevel?: string; env?: NodeJS.ProcessEnv } = {}): Promise<TestSidecar> {
   const environment = env ?? Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(https?|no)_proxy$/i.test(name)));
   const resolve = (raw: Record<string, unknown>) => {
-    const config = resolveConfig({ listen: { port: 0 }, admin: { port: 0 }, drainTimeoutMs: 2000, logLevel: options.logLevel ?? audit.logLevel, ...raw }, { env: environment });
+    const traces = audit.tracesTo === undefined ? {} : { tracing: { endpoint: audit.tracesTo, protocol: 'http/json' } };
+    const config = resolveConfig({ listen: { port: 0 }, admin: { port: 0 }, drainTimeoutMs: 2000, logLevel: options.logLevel ?? audit.logLevel, ...traces, ...raw }, { env: environment });
     for (const route of config.routes) {
       const { clientSecret, privateKey } = route.auth;
       if (clientSecret) audit.addSecret(clientSecret.read());
@@ -70,4 +71,10 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/** The value of one series of the sidecar's metric (0 when it has none): `labels` are the series' own, or some of them. */
+export async function metricValue(sidecar: TestSidecar, name: string, labels: Record<string, string>): Promise<number> {
+  const metric = await sidecar.sidecar.metrics.registry.getSingleMetric(name)?.get();
+  return metric?.values.find((v) => Object.entries(labels).every(([key, value]) => v.labels[key] === value))?.value ?? 0;
 }

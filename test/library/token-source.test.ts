@@ -175,7 +175,7 @@ describe('createTokenSource', () => {
         assert.deepEqual([...err.problems].sort(), [
           'auth.clientSecret: must not be empty',
           'auth.extra: unknown field',
-          'auth.preset: Invalid option: expected one of "megaport"|"megaport-staging"|"cyxtera"',
+          'auth.preset: Invalid option: expected one of "megaport"|"megaport-staging"|"cyxtera"|"entra-workload-identity"',
           'auth.refreshAheadRatio: Too big: expected number to be <1',
         ]);
         return true;

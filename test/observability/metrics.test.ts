@@ -5,6 +5,7 @@ import { Counter, Histogram, Registry } from 'prom-client';
 import { startEchoUpstream, type EchoUpstream } from '../../src/demo/echo-upstream.js';
 import { startTokenServer, type TokenServer } from '../../src/demo/token-server.js';
 import { createMetrics } from '../../src/metrics.js';
+import type { TokenStatus } from '../../src/token/token-source.js';
 import { freePort, signingKey } from '../helpers/servers.js';
 import { eventually, startSidecar, type TestSidecar } from '../helpers/sidecar.js';
 
@@ -121,7 +122,7 @@ describe('metrics, request ids and the log level', () => {
 });
 
 describe('request counts and durations, kept as plain numbers and exposed at scrape time', () => {
-  const buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+  const buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
   /** The blocks (HELP, TYPE and series) of the given metrics in a /metrics text. */
   function blocks(text: string, ...names: string[]): string {
     return text.trimEnd().split('\n\n').filter((block) => names.some((name) => block.startsWith(`# HELP ${name} `))).join('\n\n');
@@ -129,7 +130,7 @@ describe('request counts and durations, kept as plain numbers and exposed at scr
 
   test('buckets are cumulative, a duration on a bound counts in that bucket, +Inf and _count are all, _sum is in seconds', async () => {
     const metrics = createMetrics(() => []);
-    const durationsMs = [0.5, 1, 3, 30_000, 31_000, 120];
+    const durationsMs = [0.5, 1, 3, 30_000, 61_000, 120];
     for (const ms of durationsMs) {
       metrics.requestStarted();
       metrics.requestFinished('r', 'GET', 200, ms);
@@ -139,7 +140,7 @@ describe('request counts and durations, kept as plain numbers and exposed at scr
     const bucket = (le: string) => value(text, `bearer_sidecar_request_duration_seconds_bucket{le="${le}",route="r"}`);
     assert.deepEqual(
       buckets.map((le) => bucket(String(le))),
-      [2, 2, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 5],
+      [1, 2, 2, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 5, 5],
     );
     assert.equal(bucket('+Inf'), 6);
     assert.equal(value(text, 'bearer_sidecar_request_duration_seconds_count{route="r"}'), 6);
@@ -180,6 +181,56 @@ describe('request counts and durations, kept as plain numbers and exposed at scr
     requests.inc({ route: 'echo', method: 'GET', status_class: '2xx' });
     duration.observe({ route: 'echo' }, 0.004);
     assert.equal(blocks(await metrics.registry.metrics(), ...names), blocks(await reference.metrics(), ...names));
+  });
+});
+
+describe('the metrics alerts read', () => {
+  test('token fetches: both outcomes of every route in force from the start; a failing route shows its code until a fetch succeeds', async () => {
+    let statuses: TokenStatus[] = [{ name: 'a', state: 'starting' }, { name: 'b', state: 'starting' }];
+    const metrics = createMetrics(() => statuses);
+    let text = await metrics.registry.metrics();
+    for (const route of ['a', 'b']) for (const outcome of ['success', 'failure']) assert.equal(value(text, `bearer_sidecar_token_fetches_total{route="${route}",outcome="${outcome}"}`), 0);
+    assert.doesNotMatch(text, /^bearer_sidecar_token_fetch_failing\{/m);
+
+    metrics.tokenFetch('a', 'failure');
+    statuses = [
+      { name: 'a', state: 'unavailable', lastError: 'token endpoint answered 401 invalid_client', lastErrorCode: 'BSC_TOKEN_REJECTED' },
+      { name: 'b', state: 'ready', expiresInSeconds: 60 },
+    ];
+    text = await metrics.registry.metrics();
+    assert.equal(value(text, 'bearer_sidecar_token_fetches_total{route="a",outcome="failure"}'), 1);
+    assert.equal(value(text, 'bearer_sidecar_token_fetch_failing{route="a",code="BSC_TOKEN_REJECTED"}'), 1);
+    assert.equal(value(text, 'bearer_sidecar_token_expiry_seconds{route="a"}'), 0);
+    assert.equal(value(text, 'bearer_sidecar_token_expiry_seconds{route="b"}'), 60);
+    assert.doesNotMatch(text, /bearer_sidecar_token_fetch_failing\{route="b"/);
+    assert.doesNotMatch(text, /answered 401/, 'the reason is in /readyz and the logs, not in a label');
+
+    statuses = [{ name: 'a', state: 'ready', expiresInSeconds: 3000 }];
+    text = await metrics.registry.metrics();
+    assert.doesNotMatch(text, /^bearer_sidecar_token_fetch_failing\{/m, 'a success clears it');
+    assert.doesNotMatch(text, /bearer_sidecar_token_expiry_seconds\{route="b"/, 'a route no longer in force leaves the gauges');
+  });
+
+  test('config_last_reload_successful: 1 from the start, 0 after a refused reload, 1 again after one that loaded', async () => {
+    const metrics = createMetrics(() => []);
+    const last = async () => value(await metrics.registry.metrics(), 'bearer_sidecar_config_last_reload_successful');
+    assert.equal(await last(), 1);
+    metrics.configReload('failure');
+    assert.equal(await last(), 0);
+    metrics.configReload('unchanged');
+    assert.equal(await last(), 1);
+    metrics.configReload('failure');
+    metrics.configReload('success');
+    assert.equal(await last(), 1);
+  });
+
+  test("prom-client's gauges named _total are left out (promtool check metrics rejects them); the gauges they sum stay", async () => {
+    const text = await createMetrics(() => []).registry.metrics();
+    assert.doesNotMatch(text, /bearer_sidecar_nodejs_active_(handles|requests|resources)_total/);
+    assert.match(text, /^# TYPE bearer_sidecar_nodejs_active_handles gauge$/m);
+    for (const [, name, type] of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+      if (name?.endsWith('_total')) assert.equal(type, 'counter', name);
+    }
   });
 });
 

@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import { startEchoUpstream, type EchoUpstream } from '../../src/demo/echo-upstream.js';
 import { audit } from '../helpers/audit.js';
 import { issue, startScriptedTokenServer, type ScriptedTokenServer } from '../helpers/servers.js';
-import { eventually, route, startSidecar, type TestSidecar } from '../helpers/sidecar.js';
+import { eventually, metricValue, route, startSidecar, type TestSidecar } from '../helpers/sidecar.js';
 
 interface Echo {
   method: string;
@@ -56,6 +56,9 @@ async function afterRevocation(options: Parameters<typeof setup>[0], check: (s: 
   }
 }
 
+/** bearer_sidecar_upstream_401_total of the route with this outcome. */
+const upstream401s = (s: Setup, outcome: 'replayed' | 'no_new_token' | 'body_not_kept') => metricValue(s.sidecar, 'bearer_sidecar_upstream_401_total', { route: 'api', outcome });
+
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 
 /** A request with node:http, so the test decides Content-Length, chunking and content type. */
@@ -88,6 +91,8 @@ describe('401 from the upstream: one refresh, one replay, never a loop', () => {
       assert.equal(seen.filter((t) => t === second).length, 100, 'each request succeeded exactly once, with the new token');
       assert.ok(seen.filter((t) => t === first).length >= 1);
       assert.equal(seen.length, 100 + seen.filter((t) => t === first).length, 'one replay per rejection, no more');
+      assert.equal(await upstream401s(s, 'replayed'), seen.filter((t) => t === first).length, 'each replay counted');
+      assert.equal(await upstream401s(s, 'no_new_token'), 0);
     } finally {
       await s.close();
     }
@@ -142,6 +147,8 @@ describe('401 from the upstream: one refresh, one replay, never a loop', () => {
       assert.equal(response.status, 401);
       assert.match(String(response.headers['www-authenticate']), /invalid_token/);
       assert.equal(s.upstream.received.length, 2, 'not replayed');
+      assert.equal(await upstream401s(s, 'body_not_kept'), 1);
+      assert.equal(await upstream401s(s, 'replayed'), 0);
       const chunked = await send(`${s.sidecar.proxyUrl}/chunked`, { headers: { 'transfer-encoding': 'chunked' }, chunks: ['a', 'b'] });
       assert.equal(chunked.status, 200, 'the rejected token was dropped: the next request carries a new one');
       assert.equal(s.tokens.requests.length, 2);
@@ -174,12 +181,14 @@ describe('401 from the upstream: one refresh, one replay, never a loop', () => {
       assert.equal(s.tokens.requests.length, 2);
       const [a, b] = s.seen();
       assert.notEqual(a, b, 'the replay carried the new token');
+      assert.equal(await upstream401s(s, 'replayed'), 1, "the replay's own 401 is not counted again");
 
       const again = await fetch(`${s.sidecar.proxyUrl}/always`);
       assert.equal(again.status, 401);
       await again.arrayBuffer();
       assert.equal(s.upstream.received.length, 3, 'within the cooldown: passed on without a replay');
       assert.equal(s.tokens.requests.length, 2, 'within the cooldown: no token request');
+      assert.equal(await upstream401s(s, 'no_new_token'), 1);
     } finally {
       await s.close();
     }

@@ -16,7 +16,7 @@ import { closeServer, startTokenServer, type TokenServer } from '../../src/demo/
 import { ManualClock } from '../helpers/clock.js';
 import { run } from '../helpers/process.js';
 import { freePort, issue, signingKey, startScriptedTokenServer, startSilentServer } from '../helpers/servers.js';
-import { eventually, route, startSidecar, type TestSidecar } from '../helpers/sidecar.js';
+import { eventually, metricValue, route, startSidecar, type TestSidecar } from '../helpers/sidecar.js';
 import { closeOf, echo, openSocket, refusalOf } from '../helpers/websocket.js';
 
 const wsUrl = (sidecar: TestSidecar, path: string) => `${sidecar.proxyUrl.replace(/^http/, 'ws')}${path}`;
@@ -232,6 +232,9 @@ describe('WebSocket upgrades that cannot be carried', () => {
   });
 });
 
+/** bearer_sidecar_upstream_401_total{outcome="replayed"} of the sidecar. */
+const replayed = (sidecar: TestSidecar) => metricValue(sidecar, 'bearer_sidecar_upstream_401_total', { outcome: 'replayed' });
+
 describe('WebSockets and the token lifecycle', () => {
   test('a 401 to the upgrade (revoked token) is tried once more with a new token; a second 401 reaches the caller', async () => {
     const revoked = new Set<string>();
@@ -246,6 +249,7 @@ describe('WebSockets and the token lifecycle', () => {
       assert.equal((await echo(socket, 'with a new token')).data.toString(), 'with a new token');
       socket.close();
       assert.equal(tokens.requests.length, 2);
+      assert.equal(await replayed(sidecar), 1, 'counted in bearer_sidecar_upstream_401_total');
 
       // Every token refused: one retry, then the upstream's 401 for the caller.
       const before = upstream.received.length;
@@ -255,6 +259,7 @@ describe('WebSockets and the token lifecycle', () => {
         const refused = await refusalOf(wsUrl(refusing, '/c'));
         assert.equal(refused.status, 401);
         assert.equal(everything.received.length, 2, 'the first try and one retry');
+        assert.equal(await replayed(refusing), 1, "the retry's own 401 is not counted again");
         assert.equal(upstream.received.length, before);
       } finally {
         await refusing.close();

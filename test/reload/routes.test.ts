@@ -57,6 +57,28 @@ describe('reload: routes', () => {
       assert.ok(!(await r.sidecar.sidecar.metrics.registry.metrics()).includes('bearer_sidecar_token_expiry_seconds{route="gone"}'));
     }));
 
+  test('a route removed while requests wait for its token: they finish with the generation they started in (its token, its upstream); then its source closes', () =>
+    withRig(({ tokenUrl, a, b }) => ({ routes: [apiRoute('api', tokenUrl, a, { prefix: '/a' }), apiRoute('gone', tokenUrl, b, { prefix: '/b' })] }), async (r) => {
+      assert.equal((await r.get('/a/warm')).status, 200);
+      assert.equal((await r.get('/b/warm')).status, 200);
+      const gone = r.sidecar.sidecar.tokenSources.get('gone');
+      // Its token is dropped and the refresh (the third grant) held at the endpoint while requests wait for it.
+      const { release } = r.holdGrant(3);
+      void gone?.invalidate(r.tokensSeen(r.b)[0] as string);
+      await eventually(() => r.tokens.requests.length === 3);
+      const waiting = [r.get('/b/1'), r.get('/b/2'), r.get('/b/3')];
+      await eventually(() => r.sidecar.sidecar.proxy.inFlightRequests === 3);
+      await r.sidecar.reload({ routes: [apiRoute('api', r.tokens.url, r.a.url, { prefix: '/a' })] });
+      assert.equal((await r.get('/b/late')).status, 404, 'new requests: the route is gone');
+      assert.notEqual(gone?.status().state, 'closed', 'kept while its requests wait');
+      release();
+      const answers = await Promise.all(waiting);
+      assert.deepEqual(answers.map((answer) => answer.status), [200, 200, 200]);
+      assert.deepEqual(r.tokensSeen(r.b, 1), [r.tokenOf(3), r.tokenOf(3), r.tokenOf(3)], 'with the token they waited for, on the upstream they arrived for');
+      await eventually(() => gone?.status().state === 'closed');
+      assert.equal(gone?.peek(), undefined, 'then dropped');
+    }));
+
   test('a changed upstream, prefix, header policy and body limit apply to new requests; same auth, same token', () =>
     withRig(({ tokenUrl, a }) => ({ routes: [apiRoute('api', tokenUrl, a, { prefix: '/api' })] }), async (r) => {
       const before = await r.get('/api/x', { headers: { cookie: 'c=1' } });

@@ -4,7 +4,7 @@
 // changes nothing; the next good one applies.
 
 import assert from 'node:assert/strict';
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { loadConfigFile } from '../../src/config/load.js';
@@ -78,6 +78,65 @@ describe('--watch-config', () => {
       // A write of the same text (touch, a save without changes) is no reload.
       writeFileSync(file, text(fileConfig(r.tokens.url, r.a.url)));
       await new Promise((resolve) => setTimeout(resolve, 400));
+      assert.equal(r.lines('config file changed').length, 2);
+    } finally {
+      await r.close();
+      rmSync(files.dir, { recursive: true, force: true });
+    }
+  });
+
+  test('an edit made between loading the config and listening is seen once the watch starts', async () => {
+    const files = tempFiles('bsc-watch-early-');
+    const file = join(files.dir, 'sidecar.yaml');
+    let loadedText = '';
+    // The config in force is the one loaded from `loadedText`; the file was edited since (before listening).
+    const r = await startRig(
+      ({ tokenUrl, a, b }) => {
+        loadedText = text(fileConfig(tokenUrl, a));
+        writeFileSync(file, text(fileConfig(tokenUrl, b)));
+        return fileConfig(tokenUrl, a);
+      },
+      { loadConfig: () => loadConfigFile(file), watchConfigFile: file, get watchConfigLoadedText() {
+        return loadedText;
+      } },
+    );
+    try {
+      await eventually(() => servedByB(r), 10_000);
+      assert.equal(r.lines('config file changed; reloading').length, 1);
+      assert.equal(r.lines('config reloaded').length, 1);
+    } finally {
+      await r.close();
+      rmSync(files.dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a symlink into another directory: an edit of its target is seen there; a retargeted link is followed to its new directory', async () => {
+    const files = tempFiles('bsc-watch-link-');
+    for (const dir of ['etc', 'data', 'other']) mkdirSync(join(files.dir, dir));
+    const target = join(files.dir, 'data', 'real.yaml');
+    const link = join(files.dir, 'etc', 'sidecar.yaml');
+    const r = await watched(
+      () => link,
+      (content) => {
+        writeFileSync(target, content);
+        symlinkSync(target, link);
+      },
+    );
+    try {
+      // Edited in place where it lives: nothing changes in the link's own directory.
+      writeFileSync(target, text(fileConfig(r.tokens.url, r.b.url)));
+      await eventually(() => servedByB(r), 10_000);
+      // The link now points into a third directory (swapped by rename, as `ln -sfn` does)...
+      const moved = join(files.dir, 'other', 'moved.yaml');
+      writeFileSync(moved, text(fileConfig(r.tokens.url, r.b.url)));
+      symlinkSync(moved, `${link}.tmp`);
+      renameSync(`${link}.tmp`, link);
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      assert.equal(r.lines('config file changed').length, 1, 'the same text through the new link: nothing to reload');
+      // ...and an edit there is seen too.
+      const beforeA = r.a.received.length;
+      writeFileSync(moved, text(fileConfig(r.tokens.url, r.a.url)));
+      await eventually(async () => (await r.get('/x')).status === 200 && r.a.received.length > beforeA, 10_000);
       assert.equal(r.lines('config file changed').length, 2);
     } finally {
       await r.close();

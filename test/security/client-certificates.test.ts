@@ -172,7 +172,7 @@ describe('client certificates to upstreams', { skip: opensslMissing }, () => {
       await sidecar.close();
     }
   });
-  test('the Fastify plugin: tls.certFile and tls.keyFile are presented on requests (rotated files on the next connection) and WebSocket dials', async () => {
+  test('the Fastify plugin: tls.certFile and tls.keyFile are presented on requests and WebSocket dials, rotated files on the next connection or dial', async () => {
     const next = pki.client('plugin-next');
     const volume = secretVolume({ 'tls.crt': reporting.cert.toString(), 'tls.key': reporting.key.toString() });
     const tls = { caFile: pki.caFile, certFile: join(volume.dir, 'tls.crt'), keyFile: join(volume.dir, 'tls.key') };
@@ -194,6 +194,11 @@ describe('client certificates to upstreams', { skip: opensslMissing }, () => {
       audit.addPrivateKey(next.key.toString());
       assert.equal((await call(`${base}/x`)).status, 200);
       assert.equal(seen.at(-1), 'plugin-next', 'the new certificate, on a new connection');
+      // WebSocket dials too: http-proxy fixed its options at registration, the dial reads the files.
+      const again = await openSocket(`${base.replace(/^http/, 'ws')}/socket`);
+      assert.equal((await echo(again, 'pong')).data.toString(), 'pong');
+      assert.equal(seen.at(-1), 'plugin-next', 'the WebSocket dial presents the rotated certificate');
+      again.terminate();
     } finally {
       await app.close();
     }

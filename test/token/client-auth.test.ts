@@ -10,12 +10,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { compactVerify, decodeJwt, decodeProtectedHeader } from 'jose';
-import { resolveConfig } from '../../src/config/load.js';
 import type { AuthConfig } from '../../src/config/types.js';
 import { tokenDispatcher } from '../../src/outbound/dispatcher.js';
 import { direct } from '../../src/config/outbound-proxy.js';
 import { TokenError } from '../../src/token/errors.js';
-import { exchangeClientCredentials, type Token } from '../../src/token/exchange.js';
+import type { Token } from '../../src/token/exchange.js';
 import { TokenFetcher } from '../../src/token/fetcher.js';
 import Fastify from 'fastify';
 import { bearerProxy } from '../../src/fastify/index.js';
@@ -24,7 +23,7 @@ import { closeServer } from '../../src/demo/token-server.js';
 import { audit, call } from '../helpers/audit.js';
 import { makeSigningKey, makeTestPki, opensslMissing, selfSignedCertificate, type SigningKey, type SigningKeyKind, type TestPki } from '../helpers/certs.js';
 import { tempFiles } from '../helpers/config.js';
-import { startOidcProvider, type TestIdp } from '../helpers/oidc-provider.js';
+import { exchangeAsSidecar, idpAuth, startOidcProvider, type TestIdp } from '../helpers/oidc-provider.js';
 import { runToEnd } from '../helpers/process.js';
 import { eventually, startSidecar } from '../helpers/sidecar.js';
 import type { TokenSource } from '../../src/token/token-source.js';
@@ -69,23 +68,8 @@ describe('client authentication against oidc-provider', { skip: opensslMissing }
     audit.assertNothingLeaked();
   });
 
-  /** The resolved auth config of a route with these auth fields, trusting the test CA. */
-  function auth(fields: Record<string, unknown>): AuthConfig {
-    const config = resolveConfig({
-      routes: [{ name: 'r', upstream: 'http://127.0.0.1:1', auth: { tokenUrl: idp.tokenUrl, scope: 'api', ...fields, tls: { caFile: pki.caFile, ...(fields.tls as object) } } }],
-    });
-    return (config.routes[0] as { auth: AuthConfig }).auth;
-  }
-
-  /** One token request as the sidecar makes it: through the route's token dispatcher. */
-  async function exchange(config: AuthConfig): Promise<Token> {
-    const dispatcher = tokenDispatcher(direct, config.tls, config.timeoutMs);
-    try {
-      return await exchangeClientCredentials(config, dispatcher ? { dispatcher } : {});
-    } finally {
-      await dispatcher?.close();
-    }
-  }
+  const auth = (fields: Record<string, unknown>): AuthConfig => idpAuth(idp, pki, fields);
+  const exchange = exchangeAsSidecar;
 
   const defaults: Record<string, string> = { rsa: 'RS256', 'P-256': 'ES256', 'P-384': 'ES384', 'P-521': 'ES512', ed25519: 'EdDSA' };
 

@@ -106,7 +106,13 @@ export async function startTree(options: TreeOptions): Promise<Tree> {
       return sidecar.exited;
     },
   };
-  await sidecar.waitFor(/"msg":"workers listening"/, 15_000);
+  try {
+    await sidecar.waitFor(/"msg":"workers listening"/, 15_000);
+  } catch (err) {
+    // Not left running: its pipes would keep the test file's process alive after the failure.
+    sidecar.child.kill('SIGKILL');
+    throw err;
+  }
   return tree;
 }
 

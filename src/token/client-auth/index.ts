@@ -8,7 +8,9 @@ import type { AuthMethod } from '../../config/presets.js';
 import type { SecretSource } from '../../config/secret.js';
 import type { AuthConfig } from '../../config/types.js';
 import { credentialsUnreadable } from '../errors.js';
+import { clientAssertion } from './client-assertion.js';
 import { clientSecretBasic, clientSecretPost } from './client-secret.js';
+import { noClientAuthentication } from './none.js';
 import { privateKeyJwt } from './private-key-jwt.js';
 import { tlsClientAuth } from './tls-client-auth.js';
 import type { ClientAuthentication, ClientAuthRequest } from './types.js';
@@ -18,13 +20,15 @@ const methods: Readonly<Record<AuthMethod, (request: ClientAuthRequest) => Clien
   client_secret_post: clientSecretPost,
   private_key_jwt: privateKeyJwt,
   tls_client_auth: tlsClientAuth,
+  client_assertion: clientAssertion,
+  none: noClientAuthentication,
 };
 
 /** The authentication of one token request to `tokenUrl`, from the credentials as they are now (files are read again). Throws TokenError. */
 export async function clientAuthentication(auth: AuthConfig, tokenUrl: string, now: number): Promise<ClientAuthentication> {
-  let clientId: string;
+  let clientId = '';
   try {
-    clientId = auth.clientId.read();
+    if (auth.clientId) clientId = auth.clientId.read();
   } catch (err) {
     throw credentialsUnreadable(err);
   }
@@ -34,5 +38,8 @@ export async function clientAuthentication(auth: AuthConfig, tokenUrl: string, n
 /** Every credential a token request reads: when one of these files changes, a failed request may now succeed. */
 export function credentialSources(auth: AuthConfig): SecretSource[] {
   const certificate = auth.tls.clientCertificate;
-  return [auth.clientId, auth.clientSecret, auth.privateKey, auth.certificate, certificate?.cert, certificate?.key, certificate?.keyPassphrase].filter((source) => source !== undefined);
+  const exchange = auth.tokenExchange;
+  return [auth.clientId, auth.clientSecret, auth.privateKey, auth.certificate, auth.clientAssertion, exchange?.subjectToken, exchange?.actorToken, certificate?.cert, certificate?.key, certificate?.keyPassphrase].filter(
+    (source) => source !== undefined,
+  );
 }

@@ -23,7 +23,8 @@ export async function privateKeyJwt({ auth, clientId, tokenUrl, now }: ClientAut
     .setProtectedHeader({ alg, ...(auth.keyId ? { kid: auth.keyId } : {}), ...(thumbprint ? { 'x5t#S256': thumbprint } : {}) })
     .setIssuer(clientId)
     .setSubject(clientId)
-    .setAudience(tokenUrl)
+    // Auth0 asks for its issuer (and has announced it will stop taking the token endpoint).
+    .setAudience(auth.assertionAudience === 'issuer' ? (auth.assertionIssuer as string) : tokenUrl)
     .setJti(randomUUID())
     .setIssuedAt(issuedAt)
     // Some providers (Microsoft Entra ID among them) ask for nbf.

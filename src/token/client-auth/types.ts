@@ -15,6 +15,7 @@ export interface ClientAuthentication {
 
 export interface ClientAuthRequest {
   readonly auth: AuthConfig;
+  /** "" only with method none and no client id configured. */
   readonly clientId: string;
   /** The token endpoint URL this request goes to: the audience of a client assertion. */
   readonly tokenUrl: string;
