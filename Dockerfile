@@ -27,11 +27,15 @@ COPY LICENSE THIRD_PARTY_LICENSES ./
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 # Node's compile cache for the bundle, so that a container's first start skips most of its
 # compilation (about 60 ms of a ~450 ms start to ready, measured with Node 24). Node names the
-# cache directory after the user id, so it is filled as the run stage's user (1000), then made
-# readable by all: the run stage copies dist/ owned by root.
+# cache directory after the user id, so it is filled as the run stage's user (1000), then handed
+# back to root and made read-only for everyone else: COPY --from keeps the owner a file has here
+# (podman/buildah do; the real build showed dist/.compile-cache owned by 1000 in the run stage),
+# and the process must not be able to rewrite its own code cache. Node reads a cache it cannot write.
 RUN mkdir dist/.compile-cache && chown 1000:1000 dist/.compile-cache
 USER 1000:1000
-RUN node dist/cli.js --version > /dev/null && chmod -R a+rX,go-w dist/.compile-cache
+RUN node dist/cli.js --version > /dev/null
+USER 0:0
+RUN chown -R 0:0 dist/.compile-cache && chmod -R a+rX,go-w dist/.compile-cache
 
 # ---- run: Node runtime + dist/ + production node_modules + package.json + licences, as a non-root user ----
 FROM node:${NODE_VERSION}-trixie-slim AS runtime

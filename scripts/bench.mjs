@@ -50,10 +50,13 @@
 //   --noise-budget=S        seconds in all to wait for a quiet machine before a case and to re-run
 //                           a case that something else disturbed (BENCH_NOISE_BUDGET, default 150)
 //   --out=FILE              where to write (default BENCHMARKS.md; --no-write to write nothing)
+//   --frontier              instead of the benchmark: the frontier of memory and speed over the
+//                           candidate runtime settings on Node 24 (scripts/bench/frontier.mjs, whose
+//                           header lists its options; --frontier --quick for a short run)
 //   --profile               instead of the benchmark: CPU-profile the sidecar and the undici
 //                           baseline under wrk at 10 connections (--profile-seconds=10) and write
 //                           the summary between the bench:profile markers of the output file
-import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, createReadStream, chmodSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -62,8 +65,16 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { aggregate, inclusiveOf, loadProfile, toMarkdown } from './bench/cpuprofile.mjs';
+import { download, fmt, httpGet, machineBusyPct, machineBusySeconds, resetPeak, sampled, upload, waitFor, which, wrk, writeSection as writeSectionOf } from './bench/measure.mjs';
 import { binCommand, childrenOf, CLK_TCK, cpuSeconds, descendantsOf, killLeftovers, majorFaults, median, procStatus, sidecarYaml, sleep, startTime, treeOf, treeRssKb } from './bench/util.mjs';
 import { node24 } from './node24.mjs';
+
+// --frontier: the frontier of memory and speed instead (scripts/bench/frontier.mjs; its own options).
+if (process.argv.includes('--frontier')) {
+  const { runFrontier } = await import('./bench/frontier.mjs');
+  await runFrontier(process.argv.slice(2));
+  process.exit(0);
+}
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // The build the CPU-per-request target of issue 14 compares with: main when the issue was filed.
@@ -151,39 +162,9 @@ const ports = {
 for (const r of [...opt.runtimes, ...opt.coresRuntimes]) if (r !== 'current' && r !== '24') throw new Error(`--runtimes/--cores-runtimes: "${r}" is neither current nor 24`);
 
 // ---------------------------------------------------------------- small helpers
-const which = (cmd) => {
-  try {
-    return execFileSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).trim() || undefined;
-  } catch {
-    return undefined;
-  }
-};
-const fmt = (x, d = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : '—');
 const ms = (us) => us / 1000;
 const mib = (kb) => kb / 1024;
 
-/** Resets VmHWM to the current RSS (Linux >= 4.0). */
-function resetPeak(pid) {
-  try {
-    writeFileSync(`/proc/${pid}/clear_refs`, '5');
-    return true;
-  } catch {
-    return false;
-  }
-}
-/** All CPUs' busy time (user+nice+system+irq+softirq+steal), in seconds. */
-function machineBusySeconds() {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  return (f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] || 0)) / CLK_TCK;
-}
-/** Busy CPU (% of one core) of the whole machine over ms milliseconds, minus this process. */
-async function machineBusyPct(ms = 500) {
-  const m0 = machineBusySeconds();
-  const b0 = process.cpuUsage();
-  await sleep(ms);
-  const b = process.cpuUsage(b0);
-  return (100 * Math.max(0, machineBusySeconds() - m0 - (b.user + b.system) / 1e6)) / (ms / 1000);
-}
 let noiseSpent = 0;
 /** Waits until the machine is nearly idle, at most maxSeconds and within the run's noise budget;
  * returns the busy % seen last. */
@@ -195,24 +176,6 @@ async function waitQuiet(maxSeconds = 15) {
     if (busy < 10 || noiseSpent >= opt.noiseBudget || performance.now() >= end) return busy;
     noiseSpent += (performance.now() - t0) / 1000;
   }
-}
-function httpGet(url, { agent = false, timeout = 2000 } = {}) {
-  return new Promise((resolve) => {
-    const req = http.get(url, { agent, timeout }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode));
-    });
-    req.on('error', () => resolve(0));
-    req.on('timeout', () => req.destroy());
-  });
-}
-async function waitFor(url, { timeoutMs = 15_000, intervalMs = 20, ok = (s) => s >= 200 && s < 500 } = {}) {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (ok(await httpGet(url))) return true;
-    await sleep(intervalMs);
-  }
-  throw new Error(`${url} not ready within ${timeoutMs} ms`);
 }
 async function assertPortFree(port) {
   await new Promise((resolve, reject) => {
@@ -455,22 +418,7 @@ const loadTool = wrkPath ? 'wrk' : autocannon ? 'autocannon' : undefined;
 
 /** One load run; latencies in microseconds. */
 async function load(url, conns, seconds, threads = 1) {
-  if (loadTool === 'wrk') {
-    const args = ['-t', String(Math.min(threads, conns)), '-c', String(conns), '-d', `${seconds}s`, '--timeout', '10s', '-s', join(benchDir, 'report.lua'), url];
-    // Through sh so that wrk's CPU time can be read afterwards (the shell's cutime/cstime).
-    const script = '"$0" "$@"; r=$?; read -r l < /proc/$$/stat; echo "SHSTAT $l"; exit $r';
-    const out = await new Promise((resolve, reject) =>
-      execFile('sh', ['-c', script, wrkPath, ...args], { timeout: (seconds + 30) * 1000, maxBuffer: 1 << 20 }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
-    );
-    const sh = out.split('\n').find((l) => l.startsWith('SHSTAT '));
-    const shf = sh ? sh.slice(sh.lastIndexOf(')') + 2).split(' ') : [];
-    const loadCpu = sh ? (Number(shf[13]) + Number(shf[14])) / CLK_TCK : NaN;
-    const line = out.split('\n').find((l) => l.startsWith('WRKJSON '));
-    if (!line) throw new Error(`wrk printed no result:\n${out}`);
-    const r = JSON.parse(line.slice(8));
-    const errors = Object.values(r.errors).reduce((a, b) => a + b, 0);
-    return { rps: r.requests / (r.duration_us / 1e6), requests: r.requests, p50: r.p50, p99: r.p99, max: r.max, errors, loadCpu };
-  }
+  if (loadTool === 'wrk') return wrk(wrkPath, url, conns, seconds, threads);
   const r = await autocannon({ url, connections: conns, duration: seconds, pipelining: 1 });
   return {
     rps: r.requests.total / (r.duration || seconds),
@@ -556,29 +504,6 @@ async function tokenRoundTripMs(url) {
 }
 
 // ---------------------------------------------------------------- streaming (curl)
-function curl(args, seconds = 600) {
-  return new Promise((resolve, reject) =>
-    execFile('sh', ['-c', args], { timeout: seconds * 1000, maxBuffer: 1 << 20 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout))),
-  );
-}
-async function download(base, bytes) {
-  const out = await curl(`curl -sS -o /dev/null -w '%{http_code} %{size_download} %{time_total}' ${base}/bytes/${bytes}`);
-  const [code, size, secs] = out.trim().split(' ').map(Number);
-  if (code !== 200 || size !== bytes) throw new Error(`download from ${base}: HTTP ${code}, ${size} of ${bytes} bytes`);
-  return { seconds: secs, mbps: bytes / 2 ** 20 / secs };
-}
-async function upload(base, bytes) {
-  // Chunked upload from a generator; no Expect: 100-continue (curl adds it to large uploads).
-  const out = await curl(`head -c ${bytes} /dev/zero | curl -sS -X POST -T - -H 'Expect:' -H 'content-type: application/octet-stream' -w '\\n%{http_code} %{time_total}' ${base}/upload`);
-  const [body, status] = out.trim().split('\n');
-  const [code, secs] = status.split(' ').map(Number);
-  let got;
-  try {
-    got = JSON.parse(body).bytes;
-  } catch {}
-  if (code !== 200 || got !== bytes) throw new Error(`upload to ${base}: HTTP ${code}, upstream counted ${got} of ${bytes} bytes (${body.slice(0, 200)})`);
-  return { seconds: secs, mbps: bytes / 2 ** 20 / secs };
-}
 async function countLogLines(file) {
   let lines = 0;
   let requestLines = 0;
@@ -726,15 +651,7 @@ The script rewrites only the parts of this file between the \`bench:results\` an
 <!-- bench:profile:end -->
 `;
 }
-function writeSection(file, name, content) {
-  let text = existsSync(file) ? readFileSync(file, 'utf8') : template();
-  const a = `<!-- bench:${name}:start -->`;
-  const b = `<!-- bench:${name}:end -->`;
-  if (!text.includes(a) || !text.includes(b)) text = `${text.trimEnd()}\n\n${a}\n${b}\n`;
-  const i = text.indexOf(a) + a.length;
-  const j = text.indexOf(b);
-  writeFileSync(file, `${text.slice(0, i)}\n${content.trim()}\n${text.slice(j)}`);
-}
+const writeSection = (file, name, content) => writeSectionOf(file, name, content, template);
 
 // ================================================================= the benchmark
 if (!loadTool) {
@@ -909,26 +826,6 @@ for (const t of targets) if (t.pid) t.endRssKb = procStatus(t.pid).rssKb;
 for (const c of [...children]) if (c !== upstream) await stop(c);
 
 // ---------------------------------------------------------------- memory and streaming, per runtime
-/** Runs fn while sampling the RSS of pid's process tree every 20 ms; returns fn's result and the
- * peak in kB (for a single process, its VmHWM when higher: it sees between the samples). */
-async function sampled(pid, fn) {
-  const pids = treeOf(pid);
-  for (const p of pids) resetPeak(p);
-  let peak = treeRssKb(pid);
-  const timer = setInterval(() => {
-    const kb = treeRssKb(pid);
-    if (kb > peak) peak = kb;
-  }, 20);
-  try {
-    const result = await fn();
-    const kb = treeRssKb(pid);
-    const hwm = pids.length === 1 ? procStatus(pid).hwmKb : NaN;
-    return { result, peakKb: Math.max(peak, kb, Number.isFinite(hwm) ? hwm : 0) };
-  } finally {
-    clearInterval(timer);
-  }
-}
-
 /** A fresh sidecar's memory (sums over its process tree): idle (opt.idleAfter s after ready, one token, no
  * traffic), peak during opt.memLoad s of 100 keep-alive connections of small requests, opt.memAfter
  * s after that load; then, with stream, opt.streamBytes down and up (after a 64 MiB warm-up each

@@ -85,6 +85,12 @@ const explicit = args.filter((a) => a.endsWith('.test.ts'));
 const files = explicit.length > 0 ? explicit : find('test').sort();
 const options = args.filter((a) => !a.endsWith('.test.ts'));
 
+// The real image (test/deploy/image-build.test.ts), built once for both runtimes and before any
+// test runs: a first build takes minutes, more than the runner gives a file (image-tool.ts).
+if (files.some((f) => f.replaceAll('\\', '/').endsWith('test/deploy/image-build.test.ts'))) {
+  spawnSync(process.execPath, ['--import', 'tsx', join('test', 'deploy', 'image-tool.ts')], { stdio: 'inherit', env: { ...process.env, NODE_NO_WARNINGS: '1' } });
+}
+
 const results = [];
 const list = runtimes();
 const onceOn = list[list.length - 1].version;

@@ -86,7 +86,14 @@ export const runtimeSettings = {
 
 export type SettingName = keyof typeof runtimeSettings;
 
-/** The settings of each profile, by name. */
+/**
+ * The settings of each profile, by name. Chosen from the frontier run (`npm run bench -- --frontier`,
+ * BENCHMARKS.md "Frontier of memory and speed"): semi-spaces 4/8/16 MB or V8's, the malloc mmap
+ * threshold or 2 arenas, the collections on or off, side by side on Node 24. No candidate held every
+ * target: without the mmap threshold RSS stayed above 100 MiB 30 s after a load, with it large
+ * bodies and CPU per request pay several times over. So the default favours CPU and latency and
+ * `lean` is the one switch for memory.
+ */
 export const tuningProfiles: Readonly<Record<TuningName, readonly SettingName[]>> = {
   // What users feel first (CPU and latency), memory bounded: no malloc variable (6× slower 1 MiB bodies).
   default: ['youngGeneration', 'wasmTieringBudget', 'idleCollection', 'streamCollection'],

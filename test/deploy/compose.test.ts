@@ -1,5 +1,5 @@
 // docker-compose.yml and its Megaport staging override, parsed as YAML and checked against the
-// config loader, the demo servers and the Dockerfile. (image.test.ts runs the same services.)
+// config loader, the demo servers and the Dockerfile. (image-build.test.ts runs the same services in the real image.)
 
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
