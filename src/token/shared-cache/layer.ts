@@ -84,7 +84,17 @@ export class SharedTokenLayer implements RouteTokenCache {
         return direct(signal, attempt);
       }
       this.#options.logger?.trace({ route: this.#options.route, locked }, locked ? 'token cache: fetching the token for the fleet' : 'token cache: another replica is fetching the token; waiting');
-      if (locked) return this.#fetchAndShare(direct, signal, attempt, keys, lockId);
+      if (locked) {
+        // The replica that held the lock may have shared its token and let go between the lookup
+        // above and this lock: look once more before fetching, or the fleet makes a second grant.
+        const shared = await this.#lookup(keys, false);
+        if (shared.kind === 'usable') {
+          await this.#unlock(keys, lockId);
+          if (waited) this.#options.metrics?.lockWait(this.#options.route, 'token');
+          return { accessToken: shared.token.accessToken, lifetimeSeconds: shared.token.lifetimeSeconds, lifetimeFrom: shared.token.lifetimeFrom, scope: shared.token.scope, sharedSince: shared.token.obtainedAt };
+        }
+        return this.#fetchAndShare(direct, signal, attempt, keys, lockId);
+      }
       // Another replica is fetching it.
       waited = true;
       if (performance.now() >= waitUntil || !connection.up) {
