@@ -81,7 +81,12 @@ async function startFaultyUpstream(): Promise<{ url: string; seen: Seen[]; openS
 }
 
 /** Sends a request and destroys it after `whenToLeave` resolves; never throws. */
-function leaveEarly(url: string, options: { method?: string; headers?: Record<string, string>; upload?: boolean; readBytes?: number; afterMs?: number }): Promise<{ received: number }> {
+/**
+ * A caller that leaves: after `readBytes` of the response, after `afterMs`, or once `leaveWhen()`
+ * holds (polled; e.g. once the upstream has the request, which on a loaded machine may take longer
+ * than any fixed delay when the sidecar first fetches a token).
+ */
+function leaveEarly(url: string, options: { method?: string; headers?: Record<string, string>; upload?: boolean; readBytes?: number; afterMs?: number; leaveWhen?: () => boolean }): Promise<{ received: number }> {
   return new Promise((resolve) => {
     let received = 0;
     const req = httpRequest(url, { method: options.method ?? 'GET', headers: options.headers, agent: false }, (res) => {
@@ -102,6 +107,15 @@ function leaveEarly(url: string, options: { method?: string; headers?: Record<st
         req.destroy();
         resolve({ received });
       }, options.afterMs);
+    }
+    const { leaveWhen } = options;
+    if (leaveWhen !== undefined) {
+      const poll = setInterval(() => {
+        if (!leaveWhen()) return;
+        clearInterval(poll);
+        req.destroy();
+        resolve({ received });
+      }, 5).unref();
     }
   });
 }
@@ -223,10 +237,14 @@ describe('upstream faults and callers that leave', () => {
   test('the caller leaves while the upstream is thinking: the upstream request is aborted at once, not at responseTimeoutMs', async () => {
     const slowSidecar = await startSidecar({ routes: [route(tokens.url, upstream.url, { responseTimeoutMs: 30_000 })] });
     try {
-      const started = Date.now();
-      await leaveEarly(`${slowSidecar.proxyUrl}/slow?leave`, { afterMs: 150 });
+      // Leave once the upstream has the request (the sidecar fetches its first token before sending it).
+      await Promise.race([
+        leaveEarly(`${slowSidecar.proxyUrl}/slow?leave`, { leaveWhen: () => lastSeen('/slow?leave') !== undefined }),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('the upstream never received the request')), 10_000).unref()),
+      ]);
+      const left = Date.now();
       await eventually(() => lastSeen('/slow?leave')?.closed === true, 3000);
-      assert.ok(Date.now() - started < 3000);
+      assert.ok(Date.now() - left < 3000, `the upstream request was aborted ${Date.now() - left} ms after the caller left`);
     } finally {
       await slowSidecar.close();
     }
