@@ -58,6 +58,7 @@ export const allCandidates = [
   { name: 'default', tuning: 'default', settings: 'the default profile' },
   { name: 'default+semi8', tuning: 'default', nodeArgs: ['--max-semi-space-size=8'], settings: 'the default profile, semi-space 8 MB' },
   { name: 'default+semi16', tuning: 'default', nodeArgs: ['--max-semi-space-size=16'], settings: 'the default profile, semi-space 16 MB' },
+  { name: 'default+arena1', tuning: 'default', env: { MALLOC_ARENA_MAX: '1' }, settings: 'the default profile, MALLOC_ARENA_MAX=1' },
   { name: 'default+arena2', tuning: 'default', env: { MALLOC_ARENA_MAX: '2' }, settings: 'the default profile, MALLOC_ARENA_MAX=2' },
   { name: 'lean', tuning: 'lean', settings: 'the lean profile' },
 ];
