@@ -176,7 +176,10 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.#discarding || this.#done) return;
+    // undici hands on empty chunks too (after every full 64 KiB socket read of a body): written,
+    // each would cost a cork, a tick and a write(2) of 0 bytes to the caller's socket, about one
+    // per chunk of a long body (a Readable drops them; this handler writes to the socket itself).
+    if (chunk.length === 0 || this.#discarding || this.#done) return;
     if (this.#res.destroyed) {
       // A drain would never come: let the upstream connection go instead of holding it paused.
       this.#done = true;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createServer, request as httpRequest, type Server } from 'node:http';
+import { createServer, request as httpRequest, ServerResponse, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { closeServer } from '../../src/demo/token-server.js';
@@ -65,4 +65,43 @@ test('Expect: 100-continue (as curl sends for large uploads) gets 100 Continue a
   assert.equal(result.continued, true);
   assert.equal(result.status, 200);
   assert.deepEqual(result.json, { size: body.length, expect: null });
+});
+
+test('a long body reaches the caller whole, and no empty write reaches its socket (undici hands on empty chunks)', async () => {
+  const body = Buffer.alloc(4 * 1024 * 1024, 'b');
+  const origin = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.length) });
+    res.end(body);
+  });
+  await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve));
+  const long = await startSidecar({
+    routes: [{ name: 'long', upstream: `http://127.0.0.1:${(origin.address() as AddressInfo).port}`, auth: { tokenUrl: tokens.url, clientId: 'a', clientSecret: 'b' } }],
+  });
+  // Every write to the caller's response in this process, by length.
+  const lengths: number[] = [];
+  const write = ServerResponse.prototype.write;
+  ServerResponse.prototype.write = function (this: ServerResponse, chunk: unknown, ...rest: unknown[]) {
+    if (this.req.url === '/long-body') lengths.push(typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Buffer).length);
+    return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+  } as typeof write;
+  try {
+    const received = await new Promise<number>((resolve, reject) => {
+      httpRequest(`${long.proxyUrl}/long-body`, (res) => {
+        let size = 0;
+        res.on('data', (d: Buffer) => (size += d.length));
+        res.on('end', () => resolve(size));
+        res.on('error', reject);
+      })
+        .on('error', reject)
+        .end();
+    });
+    assert.equal(received, body.length);
+    assert.ok(lengths.length > 4, `the body went out in chunks (${lengths.length} writes)`);
+    assert.equal(lengths.filter((n) => n === 0).length, 0, `empty writes among ${lengths.length}`);
+    assert.equal(lengths.reduce((a, b) => a + b, 0), body.length);
+  } finally {
+    ServerResponse.prototype.write = write;
+    await long.close();
+    await closeServer(origin);
+  }
 });
