@@ -20,7 +20,8 @@
 // only if both passed. Node 20's runner takes no glob patterns, so the files are listed here.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { node24 } from './node24.mjs';
 
@@ -63,7 +64,7 @@ function runOn(runtime, files, options, onceOn) {
   const child = spawn(
     runtime.path,
     ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=4', '--test-timeout=120000', ...options, ...files],
-    { stdio: ['inherit', 'pipe', 'inherit'], env: { ...process.env, BEARER_SIDECAR_TEST_ONCE_ON: onceOn, NODE_NO_WARNINGS: '1', ...(process.stdout.isTTY ? { FORCE_COLOR: '1' } : {}) } },
+    { stdio: ['inherit', 'pipe', 'inherit'], env: { ...process.env, TMPDIR: testTemp, BEARER_SIDECAR_TEST_ONCE_ON: onceOn, NODE_NO_WARNINGS: '1', ...(process.stdout.isTTY ? { FORCE_COLOR: '1' } : {}) } },
   );
   const summary = {};
   let rest = '';
@@ -91,6 +92,17 @@ if (files.some((f) => f.replaceAll('\\', '/').endsWith('test/deploy/image-build.
   spawnSync(process.execPath, ['--import', 'tsx', join('test', 'deploy', 'image-tool.ts')], { stdio: 'inherit', env: { ...process.env, NODE_NO_WARNINGS: '1' } });
 }
 
+// The tests' temporary files (os.tmpdir() reads TMPDIR, in the tests and the processes they start)
+// go in one directory, removed when the run ends: a run used to leave some 3,000 behind in /tmp.
+// Mode 1777 as /tmp's: the unix-socket tests reach theirs as another user.
+const testTemp = mkdtempSync(join(tmpdir(), 'bearer-sidecar-tests-'));
+chmodSync(testTemp, 0o1777);
+const removeTestTemp = () => rmSync(testTemp, { recursive: true, force: true, maxRetries: 3 });
+process.on('SIGINT', () => {
+  removeTestTemp();
+  process.exit(130);
+});
+
 const results = [];
 const list = runtimes();
 const onceOn = list[list.length - 1].version;
@@ -107,4 +119,5 @@ if (results.length > 1) {
     process.stdout.write(`ℹ ${key} ${key === 'duration_ms' ? total.toFixed(3) : total}\n`);
   }
 }
+removeTestTemp();
 process.exit(results.every((r) => r.code === 0) ? 0 : 1);
