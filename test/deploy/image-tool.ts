@@ -53,7 +53,11 @@ export function imageTag(): string {
 export async function ensureImage(timeoutMs = 15 * 60_000): Promise<{ tag: string; built: boolean; seconds: number; code: number | string; output: string }> {
   const tag = imageTag();
   // BUILDAH_FORMAT=docker keeps the HEALTHCHECK (an OCI image config has none).
-  const script = 'podman image exists "$1" && exit 0; echo "building $1" >&2; BUILDAH_FORMAT=docker "$2" build "$3" "$1" 2>&1';
+  // After a build, under the same lock: the 3 newest test images stay (other checkouts of other
+  // trees on this machine may be about to run theirs), older ones go (~400 MB each), and so do
+  // untagged build stages over 6 hours old (newer ones are the next build's cache).
+  const prune = `podman images --sort created --format '{{.Repository}}:{{.Tag}}' ${repository} | tail -n +4 | xargs -r podman rmi >/dev/null 2>&1; podman image prune -f --filter until=6h >/dev/null 2>&1`;
+  const script = `podman image exists "$1" && exit 0; echo "building $1" >&2; BUILDAH_FORMAT=docker "$2" build "$3" "$1" 2>&1 || exit $?; ${prune}; exit 0`;
   const t0 = Date.now();
   const child = spawn('flock', [lockFile, 'sh', '-c', script, 'sh', tag, imageTool, root], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
