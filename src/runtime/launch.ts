@@ -5,7 +5,7 @@
 // (PID 1 in a container stays PID 1), and so do signal handling and the open descriptors. Where
 // Node has no execve, the sidecar runs without them and says so in one line at start (main.ts,
 // notAppliedMessage). The V8 flags settable from inside are set here in any case. A re-execution
-// costs one more start of node (~105 ms CPU to ready on a loaded 2-CPU machine, about one bare
+// costs one more start of node (~95 ms CPU and ~85 ms to ready on a quiet 2-CPU machine, about one bare
 // `node -e 0`; docs/deployment.md, "Runtime settings").
 //
 // Only `serve` re-executes: --help, --version, `check` and `token` are short-lived, and a worker
