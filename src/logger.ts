@@ -57,9 +57,22 @@ export interface LoggerOptions {
 export const flushIntervalMs = 100;
 export const batchBytes = 16_000;
 export function stdoutDestination(): pino.DestinationStream {
-  const boom = pino.destination({ dest: 1, sync: false, minLength: batchBytes, periodicFlush: flushIntervalMs, contentMode: 'buffer' });
+  const boom = pino.destination({ dest: 1, sync: false, minLength: batchBytes, contentMode: 'buffer' });
+  // The timed flush only when lines wait: SonicBoom's own (periodicFlush) writes an empty batch
+  // when there is none, a write(2) of 0 bytes on a libuv pool thread and a wake-up of the event
+  // loop ten times a second, however idle the sidecar.
+  let waiting = 0;
+  boom.on('write', (bytes: number) => (waiting = Math.max(0, waiting - bytes)));
+  const timer = setInterval(() => {
+    if (waiting > 0) boom.flush();
+  }, flushIntervalMs).unref();
+  boom.once('close', () => clearInterval(timer));
   return {
-    write: (line: string) => boom.write(Buffer.from(line) as unknown as string),
+    write: (line: string) => {
+      const bytes = Buffer.from(line);
+      waiting += bytes.length;
+      return boom.write(bytes as unknown as string);
+    },
     flush: (cb?: (err?: Error) => void) => boom.flush(cb),
     flushSync: () => boom.flushSync(),
   } as pino.DestinationStream;

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { createLogger, isoTimestamp, redactPaths } from '../../src/logger.js';
@@ -38,4 +40,24 @@ test('log lines carry an ISO time', async () => {
   const { time } = JSON.parse(out) as { time: string };
   assert.match(time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   assert.ok(Date.parse(time) >= before && Date.parse(time) <= Date.now());
+});
+
+test('stdout: a line is written within the flush interval, and an idle logger writes nothing (no empty batch every 100 ms)', () => {
+  // In a child: its stdout is the destination's fd 1. fs.write is what SonicBoom calls for it.
+  const logger = fileURLToPath(new URL('../../src/logger.ts', import.meta.url));
+  const script = `
+    import fs from 'node:fs';
+    const write = fs.write;
+    const lengths = [];
+    fs.write = function (fd, buffer, ...rest) { if (fd === 1) lengths.push(buffer.length); return write.call(this, fd, buffer, ...rest); };
+    const { stdoutDestination } = await import(${JSON.stringify(logger)});
+    const destination = stdoutDestination();
+    destination.write('{"msg":"one"}\\n');
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    process.stderr.write(JSON.stringify(lengths));
+  `;
+  const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(child.status, 0, child.stderr);
+  assert.equal(child.stdout, '{"msg":"one"}\n');
+  assert.deepEqual(JSON.parse(child.stderr), [14], 'one write of the line in a second, none empty');
 });
