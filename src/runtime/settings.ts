@@ -68,7 +68,7 @@ export const runtimeSettings = {
     kind: 'environment',
     value: 'MALLOC_MMAP_THRESHOLD_=32768',
     why: "blocks of 32 KiB and more (the 64 KiB socket read buffers) are mapped and unmapped on their own instead of being carved out of malloc's arenas, where the freed ones stay resident after a load. It costs an mmap/munmap pair with fresh page faults for every such buffer: 1 MiB bodies ran 6× slower (116-149 vs 650-880 req/s at 10 connections) and small requests took +27 % CPU",
-    withoutIt: 'RSS 30 s after a load ~108 MB instead of ~90',
+    withoutIt: 'RSS 30 s after a load 101-107 MiB instead of 83-102 (medians of two runs)',
   },
   idleCollection: {
     kind: 'collection',
@@ -89,10 +89,11 @@ export type SettingName = keyof typeof runtimeSettings;
 /**
  * The settings of each profile, by name. Chosen from the frontier run (`npm run bench -- --frontier`,
  * BENCHMARKS.md "Frontier of memory and speed"): semi-spaces 4/8/16 MB or V8's, the malloc mmap
- * threshold or 2 arenas, the collections on or off, side by side on Node 24. No candidate held every
- * target: without the mmap threshold RSS stayed above 100 MiB 30 s after a load, with it large
- * bodies and CPU per request pay several times over. So the default favours CPU and latency and
- * `lean` is the one switch for memory.
+ * threshold or 1 or 2 arenas, the collections on or off, side by side on Node 24 (two runs on a quiet
+ * machine, 60572a0 and d9e3abf). No candidate held every target: without the mmap threshold RSS
+ * stayed above 100 MiB 30 s after a load, with it large bodies and CPU per request pay several
+ * times over; fewer malloc arenas lowered the peak in one run and raised it in another. So the
+ * default favours CPU and latency and `lean` is the one switch for memory.
  */
 export const tuningProfiles: Readonly<Record<TuningName, readonly SettingName[]>> = {
   // What users feel first (CPU and latency), memory bounded: no malloc variable (6× slower 1 MiB bodies).
