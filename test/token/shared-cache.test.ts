@@ -44,7 +44,11 @@ test('an entry is sealed: it opens only under its own key name, with a key of th
   assert.equal(new EntrySeal([b]).open('p:token:one', sealed), undefined, 'another encryption key');
   assert.deepEqual(new EntrySeal([b, a]).open('p:token:one', sealed), token, 'rotation: an old key still opens');
   assert.equal(new EntrySeal([a]).open('p:token:one', new EntrySeal([b, a]).seal('p:token:one', token)), undefined, 'the first key seals');
-  const tampered = sealed.slice(0, -2) + (sealed.endsWith('A') ? 'B' : 'A') + sealed.slice(-1);
+  // One character changed (the second-to-last: all six of its bits are data), to one that differs
+  // from it; it used to be compared with the last character instead, so 1 run in 64 left it as it was.
+  const at = sealed.length - 2;
+  const tampered = sealed.slice(0, at) + (sealed[at] === 'A' ? 'B' : 'A') + sealed.slice(at + 1);
+  assert.notEqual(tampered, sealed);
   assert.equal(new EntrySeal([a]).open('p:token:one', tampered), undefined);
   for (const junk of ['', 'v1', 'v1..', 'v2.x.y', 'not sealed at all']) assert.equal(new EntrySeal([a]).open('p:token:one', junk), undefined);
 });
