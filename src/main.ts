@@ -206,17 +206,13 @@ async function serve(config: SidecarConfig, load: () => SidecarConfig, watch: { 
     setLogLevel(logger, cycle[(cycle.indexOf(logger.level) + 1) % cycle.length] as string);
     levelChanged(logger.level);
   });
-  try {
-    await sidecar.listen();
-  } catch (err) {
-    logger.fatal({ code: (err as NodeJS.ErrnoException).code, reason: (err as Error).message }, 'cannot start');
-    logger.flush();
-    await sidecar.close().catch(() => {});
-    return 1;
-  }
-  // SIGHUP reloads the config (systemd's ExecReload, kill -HUP); a bad one is logged and changes nothing.
-  hangups.deliverTo(() => void sidecar.reload());
-  closeWithGrace(
+  // Started once listening (below); the shutdown stops them.
+  let idleGc: ReturnType<typeof startIdleGc> | undefined;
+  let streamGc: ReturnType<typeof startStreamGc> | undefined;
+  // SIGTERM and SIGINT drain and exit 0. Installed before listening, as SIGUSR2's is: the "listening"
+  // line goes out at once (server.ts), and a SIGTERM sent on seeing it could otherwise arrive before
+  // the handler and end the process by the signal (seen once in CI, Node 20 under load).
+  const shutdown = closeWithGrace(
     {
       // No bound of its own (it would be fixed at start): the one below reads drainTimeoutMs when the signal comes, as a reload may change it.
       delay: null,
@@ -246,12 +242,24 @@ async function serve(config: SidecarConfig, load: () => SidecarConfig, watch: { 
       await new Promise<void>((resolve) => logger.flush(() => resolve()));
     },
   );
+  try {
+    await sidecar.listen();
+  } catch (err) {
+    logger.fatal({ code: (err as NodeJS.ErrnoException).code, reason: (err as Error).message }, 'cannot start');
+    logger.flush();
+    // Its handlers go: close-with-grace would also run at beforeExit and end the process with 0.
+    shutdown.uninstall();
+    await sidecar.close().catch(() => {});
+    return 1;
+  }
+  // SIGHUP reloads the config (systemd's ExecReload, kill -HUP); a bad one is logged and changes nothing.
+  hangups.deliverTo(() => void sidecar.reload());
   // Memory back after a burst of traffic, and after start-up (see runtime/idle-gc.ts); its timer is unref'd.
   // Started after the signal handlers: it builds a V8 context (milliseconds), and a caller that saw
   // the "listening" line may signal at once (a SIGTERM or SIGUSR2 with no handler ends the process).
-  const idleGc = tuning.idleCollection ? startIdleGc() : undefined;
+  idleGc = tuning.idleCollection ? startIdleGc() : undefined;
   // A stream's finished chunks freed as it goes (see runtime/stream-gc.ts).
-  const streamGc = tuning.streamCollection ? startStreamGc() : undefined;
+  streamGc = tuning.streamCollection ? startStreamGc() : undefined;
   return -1; // keeps running
 }
 
