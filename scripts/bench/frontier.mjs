@@ -47,7 +47,7 @@ const MiB = 2 ** 20;
 /**
  * The candidates: a profile, then node flags and environment on top. `settings` describes them for
  * the table. The young generation (semi-space 4/8/16 MB or V8's default), malloc (the mmap
- * threshold, or at most 2 arenas), the collections (in the default and lean profiles, not in none).
+ * threshold, or at most 1 or 2 arenas), the collections (in the default and lean profiles, not in none).
  */
 export const allCandidates = [
   { name: 'none', tuning: 'none', settings: "V8's and glibc's defaults, no collections (the baseline)" },

@@ -92,8 +92,9 @@ export type SettingName = keyof typeof runtimeSettings;
  * threshold or 1 or 2 arenas, the collections on or off, side by side on Node 24 (two runs on a quiet
  * machine, 60572a0 and d9e3abf). No candidate held every target: without the mmap threshold RSS
  * stayed above 100 MiB 30 s after a load, with it large bodies and CPU per request pay several
- * times over; fewer malloc arenas lowered the peak in one run and raised it in another. So the
- * default favours CPU and latency and `lean` is the one switch for memory.
+ * times over; one malloc arena (MALLOC_ARENA_MAX=1) held both memory targets in a 7-round A/B but
+ * cost +16 % CPU per request at 100 connections. So the default favours CPU and latency and `lean`
+ * is the one switch for memory.
  */
 export const tuningProfiles: Readonly<Record<TuningName, readonly SettingName[]>> = {
   // What users feel first (CPU and latency), memory bounded: no malloc variable (6× slower 1 MiB bodies).
